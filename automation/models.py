@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+EVENT_TYPES = [
+    "page_view",
+    "product_view",
+    "add_to_cart",
+    "cart_abandon",
+    "purchase",
+    "email_open",
+    "email_click",
+    "form_submit",
+    "newsletter_signup",
+    "custom",
+]
+EVENT_TYPE_CHOICES = [(name, name.replace("_", " ").capitalize()) for name in EVENT_TYPES]
+
+
+class Job(models.Model):
+    """A background job: what ran, for whom, how far it got, how it ended."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    kind = models.CharField(max_length=50, help_text="e.g. bulk_tag, import_contacts, rule_backfill")
+    title = models.CharField(max_length=200, blank=True, default="")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(default=0.0, help_text="0..1")
+    total = models.BigIntegerField(null=True, blank=True)
+    processed = models.BigIntegerField(default=0)
+    params = models.JSONField(default=dict, blank=True, help_text="JSON scalars the task was started with.")
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "-created_at"], name="job_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.FAILED)
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+
+class Event(models.Model):
+    """A behavioural event. The table is partitioned by month of ``occurred_at`` (see migration
+    0002); the real primary key is (id, occurred_at), which Django does not need to know."""
+
+    event_id = models.CharField(max_length=128)
+    contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="events", db_constraint=True)
+    type = models.CharField(max_length=20, choices=EVENT_TYPE_CHOICES)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+    properties = models.JSONField(default=dict, blank=True)
+    # properties.value of a purchase, copied out for fast sums (purchase_total, RFM, loyalty).
+    value = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+
+    class Meta:
+        managed = True
+        ordering = ["-occurred_at"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"
+
+
+class EventReceipt(models.Model):
+    """One row per accepted ``event_id``: the idempotency key and the processing state.
+
+    ``pending`` in the API is the number of receipts not yet ``done``.
+    """
+
+    class State(models.IntegerChoices):
+        PENDING = 0, "Pending"
+        DONE = 1, "Done"
+        FAILED = 2, "Failed"
+
+    event_id = models.CharField(max_length=128, primary_key=True)
+    event_pk = models.BigIntegerField()
+    occurred_at = models.DateTimeField()
+    contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, db_constraint=True)
+    state = models.SmallIntegerField(choices=State.choices, default=State.PENDING)
+    attempts = models.SmallIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+    received_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["received_at"], name="receipt_pending_idx", condition=models.Q(state=0)),
+            models.Index(fields=["received_at"], name="receipt_failed_idx", condition=models.Q(state=2)),
+            models.Index(fields=["event_pk"], name="receipt_event_pk_idx"),
+        ]
+
+
+class Rule(models.Model):
+    """An automation rule: when an event of ``event_type`` matching ``conditions`` happens, run
+    ``actions``. Both are JSON as in the API contract."""
+
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    active = models.BooleanField(default=True)
+    event_type = models.CharField(max_length=20, choices=EVENT_TYPE_CHOICES)
+    conditions = models.JSONField(default=list, blank=True)
+    actions = models.JSONField(default=list)
+    once_per_contact = models.BooleanField(default=False, help_text="Fire at most once for each contact.")
+    max_points_per_contact = models.IntegerField(
+        null=True, blank=True, help_text="Cap on the points this rule may give one contact in total."
+    )
+    activated_at = models.DateTimeField(null=True, blank=True, help_text="Events accepted from then on apply.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [models.Index(fields=["event_type"], name="rule_active_type_idx", condition=models.Q(active=True))]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RuleApplication(models.Model):
+    """That ``rule`` took effect for the event ``event_pk``: the at-most-once guard."""
+
+    pk = models.CompositePrimaryKey("rule_id", "event_pk")
+    rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="applications")
+    event_pk = models.BigIntegerField()
+    contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="rule_applications")
+    points = models.IntegerField(default=0)
+    applied_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["rule", "contact"], name="ruleapp_rule_contact_idx"),
+            models.Index(fields=["rule", "applied_at"], name="ruleapp_rule_time_idx"),
+            models.Index(fields=["contact"], name="ruleapp_contact_idx"),
+        ]
+
+
+class SegmentationMatrix(models.Model):
+    """Maps values of one event property to tags: many tagging rules in one table."""
+
+    class Match(models.TextChoices):
+        EQUALS = "eq", "equals"
+        PREFIX = "prefix", "starts with"
+        CONTAINS = "contains", "contains"
+
+    name = models.CharField(max_length=200)
+    active = models.BooleanField(default=True)
+    event_type = models.CharField(max_length=20, choices=EVENT_TYPE_CHOICES)
+    property = models.CharField(max_length=64, help_text="e.g. category or url")
+    match = models.CharField(max_length=10, choices=Match.choices, default=Match.EQUALS)
+    # [{"value": "/diamenty", "tag": "Diamenty", "score": 1}, ...]
+    rows = models.JSONField(default=list)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class ScoreChange(models.Model):
+    """The lead-score ledger: every point change, its cause and time. ``Contact.score`` is the
+    maintained sum; a full recompute from this table must equal it."""
+
+    contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="score_changes")
+    delta = models.IntegerField()
+    rule = models.ForeignKey("automation.Rule", null=True, blank=True, on_delete=models.SET_NULL)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    event_pk = models.BigIntegerField(null=True, blank=True)
+    reason = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["contact", "created_at"], name="scorechange_contact_idx"),
+            models.Index(fields=["created_at"], name="scorechange_created_idx"),
+            models.Index(fields=["event_pk"], name="scorechange_event_idx", condition=models.Q(event_pk__isnull=False)),
+        ]
+
+
+class TemperatureSettings(models.Model):
+    """The single row (pk=1) of lead-temperature thresholds and decay settings."""
+
+    warm = models.IntegerField(default=50)
+    hot = models.IntegerField(default=100)
+    decay_enabled = models.BooleanField(default=False)
+    decay_half_life_days = models.PositiveIntegerField(default=90)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    @classmethod
+    def current(cls) -> TemperatureSettings:
+        obj, _ = cls.objects.get_or_create(pk=1)
+        return obj
+
+    def temperature_of(self, score: int) -> str:
+        if score >= self.hot:
+            return "hot"
+        if score >= self.warm:
+            return "warm"
+        return "cold"
+
+
+class Funnel(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Stage(models.Model):
+    funnel = models.ForeignKey(Funnel, on_delete=models.CASCADE, related_name="stages")
+    name = models.CharField(max_length=100)
+    position = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["funnel", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["funnel", "name"], name="stage_unique_name"),
+            models.UniqueConstraint(fields=["funnel", "position"], name="stage_unique_position"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ContactStage(models.Model):
+    """Where a contact is in a funnel now."""
+
+    pk = models.CompositePrimaryKey("contact_id", "funnel_id")
+    contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="funnel_stages")
+    funnel = models.ForeignKey(Funnel, on_delete=models.CASCADE, related_name="contact_stages")
+    stage = models.ForeignKey(Stage, on_delete=models.CASCADE, related_name="contact_stages")
+    entered_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["stage"], include=["contact"], name="contactstage_stage_idx")]
+
+
+class StageTransition(models.Model):
+    """Every move through a funnel, forwards or backwards, with its cause."""
+
+    contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="stage_transitions")
+    funnel = models.ForeignKey(Funnel, on_delete=models.CASCADE, related_name="transitions")
+    from_stage = models.ForeignKey(Stage, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    to_stage = models.ForeignKey(Stage, on_delete=models.CASCADE, related_name="+")
+    cause = models.CharField(max_length=20, default="manual", help_text="manual, bulk, rule, api")
+    rule = models.ForeignKey("automation.Rule", null=True, blank=True, on_delete=models.SET_NULL)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    event_pk = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["funnel", "created_at"], name="transition_funnel_idx"),
+            models.Index(fields=["contact", "funnel", "created_at"], name="transition_contact_idx"),
+        ]
+
+
+class LeadStatusChange(models.Model):
+    contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="lead_status_changes")
+    from_status = models.CharField(max_length=12, blank=True, default="")
+    to_status = models.CharField(max_length=12)
+    reason = models.TextField(blank=True, default="")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from marketing_hub import views
+from marketing_hub.api import api
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("healthz", views.healthz, name="healthz"),
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("settings/", views.settings_home, name="settings"),
+    path("settings/api-keys/", views.api_keys, name="api_keys"),
+    path("settings/api-keys/<int:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),
+    path("settings/users/", views.users, name="users"),
+    path("api/v1/", api.urls),
+    path("contacts/", include("contacts.urls")),
+    path("automation/", include("automation.urls")),
+    path("leads/", include("leads.urls")),
+    path("segments/", include("segments.urls")),
+    path("loyalty/", include("loyalty.urls")),
+]

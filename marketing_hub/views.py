@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.models import Group
+from django.db import connection, transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from marketing_hub.forms import ApiKeyForm, UserCreateForm
+from marketing_hub.models import ApiKey
+from marketing_hub.roles import ADMIN, ALL_ROLES, STAFF, role_required
+
+
+class LoginView(auth_views.LoginView):
+    redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        if settings.DEBUG or getattr(settings, "SHOW_DEMO_LOGINS", False):
+            from marketing_hub.demo import DEMO_USERS
+
+            context["demo_logins"] = DEMO_USERS
+        return context
+
+
+@require_GET
+@role_required(*STAFF)
+def dashboard(request: HttpRequest) -> HttpResponse:
+    # The leads app owns the dashboard's KPIs and charts (issue 5); until it provides
+    # ``leads.dashboard.dashboard_context`` the page shows the shell only.
+    context: dict = {}
+    try:
+        from leads.dashboard import dashboard_context
+    except ImportError:
+        dashboard_context = None
+    if dashboard_context is not None:
+        context.update(dashboard_context(request))
+    return render(request, "marketing_hub/dashboard.html", context)
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Database and broker reachability, for load balancers and `make run`."""
+    checks: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:  # reported, not raised: this is a health probe
+        checks["database"] = f"error: {exc.__class__.__name__}"
+    try:
+        from marketing_hub.celery import app
+
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=3)
+        checks["broker"] = "ok"
+    except Exception as exc:
+        checks["broker"] = f"error: {exc.__class__.__name__}"
+    healthy = all(value == "ok" for value in checks.values())
+    return JsonResponse({"status": "ok" if healthy else "error", **checks}, status=200 if healthy else 503)
+
+
+@require_GET
+@role_required(ADMIN)
+def settings_home(request: HttpRequest) -> HttpResponse:
+    return render(request, "marketing_hub/settings.html", {})
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(ADMIN)
+def api_keys(request: HttpRequest) -> HttpResponse:
+    new_key = None
+    form = ApiKeyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        _, new_key = ApiKey.issue(name=form.cleaned_data["name"], scope=form.cleaned_data["scope"], created_by=request.user)
+        form = ApiKeyForm()
+    context = {"form": form, "new_key": new_key, "keys": ApiKey.objects.select_related("created_by")[:200]}
+    return render(request, "marketing_hub/api_keys.html", context)
+
+
+@require_POST
+@role_required(ADMIN)
+def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+    api_key = get_object_or_404(ApiKey, pk=key_id)
+    if api_key.revoked_at is None:
+        ApiKey.objects.filter(pk=key_id).update(revoked_at=timezone.now())
+        messages.success(request, f"API key “{api_key.name}” revoked.")
+    return redirect("api_keys")
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(ADMIN)
+def users(request: HttpRequest) -> HttpResponse:
+    form = UserCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            user = get_user_model().objects.create_user(
+                username=form.cleaned_data["username"],
+                email=form.cleaned_data["email"],
+                password=form.cleaned_data["password"],
+                first_name=form.cleaned_data["first_name"],
+                last_name=form.cleaned_data["last_name"],
+            )
+            user.groups.add(Group.objects.get(name=form.cleaned_data["role"]))
+        messages.success(request, f"User {user.username} created as {form.cleaned_data['role']}.")
+        return redirect("users")
+    people = get_user_model().objects.prefetch_related("groups").order_by("username")[:500]
+    return render(request, "marketing_hub/users.html", {"form": form, "people": people, "roles": ALL_ROLES})
