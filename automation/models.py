@@ -109,6 +109,9 @@ class EventReceipt(models.Model):
             models.Index(fields=["event_pk"], name="receipt_event_pk_idx"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.event_id} ({self.get_state_display()})"
+
 
 class Rule(models.Model):
     """An automation rule: when an event of ``event_type`` matching ``conditions`` happens, run
@@ -136,6 +139,19 @@ class Rule(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def summary(self) -> str:
+        """The rule in plain words ("When a purchase happens, add tag PURCHASE +1.")."""
+        from automation.rules import rule_summary
+
+        return rule_summary(
+            event_type=self.event_type,
+            conditions=self.conditions or [],
+            actions=self.actions or [],
+            once_per_contact=self.once_per_contact,
+            max_points_per_contact=self.max_points_per_contact,
+        )
+
 
 class RuleApplication(models.Model):
     """That ``rule`` took effect for the event ``event_pk``: the at-most-once guard."""
@@ -146,6 +162,10 @@ class RuleApplication(models.Model):
     contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="rule_applications")
     points = models.IntegerField(default=0)
     applied_at = models.DateTimeField(default=timezone.now)
+    # Set for rules that fire once per contact: the partial unique index below then refuses a
+    # second application for the same contact even from a concurrent transaction (a backfill job
+    # racing the engine), where a NOT EXISTS check alone could not.
+    once = models.BooleanField(default=False)
 
     class Meta:
         indexes = [
@@ -153,6 +173,14 @@ class RuleApplication(models.Model):
             models.Index(fields=["rule", "applied_at"], name="ruleapp_rule_time_idx"),
             models.Index(fields=["contact"], name="ruleapp_contact_idx"),
         ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rule", "contact"], condition=models.Q(once=True), name="ruleapp_once_per_contact"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"rule {self.rule_id} × event {self.event_pk}"
 
 
 class SegmentationMatrix(models.Model):
@@ -170,6 +198,7 @@ class SegmentationMatrix(models.Model):
     match = models.CharField(max_length=10, choices=Match.choices, default=Match.EQUALS)
     # [{"value": "/diamenty", "tag": "Diamenty", "score": 1}, ...]
     rows = models.JSONField(default=list)
+    activated_at = models.DateTimeField(null=True, blank=True, help_text="Events accepted from then on apply.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -179,3 +208,19 @@ class SegmentationMatrix(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class MatrixApplication(models.Model):
+    """That ``matrix`` tagged the event ``event_pk``: the at-most-once guard of matrices."""
+
+    pk = models.CompositePrimaryKey("matrix_id", "event_pk")
+    matrix = models.ForeignKey(SegmentationMatrix, on_delete=models.CASCADE, related_name="applications")
+    event_pk = models.BigIntegerField()
+    contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="+")
+    applied_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["matrix", "applied_at"], name="matrixapp_time_idx")]
+
+    def __str__(self) -> str:
+        return f"matrix {self.matrix_id} × event {self.event_pk}"

@@ -1,1 +1,428 @@
+"""Automation pages: rules (list, editor, preview, run on the past), segmentation matrices, ad-hoc
+actions, event processing (failed events, retry) and background jobs."""
+
 from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
+
+from automation import services
+from automation.engine import events_retry_failed, events_status
+from automation.forms import (
+    ACTION_CHOICES,
+    OP_CHOICES,
+    AdhocForm,
+    EditorRow,
+    MatrixForm,
+    RuleEditor,
+    RunForm,
+    default_since,
+)
+from automation.jobs import job_restart
+from automation.models import EVENT_TYPE_CHOICES, EventReceipt, Job, Rule, SegmentationMatrix
+from automation.rules import RuleError, rule_save
+from marketing_hub.htmx import render_page, wants_fragment
+from marketing_hub.roles import ADMIN, MARKETER, STAFF, role_required
+
+RULE_ROLES = (MARKETER, ADMIN)
+
+
+def _toast(response: HttpResponse, message: str, level: str = "success") -> HttpResponse:
+    response["HX-Trigger"] = json.dumps({"toast": {"message": message, "level": level}})
+    return response
+
+
+def _funnel_choices() -> list[dict]:
+    from leads.models import Funnel
+
+    return [
+        {"name": funnel.name, "stages": [stage.name for stage in funnel.stages.all()]}
+        for funnel in Funnel.objects.prefetch_related("stages").order_by("name")
+    ]
+
+
+def _editor_context(editor: RuleEditor, rule: Rule | None) -> dict:
+    return {
+        "editor": editor,
+        "rule": rule,
+        "event_types": EVENT_TYPE_CHOICES,
+        "op_choices": OP_CHOICES,
+        "action_choices": ACTION_CHOICES,
+        "funnels": _funnel_choices(),
+        "run_form": RunForm(initial={"since": default_since()}),
+    }
+
+
+# --- rules ----------------------------------------------------------------------------------------
+@require_GET
+@role_required(*RULE_ROLES)
+def rules(request: HttpRequest) -> HttpResponse:
+    rule_list = list(Rule.objects.order_by("-active", "name"))
+    counts = services.rule_fired_counts([rule.pk for rule in rule_list])
+    for rule in rule_list:
+        rule.fired = counts.get(rule.pk, {"days7": 0, "days30": 0})
+    return render(request, "automation/rules.html", {"rules": rule_list, "status": events_status()})
+
+
+@require_POST
+@role_required(*RULE_ROLES)
+def rule_toggle(request: HttpRequest, rule_id: int) -> HttpResponse:
+    rule = get_object_or_404(Rule, pk=rule_id)
+    try:
+        rule = services.rule_set_active(rule, not rule.active)
+    except RuleError as exc:
+        response = render(request, "automation/rules.html#rule_row", {"rule": rule})
+        return _toast(response, str(exc), "error")
+    rule.fired = services.rule_fired_counts([rule.pk])[rule.pk]
+    if not wants_fragment(request):
+        messages.success(request, f"Rule “{rule.name}” is {'on' if rule.active else 'off'}.")
+        return redirect("automation:rules")
+    response = render(request, "automation/rules.html#rule_row", {"rule": rule})
+    message = (
+        f"“{rule.name}” is on: it applies to events accepted from now on."
+        if rule.active else f"“{rule.name}” is off."
+    )
+    return _toast(response, message)
+
+
+@require_POST
+@role_required(*RULE_ROLES)
+def rules_install_starter(request: HttpRequest) -> HttpResponse:
+    from automation.starter import install_starter_rules
+
+    before = Rule.objects.count()
+    installed = install_starter_rules()
+    created = Rule.objects.count() - before
+    if created:
+        messages.success(request, f"Installed {created} starter rule{'s' if created != 1 else ''}.")
+    else:
+        messages.info(request, f"The {len(installed)} starter rules are installed already.")
+    return redirect("automation:rules")
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(*RULE_ROLES)
+def rule_new(request: HttpRequest) -> HttpResponse:
+    return _rule_editor(request, None)
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(*RULE_ROLES)
+def rule_edit(request: HttpRequest, rule_id: int) -> HttpResponse:
+    return _rule_editor(request, get_object_or_404(Rule, pk=rule_id))
+
+
+def _rule_editor(request: HttpRequest, rule: Rule | None) -> HttpResponse:
+    if request.method == "GET":
+        editor = RuleEditor.for_rule(rule)
+        return render(request, "automation/rule_edit.html", _editor_context(editor, rule))
+    editor = RuleEditor.from_post(request.POST)
+    if editor.is_valid:
+        try:
+            with transaction.atomic():
+                saved = rule_save(rule or Rule(), editor.cleaned, user=request.user)
+        except RuleError as exc:
+            editor.add_errors(exc.errors)
+        else:
+            messages.success(request, f"Rule “{saved.name}” saved. {saved.summary}")
+            target = reverse("automation:rule_edit", kwargs={"rule_id": saved.pk})
+            if request.htmx:
+                return HttpResponseClientRedirect(target)
+            return redirect(target)
+    # invalid: the whole editor again, with the errors in place (status 200 so htmx swaps it)
+    return render(request, "automation/rule_edit.html", _editor_context(editor, rule))
+
+
+@require_POST
+@role_required(*RULE_ROLES)
+def rule_delete(request: HttpRequest, rule_id: int) -> HttpResponse:
+    rule = get_object_or_404(Rule, pk=rule_id)
+    name = rule.name
+    rule.delete()
+    messages.success(request, f"Rule “{name}” deleted. What it already did (tags, points) stays.")
+    return redirect("automation:rules")
+
+
+@require_POST
+@role_required(*RULE_ROLES)
+def rule_summary(request: HttpRequest) -> HttpResponse:
+    """The plain-language summary of what is in the editor now (HTMX, on every change)."""
+    editor = RuleEditor.from_post(request.POST)
+    return render(request, "automation/rule_edit.html#summary", {"editor": editor})
+
+
+@require_POST
+@role_required(*RULE_ROLES)
+def rule_preview(request: HttpRequest) -> HttpResponse:
+    """What the rule in the editor would have done in the last 30 days — read-only."""
+    editor = RuleEditor.from_post(request.POST)
+    preview = None
+    if editor.is_valid:
+        cleaned = editor.cleaned
+        preview = services.rule_preview(
+            event_type=cleaned["event_type"],
+            conditions=cleaned["conditions"],
+            actions=cleaned["actions"],
+            once_per_contact=cleaned.get("once_per_contact", False),
+            max_points_per_contact=cleaned.get("max_points_per_contact"),
+        )
+    return render(request, "automation/rule_edit.html#preview", {"editor": editor, "preview": preview})
+
+
+@require_GET
+@role_required(*RULE_ROLES)
+def rule_condition_row(request: HttpRequest) -> HttpResponse:
+    index = _index(request)
+    return render(request, "automation/_rows.html#condition_row_added", {
+        "row": EditorRow(index, {"property": "", "op": "eq", "value": ""}),
+        "next_index": index + 1,
+        "op_choices": OP_CHOICES,
+    })
+
+
+@require_GET
+@role_required(*RULE_ROLES)
+def rule_action_row(request: HttpRequest) -> HttpResponse:
+    index = _index(request)
+    # the type select of a row sends itself as act-<index>-type when it changes
+    kind = request.GET.get("type") or next(
+        (value for key, value in request.GET.items() if key.endswith("-type")), "add_tag"
+    )
+    if kind not in dict(ACTION_CHOICES):
+        kind = "add_tag"
+    values = {"type": kind, "tag": "", "score": "1", "points": "", "funnel_stage": ""}
+    partial = "action_row" if request.GET.get("replace") else "action_row_added"
+    return render(request, f"automation/_rows.html#{partial}", {
+        "row": EditorRow(index, values),
+        "next_index": index + 1,
+        "action_choices": ACTION_CHOICES,
+        "funnels": _funnel_choices(),
+    })
+
+
+def _index(request: HttpRequest) -> int:
+    try:
+        return max(0, min(int(request.GET.get("index", 0)), 999))
+    except ValueError:
+        return 0
+
+
+@require_POST
+@role_required(*RULE_ROLES)
+def rule_run(request: HttpRequest, rule_id: int) -> HttpResponse:
+    """Start "run on past events since …" as a Job; the page shows its progress."""
+    rule = get_object_or_404(Rule, pk=rule_id)
+    form = RunForm(request.POST)
+    if not form.is_valid():
+        return render(request, "automation/rule_edit.html#run", {"rule": rule, "run_form": form})
+    job = services.rule_backfill_start(rule, since=form.cleaned_data["since"], user=request.user)
+    if not wants_fragment(request):
+        return redirect("automation:job_detail", job_id=job.pk)
+    return render(request, "automation/rule_edit.html#run", {
+        "rule": rule, "run_form": RunForm(initial={"since": default_since()}), "job": job,
+        "poll_url": reverse("automation:job_progress", kwargs={"job_id": job.pk}),
+    })
+
+
+# --- segmentation matrices ------------------------------------------------------------------------
+@require_GET
+@role_required(*RULE_ROLES)
+def matrices(request: HttpRequest) -> HttpResponse:
+    matrix_list = list(SegmentationMatrix.objects.order_by("name"))
+    return render(request, "automation/matrices.html", {"matrices": matrix_list})
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(*RULE_ROLES)
+def matrix_new(request: HttpRequest) -> HttpResponse:
+    return _matrix_editor(request, SegmentationMatrix(event_type="product_view", property="category"))
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(*RULE_ROLES)
+def matrix_edit(request: HttpRequest, matrix_id: int) -> HttpResponse:
+    return _matrix_editor(request, get_object_or_404(SegmentationMatrix, pk=matrix_id))
+
+
+def _matrix_editor(request: HttpRequest, matrix: SegmentationMatrix) -> HttpResponse:
+    was_active = matrix.active if matrix.pk else False
+    form = MatrixForm(request.POST or None, instance=matrix)
+    if request.method == "POST" and form.is_valid():
+        matrix = form.save(commit=False)
+        matrix.rows = form.cleaned_data["rows"]
+        now = timezone.now()
+        if matrix.active and (not was_active or matrix.activated_at is None):
+            matrix.activated_at = now
+        matrix.updated_at = now
+        if not matrix.pk:
+            matrix.created_by = request.user
+        matrix.save()
+        messages.success(request, f"Matrix “{matrix.name}” saved with {len(matrix.rows)} rows.")
+        return redirect("automation:matrices")
+    if request.method == "GET" and not matrix.pk:
+        form.row_list = [EditorRow(0, {"value": "", "tag": "", "score": "1"})]
+    return render(request, "automation/matrix_edit.html", {"form": form, "matrix": matrix})
+
+
+@require_GET
+@role_required(*RULE_ROLES)
+def matrix_row(request: HttpRequest) -> HttpResponse:
+    index = _index(request)
+    return render(request, "automation/matrix_edit.html#matrix_row_added", {
+        "row": EditorRow(index, {"value": "", "tag": "", "score": "1"}), "next_index": index + 1,
+    })
+
+
+@require_POST
+@role_required(*RULE_ROLES)
+def matrix_delete(request: HttpRequest, matrix_id: int) -> HttpResponse:
+    matrix = get_object_or_404(SegmentationMatrix, pk=matrix_id)
+    matrix.delete()
+    messages.success(request, f"Matrix “{matrix.name}” deleted. Tags it gave stay.")
+    return redirect("automation:matrices")
+
+
+# --- ad-hoc actions -------------------------------------------------------------------------------
+@require_http_methods(["GET", "POST"])
+@role_required(*RULE_ROLES)
+def adhoc(request: HttpRequest) -> HttpResponse:
+    from automation.adhoc import adhoc_start, adhoc_target_count
+
+    initial = {}
+    if request.method == "GET":
+        if request.GET.get("segment"):
+            initial = {"target": "segment", "segment": request.GET.get("segment")}
+        elif request.GET.get("query") is not None:
+            initial = {"target": "filter", "query": request.GET.get("query", "")}
+    form = AdhocForm(request.POST or None, initial=initial)
+    count = None
+    if request.method == "POST" and form.is_valid():
+        params = _adhoc_params(form)
+        count = adhoc_target_count(params)
+        if request.POST.get("confirm") == "1":
+            title = form.cleaned_data.get("title") or _adhoc_title(form, count)
+            job = adhoc_start(params=params, title=title, user=request.user)
+            messages.success(request, f"Started: {title}.")
+            return redirect("automation:job_detail", job_id=job.pk)
+    return render(request, "automation/adhoc.html", {
+        "form": form, "count": count, "action_choices": ACTION_CHOICES, "funnels": _funnel_choices(),
+    })
+
+
+def _adhoc_params(form: AdhocForm) -> dict:
+    data = form.cleaned_data
+    params: dict = {"target": data["target"], "actions": form.actions}
+    if data["target"] == "segment":
+        params["segment_id"] = data["segment"].pk
+    else:
+        params["query"] = data["query"].strip().lstrip("?")
+    return params
+
+
+def _adhoc_title(form: AdhocForm, count: int) -> str:
+    from automation.rules import describe_action
+
+    what = ", ".join(describe_action(action) for action in form.actions)
+    target = (f"segment “{form.cleaned_data['segment'].name}”" if form.cleaned_data["target"] == "segment"
+              else "filtered contacts")
+    return f"{what[:1].upper()}{what[1:]} — {count:,} contacts of {target}"
+
+
+# --- event processing -----------------------------------------------------------------------------
+@require_GET
+@role_required(*RULE_ROLES)
+def events(request: HttpRequest) -> HttpResponse:
+    failed = EventReceipt.objects.filter(state=EventReceipt.State.FAILED).select_related("contact").order_by("-received_at")
+    page = Paginator(failed, 25).get_page(request.GET.get("page"))
+    oldest = (
+        EventReceipt.objects.filter(state=EventReceipt.State.PENDING).order_by("received_at")
+        .values_list("received_at", flat=True).first()
+    )
+    context = {"status": events_status(), "page_obj": page, "oldest_pending": oldest,
+               "stuck": oldest is not None and oldest < timezone.now() - timedelta(minutes=1)}
+    return render_page(request, "automation/events.html", context, partial="results")
+
+
+@require_POST
+@role_required(*RULE_ROLES)
+def events_retry(request: HttpRequest) -> HttpResponse:
+    event_id = request.POST.get("event_id")
+    count = events_retry_failed(event_ids=[event_id] if event_id else None)
+    messages.success(request, f"{count} event{'s' if count != 1 else ''} queued for another try.")
+    return redirect("automation:events")
+
+
+# --- jobs -----------------------------------------------------------------------------------------
+def _job_tasks() -> dict:
+    """Every app's ``@job_task``s (registered when its tasks module is imported)."""
+    from automation.jobs import JOB_TASKS
+    from marketing_hub.celery import app
+
+    app.loader.import_default_modules()
+    return JOB_TASKS
+
+
+@require_GET
+@role_required(*RULE_ROLES)
+def jobs(request: HttpRequest) -> HttpResponse:
+    job_list = Job.objects.select_related("created_by").order_by("-created_at")
+    status = request.GET.get("status", "")
+    if status in Job.Status.values:
+        job_list = job_list.filter(status=status)
+    page = Paginator(job_list, 25).get_page(request.GET.get("page"))
+    return render_page(request, "automation/jobs.html", {
+        "page_obj": page, "status": status, "statuses": Job.Status.choices,
+    }, partial="results")
+
+
+@require_GET
+@role_required(*STAFF)
+def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(Job.objects.select_related("created_by"), pk=job_id)
+    JOB_TASKS = _job_tasks()
+    return render(request, "automation/job_detail.html", {
+        "job": job,
+        "poll_url": reverse("automation:job_progress", kwargs={"job_id": job.pk}),
+        "can_restart": job.is_finished and job.kind in JOB_TASKS,
+        "rule": Rule.objects.filter(pk=job.params.get("rule_id")).first() if job.kind == "rule_backfill" else None,
+    })
+
+
+@require_GET
+@role_required(*STAFF)
+def job_progress(request: HttpRequest, job_id: int) -> HttpResponse:
+    """The progress fragment, polled every second; stops the polling once the job has finished."""
+    job = get_object_or_404(Job, pk=job_id)
+    response = render(request, "includes/job_progress.html", {
+        "job": job, "poll_url": reverse("automation:job_progress", kwargs={"job_id": job.pk}),
+        "result_url": reverse("automation:job_detail", kwargs={"job_id": job.pk}),
+        "result_label": "Details",
+    })
+    if job.is_finished and request.htmx:
+        # 286: htmx swaps this last render and stops polling
+        stop = HttpResponseStopPolling(response.content)
+        return stop
+    return response
+
+
+@require_POST
+@role_required(*RULE_ROLES)
+def job_rerun(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(Job, pk=job_id)
+    JOB_TASKS = _job_tasks()
+    if not job.is_finished or job.kind not in JOB_TASKS:
+        messages.error(request, "Only a finished job of a known kind can be run again.")
+        return redirect("automation:job_detail", job_id=job.pk)
+    new_job = job_restart(job, user=request.user)
+    messages.success(request, f"Started again as job #{new_job.pk}.")
+    return redirect("automation:job_detail", job_id=new_job.pk)

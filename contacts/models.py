@@ -3,8 +3,11 @@ from __future__ import annotations
 import hashlib
 import re
 
+import pghistory
 from django.conf import settings
-from django.db import models
+from django.contrib.postgres.search import SearchQuery, SearchVectorField
+from django.db import connection, models, transaction
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -29,6 +32,77 @@ def email_hash(email: str) -> str:
     return hashlib.sha256(normalize_email(email).encode()).hexdigest()
 
 
+# The search document of a contact: its email split at punctuation plus its names, as words.
+# Built-in full-text search, because the embedded PostgreSQL ships no pg_trgm; the GIN index
+# ``contact_search_idx`` (migration 0002) is on exactly this expression, so a word-prefix search
+# ("kowal", "jan.kow", "example.com") is an index lookup even at a million contacts.
+CONTACT_SEARCH_DOCUMENT_SQL = (
+    "to_tsvector('simple'::regconfig, regexp_replace(\"contacts_contact\".\"email\", '[@._+-]+', ' ', 'g')"
+    " || ' ' || \"contacts_contact\".\"first_name\" || ' ' || \"contacts_contact\".\"last_name\")"
+)
+_SEARCH_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+def search_tsquery(text: str) -> str:
+    """A raw tsquery matching every word of ``text`` as a prefix: ``"Jan Kow"`` → ``jan:* & kow:*``."""
+    words = _SEARCH_WORD.findall((text or "").lower())[:8]
+    return " & ".join(f"{word}:*" for word in words)
+
+
+class ContactQuerySet(models.QuerySet):
+    def visible_to(self, user) -> ContactQuerySet:
+        """Every staff role sees every contact (Sales read-only): roles are checked by the views."""
+        return self
+
+    def search(self, text: str) -> ContactQuerySet:
+        query = search_tsquery(text)
+        if not query:
+            return self
+        document = RawSQL(CONTACT_SEARCH_DOCUMENT_SQL, [], output_field=SearchVectorField())
+        return self.alias(search_document=document).filter(
+            search_document=SearchQuery(query, config="simple", search_type="raw")
+        )
+
+    def ids_sql(self) -> tuple[str, tuple]:
+        """This queryset's contact ids as SQL (for ``INSERT … SELECT`` bulk work, never loaded)."""
+        return self.order_by().values("id").query.sql_with_params()
+
+    def add_tag(self, name: str, score: int = 1, *, user=None, source: str = "bulk") -> int:
+        """Add ``score`` to tag ``name`` on every contact of the queryset, set-based. → contacts changed."""
+        from contacts.scoring import tag_scores_add_selected, tags_ensure
+
+        sql, params = self.ids_sql()
+        with transaction.atomic(), connection.cursor() as cursor:
+            tag_id = tags_ensure(cursor, [name])[name]
+            return tag_scores_add_selected(
+                cursor, contacts_sql=sql, contacts_params=params, tag_id=tag_id, delta=score, source=source,
+                user_id=getattr(user, "pk", None),
+            )
+
+    def remove_tag(self, name: str, *, user=None, source: str = "bulk") -> int:
+        """Remove tag ``name`` from every contact of the queryset, set-based. → contacts changed."""
+        from contacts.scoring import tag_remove_selected
+
+        tag = Tag.objects.filter(key=tag_key(name)).first()
+        if tag is None:
+            return 0
+        sql, params = self.ids_sql()
+        with transaction.atomic(), connection.cursor() as cursor:
+            return tag_remove_selected(
+                cursor, contacts_sql=sql, contacts_params=params, tag_id=tag.pk, source=source,
+                user_id=getattr(user, "pk", None),
+            )
+
+    def assign_owner(self, owner) -> int:
+        """Set the owner (a Sales user or None) of every contact; the audit trigger records each."""
+        return self.exclude(owner=owner).update(owner=owner, updated_at=timezone.now())
+
+
+@pghistory.track(
+    pghistory.UpdateEvent("owner_changed", condition=pghistory.AnyChange("owner")),
+    fields=["owner"],
+    model_name="ContactOwnerEvent",
+)
 class Contact(models.Model):
     class LeadStatus(models.TextChoices):
         NEW = "new", "New"
@@ -57,6 +131,8 @@ class Contact(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
+    objects = ContactQuerySet.as_manager()
+
     class Meta:
         indexes = [
             models.Index(fields=["-score", "id"], name="contact_score_idx"),
@@ -67,16 +143,58 @@ class Contact(models.Model):
             models.Index(Lower("city"), name="contact_city_lower_idx"),
             models.Index(fields=["birth_date"], name="contact_birth_date_idx"),
             models.Index(fields=["lead_status", "-score"], name="contact_status_score_idx"),
+            # Keyset pagination of "recently active first" and "newest first" (ties broken by id).
+            models.Index(
+                models.F("last_activity_at").desc(nulls_last=True), models.F("id").desc(),
+                name="contact_activity_id_idx",
+            ),
+            models.Index(models.F("created_at").desc(), models.F("id").desc(), name="contact_created_id_idx"),
         ]
 
     def __str__(self) -> str:
         return self.email
+
+    def add_tag(self, name: str, score: int = 1, *, user=None, source: str = "manual") -> int:
+        """Add ``score`` to tag ``name`` (created if new); a result ≤ 0 removes it. → the new score (0: removed)."""
+        from contacts.scoring import tag_scores_add, tags_ensure
+
+        with transaction.atomic(), connection.cursor() as cursor:
+            tag_id = tags_ensure(cursor, [name])[name]
+            tag_scores_add(
+                cursor, contact_ids=[self.pk], tag_ids=[tag_id], deltas=[score], source=source,
+                user_id=getattr(user, "pk", None),
+            )
+            cursor.execute(
+                "SELECT score FROM contacts_contacttag WHERE contact_id = %s AND tag_id = %s", [self.pk, tag_id]
+            )
+            row = cursor.fetchone()
+        return row[0] if row else 0
+
+    def remove_tag(self, name: str, *, user=None, source: str = "manual") -> bool:
+        """Remove tag ``name`` (recorded in the score history). → whether the contact had it."""
+        from contacts.scoring import tag_remove
+
+        tag = Tag.objects.filter(key=tag_key(name)).first()
+        if tag is None:
+            return False
+        with transaction.atomic(), connection.cursor() as cursor:
+            return bool(
+                tag_remove(cursor, contact_ids=[self.pk], tag_ids=[tag.pk], source=source,
+                           user_id=getattr(user, "pk", None))
+            )
 
     @property
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}".strip()
 
 
+@pghistory.track(
+    pghistory.UpdateEvent("changed", condition=pghistory.AnyChange("name", "description", "colour")),
+    pghistory.DeleteEvent("deleted"),
+    pghistory.ManualEvent("merged"),
+    fields=["name", "key", "description", "colour"],
+    model_name="TagEvent",
+)
 class Tag(models.Model):
     name = models.CharField(max_length=100, help_text="The spelling the tag was first created with.")
     key = models.CharField(max_length=100, unique=True, help_text="Lower-case name: tags match case-insensitively.")
@@ -143,6 +261,9 @@ class TagScoreChange(models.Model):
             models.Index(fields=["event_pk"], name="tagchange_event_idx", condition=models.Q(event_pk__isnull=False)),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.contact_id}:{self.tag_id} {self.delta:+d} → {self.score_after}"
+
 
 class Note(models.Model):
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="notes")
@@ -154,6 +275,9 @@ class Note(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["contact", "-created_at"], name="note_contact_idx")]
+
+    def __str__(self) -> str:
+        return self.text[:50]
 
 
 class Consent(models.Model):
@@ -168,6 +292,9 @@ class Consent(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["channel", "granted"], include=["contact"], name="consent_channel_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.channel}={self.granted}"
 
 
 class ConsentChange(models.Model):
@@ -184,6 +311,9 @@ class ConsentChange(models.Model):
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["contact", "-created_at"], name="consentchange_contact_idx")]
 
+    def __str__(self) -> str:
+        return f"{self.channel}={self.granted} ({self.source})"
+
 
 class Suppression(models.Model):
     """An erased contact's email hash: ingestion does not silently re-create it without new consent."""
@@ -191,3 +321,37 @@ class Suppression(models.Model):
     email_hash = models.CharField(max_length=64, primary_key=True)
     created_at = models.DateTimeField(default=timezone.now)
     reason = models.CharField(max_length=100, default="gdpr_erasure")
+
+    def __str__(self) -> str:
+        return self.email_hash
+
+
+class ContactImport(models.Model):
+    """An uploaded CSV file, its column mapping and the outcome of importing it."""
+
+    class Status(models.TextChoices):
+        UPLOADED = "uploaded", "Waiting for column mapping"
+        QUEUED = "queued", "Importing"
+        DONE = "done", "Imported"
+        FAILED = "failed", "Failed"
+
+    filename = models.CharField(max_length=255)
+    content = models.TextField(help_text="The file's text (UTF-8).")
+    header = models.JSONField(default=list)
+    mapping = models.JSONField(default=dict, blank=True, help_text="target field → column index")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.UPLOADED)
+    # A plain id: automation depends on contacts, so contacts must not depend on automation's tables.
+    job_id = models.BigIntegerField(null=True, blank=True)
+    total_rows = models.IntegerField(default=0)
+    imported_rows = models.IntegerField(default=0)
+    error_rows = models.IntegerField(default=0)
+    # [[row number in the file, column, problem], …] — the downloadable error report.
+    errors = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.filename

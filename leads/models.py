@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import pghistory
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 
@@ -24,7 +26,18 @@ class ScoreChange(models.Model):
             models.Index(fields=["event_pk"], name="scorechange_event_idx", condition=models.Q(event_pk__isnull=False)),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.contact_id}: {self.delta:+d}"
 
+
+@pghistory.track(
+    pghistory.UpdateEvent(
+        "changed",
+        condition=pghistory.AnyChange("warm", "hot", "decay_enabled", "decay_half_life_days", "tag_decay_enabled"),
+    ),
+    fields=["warm", "hot", "decay_enabled", "decay_half_life_days", "tag_decay_enabled", "updated_by"],
+    model_name="TemperatureSettingsEvent",
+)
 class TemperatureSettings(models.Model):
     """The single row (pk=1) of lead-temperature thresholds and decay settings."""
 
@@ -32,8 +45,14 @@ class TemperatureSettings(models.Model):
     hot = models.IntegerField(default=100)
     decay_enabled = models.BooleanField(default=False)
     decay_half_life_days = models.PositiveIntegerField(default=90)
+    # Ledger points whose k-th half-life ended before this moment have been decayed already.
+    decay_applied_until = models.DateTimeField(null=True, blank=True)
+    tag_decay_enabled = models.BooleanField(default=False)
     updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"warm ≥ {self.warm}, hot ≥ {self.hot}"
 
     @classmethod
     def current(cls) -> TemperatureSettings:
@@ -48,6 +67,37 @@ class TemperatureSettings(models.Model):
         return "cold"
 
 
+
+class ScoreTrend(models.Model):
+    """Points a contact gained in the last 7 and 30 days, kept for sorting hot leads by growth.
+
+    ``score_add`` adds every change at once; points that age out of a window are subtracted by the
+    scheduled ``score_trend_refresh`` (every few minutes), so the numbers are exact up to that lag.
+    The card computes its own exact figures from the ledger.
+    """
+
+    contact = models.OneToOneField("contacts.Contact", on_delete=models.CASCADE, primary_key=True, related_name="score_trend")
+    points_7d = models.IntegerField(default=0)
+    points_30d = models.IntegerField(default=0)
+    refreshed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["-points_7d"], include=["contact"], name="scoretrend_7d_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.contact_id}: {self.points_7d:+d} in 7 days"
+
+
+class TagDecayState(models.Model):
+    """How far per-tag half-life decay has been applied (a watermark per tag)."""
+
+    tag = models.OneToOneField("contacts.Tag", on_delete=models.CASCADE, primary_key=True, related_name="+")
+    applied_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"tag {self.tag_id} decayed until {self.applied_until:%Y-%m-%d}"
+
+
 class Funnel(models.Model):
     name = models.CharField(max_length=100, unique=True)
     description = models.TextField(blank=True, default="")
@@ -55,6 +105,7 @@ class Funnel(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [models.UniqueConstraint(Lower("name"), name="funnel_unique_name_ci")]
 
     def __str__(self) -> str:
         return self.name
@@ -70,6 +121,7 @@ class Stage(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["funnel", "name"], name="stage_unique_name"),
             models.UniqueConstraint(fields=["funnel", "position"], name="stage_unique_position"),
+            models.UniqueConstraint("funnel", Lower("name"), name="stage_unique_name_ci"),
         ]
 
     def __str__(self) -> str:
@@ -87,6 +139,9 @@ class ContactStage(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["stage"], include=["contact"], name="contactstage_stage_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.contact_id} in stage {self.stage_id}"
 
 
 class StageTransition(models.Model):
@@ -108,6 +163,9 @@ class StageTransition(models.Model):
             models.Index(fields=["contact", "funnel", "created_at"], name="transition_contact_idx"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.contact_id}: {self.from_stage_id} → {self.to_stage_id} ({self.cause})"
+
 
 class LeadStatusChange(models.Model):
     contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="lead_status_changes")
@@ -119,3 +177,6 @@ class LeadStatusChange(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.contact_id}: {self.from_status} → {self.to_status}"

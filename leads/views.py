@@ -1,1 +1,618 @@
+"""Hot leads, temperature settings, the card's lead panel, funnels and the scoring model check."""
+
 from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db import connection, transaction
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from contacts.models import Contact, ContactTag, Note
+from leads import charts
+from leads.api import day_range, funnel_create
+from leads.filters import HotLeadFilter, hot_leads_base
+from leads.forms import BulkMoveForm, FunnelForm, LeadUpdateForm, StageMoveForm, ThresholdsForm
+from leads.funnels import contact_stage_set, funnel_report
+from leads.models import ContactStage, Funnel, Stage, StageTransition, TemperatureSettings
+from leads.services import (
+    LeadError,
+    lead_assign,
+    lead_assignees,
+    lead_can_edit,
+    lead_claim,
+    lead_is_manager,
+    lead_release,
+    lead_update,
+)
+from leads.temperature import temperature_counts
+from marketing_hub.htmx import render_page, wants_fragment
+from marketing_hub.roles import ADMIN, MARKETER, SALES, STAFF, has_role, role_required
+
+HOT_PAGE_SIZE = 25
+COUNT_CAP = 10_000
+
+
+class CappedPaginator(Paginator):
+    """Counts at most COUNT_CAP rows (``LIMIT`` inside the count), so a page of a huge hot set
+    never pays for counting all of it; ``is_capped`` says the real total is larger."""
+
+    @property
+    def count(self) -> int:
+        if not hasattr(self, "_capped_count"):
+            capped = self.object_list.order_by()[: COUNT_CAP + 1].count()
+            self.is_capped = capped > COUNT_CAP
+            self._capped_count = min(capped, COUNT_CAP)
+        return self._capped_count
+
+
+def _toast(response: HttpResponse, message: str, level: str = "success") -> HttpResponse:
+    response["HX-Trigger"] = json.dumps({"toast": {"message": message, "level": level}})
+    return response
+
+
+def _base_query(request: HttpRequest, *drop: str) -> str:
+    query = request.GET.copy()
+    for name in ("page", *drop):
+        query.pop(name, None)
+    return query.urlencode()
+
+
+# --- hot leads -----------------------------------------------------------------------------------
+def _decorate_leads(leads: list[Contact], thresholds: TemperatureSettings) -> None:
+    """Top tags and the latest note for a page of leads: two queries, whatever the page size."""
+    ids = [lead.pk for lead in leads]
+    tags_by_contact: dict[int, list] = {lead_id: [] for lead_id in ids}
+    notes_by_contact: dict[int, Note] = {}
+    if ids:
+        ranked = (
+            ContactTag.objects.filter(contact_id__in=ids)
+            .select_related("tag")
+            .order_by("contact_id", "-score", "tag__name")
+        )
+        for contact_tag in ranked:
+            bucket = tags_by_contact[contact_tag.contact_id]
+            if len(bucket) < 3:
+                bucket.append(contact_tag)
+        latest_notes = (
+            Note.objects.filter(contact_id__in=ids)
+            .select_related("author")
+            .order_by("contact_id", "-created_at")
+            .distinct("contact_id")
+        )
+        notes_by_contact = {note.contact_id: note for note in latest_notes}
+    for lead in leads:
+        lead.card_url = card_url(lead.pk)
+        lead.top_tags = tags_by_contact.get(lead.pk, [])
+        lead.latest_note = notes_by_contact.get(lead.pk)
+        lead.temperature = thresholds.temperature_of(lead.score)
+
+
+def _row_context(request: HttpRequest, lead: Contact, thresholds: TemperatureSettings, **extra) -> dict:
+    lead.can_edit = lead_can_edit(request.user, lead)
+    return {
+        "lead": lead,
+        "is_manager": lead_is_manager(request.user),
+        "assignees": lead_assignees() if lead_is_manager(request.user) else [],
+        "statuses": Contact.LeadStatus.choices,
+        **extra,
+    }
+
+
+@require_GET
+@role_required(SALES, MARKETER)
+def hot(request: HttpRequest) -> HttpResponse:
+    thresholds = TemperatureSettings.current()
+    lead_filter = HotLeadFilter(request.GET, queryset=hot_leads_base(), user=request.user, thresholds=thresholds)
+    queryset = lead_filter.qs if lead_filter.is_valid() else hot_leads_base().none()
+    paginator = CappedPaginator(queryset, HOT_PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    leads = list(page.object_list)
+    _decorate_leads(leads, thresholds)
+    is_manager = lead_is_manager(request.user)
+    for lead in leads:
+        lead.can_edit = is_manager or lead.owner_id in (None, request.user.pk)
+    context = {
+        "filter": lead_filter,
+        "form": lead_filter.form,
+        "page_obj": page,
+        "total": paginator.count,
+        "total_capped": getattr(paginator, "is_capped", False),
+        "leads": leads,
+        "thresholds": thresholds,
+        "base_query": _base_query(request),
+        "is_manager": is_manager,
+        "assignees": list(lead_assignees()) if is_manager else [],
+        "statuses": Contact.LeadStatus.choices,
+    }
+    return render_page(request, "leads/hot.html", context, partial="results")
+
+
+def _lead_for_row(contact_id: int) -> Contact:
+    return get_object_or_404(hot_leads_base(), pk=contact_id)
+
+
+def _render_row(request: HttpRequest, contact_id: int, **extra) -> HttpResponse:
+    thresholds = TemperatureSettings.current()
+    lead = _lead_for_row(contact_id)
+    _decorate_leads([lead], thresholds)
+    response = render(request, "leads/hot.html#lead_row", _row_context(request, lead, thresholds, **extra))
+    return response
+
+
+@require_POST
+@role_required(SALES, MARKETER)
+def lead_claim_view(request: HttpRequest, contact_id: int) -> HttpResponse:
+    contact = get_object_or_404(Contact, pk=contact_id)
+    try:
+        lead_claim(contact=contact, user=request.user)
+    except LeadError as error:
+        return _toast(_render_row(request, contact_id), error.message, "error")
+    return _toast(_render_row(request, contact_id), f"You now hold {contact.email}.")
+
+
+@require_POST
+@role_required(SALES, MARKETER)
+def lead_release_view(request: HttpRequest, contact_id: int) -> HttpResponse:
+    contact = get_object_or_404(Contact, pk=contact_id)
+    try:
+        lead_release(contact=contact, user=request.user)
+    except LeadError as error:
+        return _toast(_render_row(request, contact_id), error.message, "error")
+    return _toast(_render_row(request, contact_id), f"Released {contact.email}.")
+
+
+@require_POST
+@role_required(MARKETER)
+def lead_assign_view(request: HttpRequest, contact_id: int) -> HttpResponse:
+    contact = get_object_or_404(Contact, pk=contact_id)
+    raw = (request.POST.get("owner") or "").strip()
+    if raw and not raw.isdigit():
+        return _toast(_render_row(request, contact_id), "Choose a user from the list.", "error")
+    try:
+        lead_assign(contact=contact, owner_id=int(raw) if raw else None, user=request.user)
+    except LeadError as error:
+        return _toast(_render_row(request, contact_id), error.message, "error")
+    holder = contact.owner.get_full_name() or contact.owner.username if contact.owner else "nobody"
+    return _toast(_render_row(request, contact_id), f"{contact.email} is now held by {holder}.")
+
+
+@require_POST
+@role_required(SALES, MARKETER)
+def lead_update_view(request: HttpRequest, contact_id: int) -> HttpResponse:
+    """Status and/or a note, from the hot-leads row (or the card panel with ``?panel=1``)."""
+    contact = get_object_or_404(Contact.objects.select_related("owner"), pk=contact_id)
+    form = LeadUpdateForm(request.POST)
+    error: LeadError | None = None
+    result = None
+    if not form.is_valid():
+        field, messages_ = next(iter(form.errors.items()))
+        error = LeadError(" ".join(messages_), field)
+    else:
+        try:
+            result = lead_update(
+                contact=contact, user=request.user, status=form.cleaned_data["status"],
+                note_text=form.cleaned_data["note"],
+            )
+        except LeadError as exc:
+            error = exc
+    if request.GET.get("panel"):
+        response = card_panel_response(request, contact_id, lead_error=error, lead_form_data=request.POST if error else None)
+    else:
+        extra = {"error": error, "form_data": request.POST} if error else {}
+        response = _render_row(request, contact_id, **extra)
+    if error:
+        return response  # the message is shown beside the field; status 200 so htmx swaps it
+    parts = []
+    if result and result.changed_status:
+        parts.append(f"marked {contact.get_lead_status_display().lower()}")
+    if result and result.note:
+        parts.append("note added")
+    return _toast(response, f"{contact.email}: {' and '.join(parts)}.")
+
+
+# --- temperature settings ------------------------------------------------------------------------
+@require_http_methods(["GET", "POST"])
+@role_required(ADMIN)
+def settings_view(request: HttpRequest) -> HttpResponse:
+    thresholds = TemperatureSettings.current()
+    if request.method == "POST":
+        form = ThresholdsForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            with transaction.atomic():
+                TemperatureSettings.objects.filter(pk=thresholds.pk).update(
+                    warm=data["warm"], hot=data["hot"], decay_enabled=data["decay_enabled"],
+                    decay_half_life_days=data["decay_half_life_days"], tag_decay_enabled=data["tag_decay_enabled"],
+                    updated_by=request.user, updated_at=timezone.now(),
+                )
+            messages.success(request, f"Saved: warm from {data['warm']}, hot from {data['hot']}.")
+            return redirect("leads:settings")
+    else:
+        form = ThresholdsForm(initial=ThresholdsForm.initial_from(thresholds))
+    warm = _int_or(form["warm"].value(), thresholds.warm)
+    hot = _int_or(form["hot"].value(), thresholds.hot)
+    context = {
+        "form": form,
+        "thresholds": thresholds,
+        "preview": _preview_context(warm, hot, thresholds),
+        "history": _threshold_history(),
+    }
+    return render(request, "leads/settings.html", context)
+
+
+def _int_or(value, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _preview_context(warm: int, hot: int, thresholds: TemperatureSettings, error: str = "") -> dict:
+    if error:
+        return {"error": error}
+    counts = temperature_counts(warm, hot)
+    current = (
+        counts if (warm, hot) == (thresholds.warm, thresholds.hot) else temperature_counts(thresholds.warm, thresholds.hot)
+    )
+    total = sum(counts.values()) or 1
+    rows = []
+    for name in ("cold", "warm", "hot"):
+        rows.append(
+            {
+                "name": name,
+                "count": counts[name],
+                "current": current[name],
+                "delta": counts[name] - current[name],
+                "percent": round(100 * counts[name] / total, 1),
+            }
+        )
+    return {"rows": rows, "warm": warm, "hot": hot, "changed": (warm, hot) != (thresholds.warm, thresholds.hot)}
+
+
+def _threshold_history() -> list:
+    from leads.models import TemperatureSettingsEvent
+
+    return list(TemperatureSettingsEvent.objects.select_related("updated_by").order_by("-pgh_created_at")[:8])
+
+
+@require_GET
+@role_required(ADMIN)
+def settings_preview(request: HttpRequest) -> HttpResponse:
+    """Live counts for the thresholds being typed, before saving (one COUNT … FILTER scan)."""
+    thresholds = TemperatureSettings.current()
+    form = ThresholdsForm(request.GET or None, initial=ThresholdsForm.initial_from(thresholds))
+    error = ""
+    warm = hot = None
+    if form.is_bound:
+        form.is_valid()
+        for name in ("warm", "hot"):
+            if name in form.errors:
+                error = " ".join(form.errors[name])
+                break
+        warm, hot = form.cleaned_data.get("warm"), form.cleaned_data.get("hot")
+    if warm is None or hot is None:
+        warm, hot = thresholds.warm, thresholds.hot
+    preview = _preview_context(warm, hot, thresholds, error=error)
+    return render(request, "leads/settings.html#preview", {"preview": preview})
+
+
+# --- the card's lead panel -----------------------------------------------------------------------
+_PANEL_STATS_SQL = """
+SELECT coalesce(sum(delta) FILTER (WHERE created_at >= %(d7)s), 0),
+       coalesce(sum(delta) FILTER (WHERE created_at >= %(d30)s), 0),
+       coalesce(sum(delta) FILTER (WHERE created_at >= %(d14)s AND created_at < %(d7)s), 0),
+       count(*)
+FROM leads_scorechange WHERE contact_id = %(contact_id)s
+"""
+_PANEL_SERIES_SQL = """
+SELECT day, sum(points) OVER (ORDER BY day) AS score
+FROM (
+    SELECT date_trunc('day', created_at AT TIME ZONE %(tz)s)::date AS day, sum(delta) AS points
+    FROM leads_scorechange WHERE contact_id = %(contact_id)s GROUP BY 1
+) per_day
+ORDER BY day
+"""
+_PANEL_WHY_SQL = """
+SELECT s.rule_id, r.name, max(s.reason) FILTER (WHERE s.rule_id IS NULL) AS reason,
+       sum(s.delta) AS points, count(*) AS times
+FROM leads_scorechange s LEFT JOIN automation_rule r ON r.id = s.rule_id
+WHERE s.contact_id = %(contact_id)s
+GROUP BY s.rule_id, r.name, CASE WHEN s.rule_id IS NULL THEN s.reason END
+ORDER BY sum(s.delta) DESC
+LIMIT 5
+"""
+
+
+def _panel_context(request: HttpRequest, contact: Contact) -> dict:
+    thresholds = TemperatureSettings.current()
+    now = timezone.now()
+    params = {
+        "contact_id": contact.pk,
+        "d7": now - timedelta(days=7),
+        "d14": now - timedelta(days=14),
+        "d30": now - timedelta(days=30),
+        "tz": timezone.get_current_timezone_name(),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_PANEL_STATS_SQL, params)
+        points_7d, points_30d, points_prev_7d, ledger_rows = cursor.fetchone()
+        cursor.execute(_PANEL_SERIES_SQL, params)
+        series = cursor.fetchall()
+        cursor.execute(_PANEL_WHY_SQL, params)
+        why = [
+            {"rule_id": rule_id, "name": name or reason or ("Manual" if rule_id is None else "Deleted rule"),
+             "points": points, "times": times}
+            for rule_id, name, reason, points, times in cursor.fetchall()
+        ]
+    trend = "up" if points_7d > points_prev_7d else "down" if points_7d < points_prev_7d else "flat"
+    funnels = list(Funnel.objects.prefetch_related("stages").order_by("name"))
+    current = {
+        cs.funnel_id: cs
+        for cs in ContactStage.objects.filter(contact=contact).select_related("stage")
+    }
+    funnel_rows = [{"funnel": funnel, "current": current.get(funnel.pk)} for funnel in funnels]
+    moves = list(
+        StageTransition.objects.filter(contact=contact)
+        .select_related("funnel", "from_stage", "to_stage", "user", "rule")
+        .order_by("-created_at", "-id")[:5]
+    )
+    for move in moves:
+        move.backwards = move.from_stage is not None and move.to_stage.position < move.from_stage.position
+    can_move = lead_is_manager(request.user) or (has_role(request.user, SALES) and contact.owner_id == request.user.pk)
+    return {
+        "contact": contact,
+        "thresholds": thresholds,
+        "temperature": thresholds.temperature_of(contact.score),
+        "points_7d": points_7d,
+        "points_30d": points_30d,
+        "points_prev_7d": points_prev_7d,
+        "trend": trend,
+        "ledger_rows": ledger_rows,
+        "score_figure": charts.score_line(series, contact.score) if series else None,
+        "chart_id": f"score-line-{contact.pk}",
+        "why": why,
+        "funnel_rows": funnel_rows,
+        "moves": moves,
+        "can_move": can_move,
+        "can_edit_lead": lead_can_edit(request.user, contact) and has_role(request.user, SALES, MARKETER),
+        "statuses": Contact.LeadStatus.choices,
+    }
+
+
+def card_panel_response(request: HttpRequest, contact_id: int, **extra) -> HttpResponse:
+    contact = get_object_or_404(Contact.objects.select_related("owner"), pk=contact_id)
+    context = _panel_context(request, contact)
+    context.update(extra)
+    return render(request, "leads/card_panel.html", context)
+
+
+@require_GET
+@role_required(*STAFF)
+def card_panel(request: HttpRequest, contact_id: int) -> HttpResponse:
+    return card_panel_response(request, contact_id)
+
+
+@require_POST
+@role_required(SALES, MARKETER)
+def card_stage(request: HttpRequest, contact_id: int) -> HttpResponse:
+    """Move the contact in one funnel from the card panel. Sales only for leads they hold."""
+    contact = get_object_or_404(Contact, pk=contact_id)
+    if not (lead_is_manager(request.user) or contact.owner_id == request.user.pk):
+        return _toast(card_panel_response(request, contact_id), "Claim this lead first to move it through funnels.", "error")
+    form = StageMoveForm(request.POST)
+    if not form.is_valid():
+        return _toast(card_panel_response(request, contact_id), "Choose a stage.", "error")
+    stage = form.cleaned_data["stage"]
+    moved = contact_stage_set(contact_id=contact.pk, stage=stage, cause="manual", user_id=request.user.pk)
+    message = f"Moved to {stage.funnel.name} → {stage.name}." if moved else f"Already in {stage.name}."
+    return _toast(card_panel_response(request, contact_id), message, "success" if moved else "info")
+
+
+# --- funnels -------------------------------------------------------------------------------------
+def _funnel_counts() -> dict[int, int]:
+    return dict(ContactStage.objects.values_list("funnel_id").annotate(n=Count("*")).order_by())
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(*STAFF)
+def funnels(request: HttpRequest) -> HttpResponse:
+    can_edit = has_role(request.user, MARKETER)
+    form = FunnelForm(request.POST or None) if can_edit else None
+    if request.method == "POST":
+        if not can_edit:
+            return render(request, "403.html", status=403)
+        if form.is_valid():
+            funnel = funnel_create(
+                name=form.cleaned_data["name"], stages=form.cleaned_data["stage_list"],
+                description=form.cleaned_data["description"],
+            )
+            messages.success(request, f"Funnel “{funnel.name}” created.")
+            return redirect("leads:funnel_detail", funnel_id=funnel.pk)
+    funnel_list = list(Funnel.objects.prefetch_related("stages").order_by("name"))
+    counts = _funnel_counts()
+    for funnel in funnel_list:
+        funnel.contact_count = counts.get(funnel.pk, 0)
+    return render(request, "leads/funnels.html", {"funnels": funnel_list, "form": form, "can_edit": can_edit})
+
+
+def _parse_day(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+@require_GET
+@role_required(*STAFF)
+def funnel_detail(request: HttpRequest, funnel_id: int) -> HttpResponse:
+    """The funnel report: counts, entries, conversion and time in stage, for a date range."""
+    funnel = get_object_or_404(Funnel.objects.prefetch_related("stages"), pk=funnel_id)
+    today = timezone.localdate()
+    preset = request.GET.get("range", "")
+    start = _parse_day(request.GET.get("start"))
+    end = _parse_day(request.GET.get("end"))
+    error = ""
+    if preset in ("7", "30", "90", "365"):
+        start, end = today - timedelta(days=int(preset) - 1), today
+    if (request.GET.get("start") and start is None) or (request.GET.get("end") and end is None):
+        error = "Dates must look like 2025-01-31."
+    elif start and end and start > end:
+        error = "The end date is before the start date."
+        start = end = None
+    start_at, end_at = day_range(start, end)
+    stages = funnel_report(funnel, start=start_at, end=end_at)
+    first_entered = stages[0]["entered"] if stages else 0
+    for row in stages:
+        row["overall"] = round(100 * row["entered"] / first_entered, 1) if first_entered else None
+        row["conversion_percent"] = (
+            round(100 * row["conversion_to_next"], 1) if row["conversion_to_next"] is not None else None
+        )
+    stage_links = [contact_list_url(stage=stage.pk) for stage in funnel.stages.all()]
+    recent = list(
+        StageTransition.objects.filter(funnel=funnel)
+        .select_related("contact", "from_stage", "to_stage", "user", "rule")
+        .order_by("-created_at", "-id")[:15]
+    )
+    for move in recent:
+        move.backwards = move.from_stage is not None and move.to_stage.position < move.from_stage.position
+    context = {
+        "funnel": funnel,
+        "stages": stages,
+        "figure": charts.funnel_chart(stages, links=stage_links) if stages else None,
+        "start": start,
+        "end": end,
+        "preset": preset,
+        "error": error,
+        "recent": recent,
+        "can_edit": has_role(request.user, MARKETER),
+    }
+    return render_page(request, "leads/funnel_detail.html", context, partial="report")
+
+
+def card_url(contact_id: int) -> str:
+    """The contact card (the contacts app's page), or "" while it does not exist."""
+    try:
+        return reverse("contacts:card", kwargs={"contact_id": contact_id})
+    except NoReverseMatch:
+        return ""
+
+
+def contact_list_url(**params) -> str:
+    """The contact list filtered by ``params`` ("" while the contacts app has no list)."""
+    try:
+        url = reverse("contacts:list")
+    except NoReverseMatch:
+        return ""
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(MARKETER)
+def funnel_edit(request: HttpRequest, funnel_id: int) -> HttpResponse:
+    funnel = get_object_or_404(Funnel.objects.prefetch_related("stages"), pk=funnel_id)
+    existing = list(funnel.stages.all())
+    initial = {"name": funnel.name, "description": funnel.description, "stages": "\n".join(s.name for s in existing)}
+    form = FunnelForm(request.POST or None, initial=initial, funnel=funnel)
+    if request.method == "POST" and form.is_valid():
+        wanted = form.cleaned_data["stage_list"]
+        by_key = {stage.name.lower(): stage for stage in existing}
+        removed = [stage for stage in existing if stage.name.lower() not in {name.lower() for name in wanted}]
+        held = dict(
+            ContactStage.objects.filter(stage__in=removed).values_list("stage_id").annotate(n=Count("*")).order_by()
+        )
+        blocked = [f"{stage.name} ({held[stage.pk]:,} contacts)" for stage in removed if held.get(stage.pk)]
+        if blocked:
+            form.add_error("stages", "These stages still hold contacts; move them first: " + ", ".join(blocked))
+        else:
+            with transaction.atomic():
+                funnel.name = form.cleaned_data["name"].strip()
+                funnel.description = form.cleaned_data["description"].strip()
+                funnel.save(update_fields=["name", "description"])
+                Stage.objects.filter(pk__in=[stage.pk for stage in removed]).delete()
+                # Park positions out of the way first: (funnel, position) is unique.
+                for offset, stage in enumerate(Stage.objects.filter(funnel=funnel).order_by("pk")):
+                    Stage.objects.filter(pk=stage.pk).update(position=10_000 + offset)
+                for position, name in enumerate(wanted):
+                    stage = by_key.get(name.lower())
+                    if stage is not None:
+                        Stage.objects.filter(pk=stage.pk).update(position=position, name=name)
+                    else:
+                        Stage.objects.create(funnel=funnel, name=name, position=position)
+            messages.success(request, f"Funnel “{funnel.name}” saved.")
+            return redirect("leads:funnel_detail", funnel_id=funnel.pk)
+    return render(request, "leads/funnel_edit.html", {"funnel": funnel, "form": form})
+
+
+@require_POST
+@role_required(MARKETER)
+def funnel_delete(request: HttpRequest, funnel_id: int) -> HttpResponse:
+    funnel = get_object_or_404(Funnel, pk=funnel_id)
+    name = funnel.name
+    funnel.delete()
+    messages.success(request, f"Funnel “{name}” deleted with its history.")
+    return redirect("leads:funnels")
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(MARKETER)
+def funnel_bulk_move(request: HttpRequest) -> HttpResponse:
+    """Move a selection (``ids``) or everything a contact-list filter matches (``query``) to a
+    stage, as a background job. Opened from the contact list with its querystring."""
+    from automation.jobs import job_start
+    from leads.tasks import funnel_bulk_move_task
+
+    data = request.POST if request.method == "POST" else None
+    initial = {
+        "ids": ",".join(request.GET.getlist("ids")),
+        "query": request.GET.get("query", "") or _base_query(request, "ids", "query", "stage"),
+    }
+    if request.GET.get("stage", "").isdigit():
+        initial["stage"] = int(request.GET["stage"])
+    form = BulkMoveForm(data, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        stage = form.cleaned_data["stage"]
+        ids = form.cleaned_data["ids"]
+        query = (form.cleaned_data["query"] or "").strip()
+        what = f"{len(ids):,} selected contacts" if ids else "contacts matching the filter"
+        job = job_start(
+            funnel_bulk_move_task,
+            title=f"Move {what} to {stage.funnel.name} → {stage.name}",
+            params={"stage_id": stage.pk, "ids": ",".join(map(str, ids)), "query": "" if ids else query},
+            user=request.user,
+            total=len(ids) or None,
+        )
+        if wants_fragment(request):
+            return render(request, "leads/bulk_move.html#job", {"job": job})
+        return redirect("automation:job_detail", job_id=job.pk)
+    matched = None
+    if not form.is_bound:
+        matched = _bulk_count(initial["ids"], initial["query"])
+    return render(request, "leads/bulk_move.html", {"form": form, "matched": matched, "query": initial["query"]})
+
+
+def _bulk_count(ids: str, query: str) -> int | None:
+    from leads.tasks import bulk_contacts_queryset
+
+    if ids:
+        return len([part for part in ids.split(",") if part.strip()])
+    if not query:
+        return None
+    return bulk_contacts_queryset(query).count()
+
+
+# --- scoring model check -------------------------------------------------------------------------
+@require_GET
+@role_required(MARKETER)
+def model_check(request: HttpRequest) -> HttpResponse:
+    from leads.model_check import model_check_context
+
+    return render(request, "leads/model_check.html", model_check_context())

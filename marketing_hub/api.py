@@ -70,6 +70,24 @@ def api_root(request: HttpRequest):
     return {"name": "Marketing Hub API", "version": "1", "openapi": "/api/v1/openapi.json", "docs": "/api/v1/docs"}
 
 
+@api.get("/whoami", auth=ingest_auth, tags=["meta"])
+def whoami(request: HttpRequest):
+    """Which key this is and what it may do: a cheap way for a client to check its key."""
+    return {"name": request.api_key.name, "scope": request.api_key.scope}
+
+
+@api.get("/keys", tags=["meta"])
+def api_keys_list(request: HttpRequest):
+    """The API keys (never the keys themselves): admin scope only."""
+    keys = ApiKey.objects.all()[:500]
+    results = [
+        {"id": k.pk, "name": k.name, "scope": k.scope, "prefix": k.prefix, "created_at": k.created_at,
+         "last_used_at": k.last_used_at, "revoked_at": k.revoked_at}
+        for k in keys
+    ]
+    return {"results": results, "count": len(results)}
+
+
 def register_routers() -> None:
     """Each app's ``api.router`` is mounted if the app has one (apps land independently)."""
     import importlib

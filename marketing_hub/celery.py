@@ -15,4 +15,13 @@ app.autodiscover_tasks()
 # Each app adds its periodic work to this dict from its tasks module (see beat_schedule below).
 app.conf.beat_schedule = {
     "prune-broker-messages": {"task": "marketing_hub.tasks.broker_prune_task", "schedule": 300.0},
+    # leads: growth counters age out every 5 minutes; decay (off unless enabled in the settings)
+    # runs hourly and only writes when a half-life boundary was crossed.
+    "leads-score-trend-refresh": {"task": "leads.tasks.score_trend_refresh_task", "schedule": 300.0},
+    "leads-score-decay": {"task": "leads.tasks.score_decay_task", "schedule": 3600.0},
+    "leads-tag-decay": {"task": "leads.tasks.tag_decay_task", "schedule": 3600.0},
+    # automation: re-enqueue event processing when pending events wait too long (lost message,
+    # broker restart); mark jobs whose worker died as failed.
+    "automation-events-sweep": {"task": "automation.tasks.events_sweep_task", "schedule": 5.0},
+    "automation-jobs-reap": {"task": "automation.tasks.jobs_reap_task", "schedule": 600.0},
 }

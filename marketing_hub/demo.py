@@ -26,4 +26,4 @@ def ensure_demo_users() -> None:
         if created:
             user.set_password(spec["password"])
             user.save()
-        user.groups.add(Group.objects.get(name=spec["role"]))
+        user.groups.add(Group.objects.get_or_create(name=spec["role"])[0])

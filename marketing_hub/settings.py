@@ -151,6 +151,10 @@ else:
     }
     EMBEDDED_DATABASE = True
 DATABASES["default"].setdefault("OPTIONS", {})
+# The benchmark (bench/run.py) and its worker/web processes use a separate database on the same
+# server: MH_DATABASE_NAME overrides the database name of the embedded server or DATABASE_URL.
+if os.environ.get("MH_DATABASE_NAME", "").strip():
+    DATABASES["default"]["NAME"] = os.environ["MH_DATABASE_NAME"].strip()
 # Several people (and agents) may run the suite at once on one embedded server: each picks a name.
 if os.environ.get("MH_TEST_DB_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": os.environ["MH_TEST_DB_NAME"]}

@@ -1,0 +1,587 @@
+"""The rules engine: applies active rules and segmentation matrices to accepted events, in batches,
+with set-based SQL, each (rule, event) pair at most once.
+
+One batch is one transaction:
+
+1. take the engine's advisory lock (one batch at a time: no deadlocks between batches, and the
+   "once per contact" / "points cap" checks see every earlier batch);
+2. claim up to N pending receipts (``FOR UPDATE SKIP LOCKED``) with their events into a temp table;
+3. for each active rule, ONE ``INSERT INTO automation_ruleapplication … SELECT … WHERE <conditions
+   compiled to SQL> ON CONFLICT DO NOTHING RETURNING`` — the guard: only pairs inserted now act;
+4. the actions of those pairs, set-based: tags (``contacts.scoring``), points (``leads.scoring``),
+   stages (``leads.funnels``); then ``last_activity_at``, the after-events hooks (tiers, segments)
+   and the receipts marked done.
+
+A SIGKILL anywhere before the commit rolls all of it back and the receipts are pending again; after
+the commit the guard rows say the pairs took effect, so a redelivered task cannot apply them twice.
+
+A batch that raises is retried in halves (savepoints) down to single events; an event that fails
+alone gets ``attempts + 1`` and its error, and after ``MAX_ATTEMPTS`` it is marked failed
+(``state = 2``) — visible on the Events page with a retry button.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import connection, transaction
+
+from automation.conditions import compile_conditions
+from automation.models import EventReceipt, Rule, SegmentationMatrix
+from automation.rules import rule_points, template_parts, template_sql
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 2000
+MAX_ATTEMPTS = 3
+# pg_advisory_xact_lock key of the engine (any constant unique in the project)
+ENGINE_LOCK_KEY = 7_310_042_001
+
+
+@dataclass
+class Effects:
+    """What a batch's newly inserted (rule, event) pairs must do, gathered before applying."""
+
+    tag_adds: list[tuple] = field(default_factory=list)  # (occurred, event_pk, contact_id, tag, delta, rule_id)
+    tag_removes: list[tuple] = field(default_factory=list)  # (occurred, event_pk, contact_id, tag, rule_id)
+    points: list[tuple] = field(default_factory=list)  # (contact_id, delta, rule_id, event_pk)
+    stages: list[tuple] = field(default_factory=list)  # (occurred, event_pk, contact_id, funnel, stage, rule_id)
+    applications: int = 0
+
+
+@dataclass
+class BatchOutcome:
+    claimed: int = 0
+    applied_events: int = 0
+    failed_events: int = 0
+    applications: int = 0
+
+
+# --- the batch relation ---------------------------------------------------------------------------
+_CLAIM_SQL = """
+CREATE TEMP TABLE mh_claim ON COMMIT DROP AS
+WITH claimed AS (
+    SELECT r.event_id, r.event_pk, r.occurred_at, r.contact_id, r.received_at, r.attempts
+    FROM automation_eventreceipt r
+    WHERE r.state = 0
+    ORDER BY r.received_at
+    LIMIT %s
+    FOR UPDATE SKIP LOCKED
+)
+SELECT c.event_id, c.event_pk, c.contact_id, c.received_at, c.attempts, e.occurred_at, e.type, e.properties
+FROM claimed c
+JOIN automation_event e ON e.id = c.event_pk AND e.occurred_at = c.occurred_at
+"""
+
+
+def _make_batch(cursor, event_pks: list[int] | None) -> None:
+    """``mh_batch``: the claimed events, or the subset ``event_pks`` of them (bisection)."""
+    if event_pks is None:
+        cursor.execute("CREATE TEMP TABLE mh_batch ON COMMIT DROP AS SELECT * FROM mh_claim")
+    else:
+        cursor.execute(
+            "CREATE TEMP TABLE mh_batch ON COMMIT DROP AS SELECT * FROM mh_claim WHERE event_pk = ANY(%s::bigint[])",
+            [event_pks],
+        )
+    cursor.execute("ANALYZE mh_batch")
+
+
+# --- rules → guard rows → effects -----------------------------------------------------------------
+def _tag_columns(rule: Rule) -> list[tuple[int, str]]:
+    """(action index, SQL) for every tag action whose name is a template."""
+    columns = []
+    for index, action in enumerate(rule.actions):
+        if action.get("type") in ("add_tag", "remove_tag"):
+            if any(kind == "property" for kind, _ in template_parts(action["tag"])):
+                columns.append((index, template_sql(action["tag"], properties_sql="p.properties")))
+    return columns
+
+
+def _rule_sql(rule: Rule, *, respect_activation: bool) -> tuple[str, list]:
+    """The statement inserting the guard rows of ``rule`` over ``mh_batch``; it returns the new
+    pairs with what their actions need (points granted, template tag names)."""
+    conditions_sql, params = compile_conditions(rule.conditions or [], properties_sql="b.properties")
+    where = ["b.type = %s", conditions_sql]
+    params = [rule.event_type, *params]
+    if respect_activation and rule.activated_at is not None:
+        where.append("b.received_at >= %s")
+        params.append(rule.activated_at)
+    points = rule_points(rule.actions)
+    cap = rule.max_points_per_contact if points > 0 else None
+    candidate = f"""
+        cand AS (
+            SELECT b.event_pk, b.contact_id, b.occurred_at, b.properties
+            FROM mh_batch b
+            WHERE {" AND ".join(where)}
+              AND NOT EXISTS (SELECT 1 FROM automation_ruleapplication a
+                              WHERE a.rule_id = %s AND a.event_pk = b.event_pk)
+        )"""
+    params.append(rule.pk)
+    if rule.once_per_contact:
+        granted = f"LEAST({points}, {cap})" if cap else str(points)
+        picked = f"""
+        picked AS (
+            SELECT DISTINCT ON (c.contact_id) c.*, {granted} AS points
+            FROM cand c
+            WHERE NOT EXISTS (SELECT 1 FROM automation_ruleapplication a
+                              WHERE a.rule_id = %s AND a.contact_id = c.contact_id)
+            ORDER BY c.contact_id, c.occurred_at, c.event_pk
+        )"""
+        params.append(rule.pk)
+    elif cap:
+        # Running total per contact: what the rule gave before plus this batch in event order;
+        # the firing that reaches the cap gets the remainder, later ones do not fire.
+        picked = f"""
+        ranked AS (
+            SELECT c.*, row_number() OVER (PARTITION BY c.contact_id ORDER BY c.occurred_at, c.event_pk) AS nth
+            FROM cand c
+        ),
+        given AS (
+            SELECT a.contact_id, sum(a.points) AS total
+            FROM automation_ruleapplication a
+            WHERE a.rule_id = %s AND a.contact_id IN (SELECT contact_id FROM cand)
+            GROUP BY a.contact_id
+        ),
+        picked AS (
+            SELECT r.event_pk, r.contact_id, r.occurred_at, r.properties,
+                   LEAST({points}, {cap} - (coalesce(g.total, 0) + {points} * (r.nth - 1)))::int AS points
+            FROM ranked r LEFT JOIN given g ON g.contact_id = r.contact_id
+            WHERE coalesce(g.total, 0) + {points} * (r.nth - 1) < {cap}
+        )"""
+        params.append(rule.pk)
+    else:
+        picked = f"picked AS (SELECT c.*, {points} AS points FROM cand c)"
+    template_columns = "".join(f", {sql}" for _index, sql in _tag_columns(rule))
+    sql = f"""
+        WITH {candidate},
+        {picked},
+        inserted AS (
+            INSERT INTO automation_ruleapplication (rule_id, event_pk, contact_id, points, applied_at, once)
+            SELECT %s, event_pk, contact_id, points, now(), %s FROM picked
+            ON CONFLICT DO NOTHING
+            RETURNING event_pk
+        )
+        SELECT p.event_pk, p.contact_id, p.occurred_at, p.points{template_columns}
+        FROM picked p JOIN inserted i ON i.event_pk = p.event_pk
+        ORDER BY p.occurred_at, p.event_pk
+    """
+    params.extend([rule.pk, rule.once_per_contact])
+    return sql, params
+
+
+def _collect_rule(cursor, rule: Rule, effects: Effects, *, respect_activation: bool) -> None:
+    sql, params = _rule_sql(rule, respect_activation=respect_activation)
+    cursor.execute(sql, params)
+    rows = cursor.fetchall()
+    if not rows:
+        return
+    effects.applications += len(rows)
+    template_index = {index: position for position, (index, _sql) in enumerate(_tag_columns(rule))}
+    for row in rows:
+        event_pk, contact_id, occurred_at, points = row[:4]
+        templated = row[4:]
+        for index, action in enumerate(rule.actions):
+            kind = action["type"]
+            if kind in ("add_tag", "remove_tag"):
+                tag = templated[template_index[index]] if index in template_index else action["tag"]
+                if not tag or not tag.strip():
+                    continue  # a template whose property is empty: the action is skipped
+                if kind == "add_tag":
+                    effects.tag_adds.append((occurred_at, event_pk, contact_id, tag, action.get("score", 1), rule.pk))
+                else:
+                    effects.tag_removes.append((occurred_at, event_pk, contact_id, tag, rule.pk))
+            elif kind == "set_stage":
+                effects.stages.append((occurred_at, event_pk, contact_id, action["funnel"], action["stage"], rule.pk))
+        if points:
+            effects.points.append((contact_id, points, rule.pk, event_pk))
+
+
+_MATCH_SQL = {
+    "eq": "lower(b.properties ->> %s) = lower(m.value)",
+    "prefix": "starts_with(lower(b.properties ->> %s), lower(m.value))",
+    "contains": "strpos(lower(b.properties ->> %s), lower(m.value)) > 0",
+}
+
+
+def matrix_rows_clean(matrix: SegmentationMatrix) -> list[dict]:
+    return [row for row in (matrix.rows or []) if str(row.get("value", "")).strip() and str(row.get("tag", "")).strip()]
+
+
+def _collect_matrix(cursor, matrix: SegmentationMatrix, effects: Effects, *, respect_activation: bool) -> None:
+    rows = matrix_rows_clean(matrix)
+    if not rows:
+        return
+    where = ["b.type = %s", "jsonb_typeof(b.properties -> %s) IN ('string', 'number')"]
+    params: list = [
+        [str(row["value"]).strip() for row in rows],
+        [str(row["tag"]).strip() for row in rows],
+        [int(row.get("score") or 1) for row in rows],
+        matrix.property,
+        matrix.event_type,
+        matrix.property,
+    ]
+    if respect_activation and matrix.activated_at is not None:
+        where.append("b.received_at >= %s")
+        params.append(matrix.activated_at)
+    params.append(matrix.pk)
+    cursor.execute(
+        f"""
+        WITH m AS (
+            SELECT * FROM unnest(%s::text[], %s::text[], %s::int[]) AS m(value, tag, score)
+        ),
+        cand AS (
+            SELECT b.event_pk, b.contact_id, b.occurred_at, m.tag, m.score
+            FROM mh_batch b JOIN m ON {_MATCH_SQL[matrix.match]}
+            WHERE {" AND ".join(where)}
+        ),
+        inserted AS (
+            INSERT INTO automation_matrixapplication (matrix_id, event_pk, contact_id, applied_at)
+            SELECT DISTINCT %s::bigint, event_pk, contact_id, now() FROM cand
+            ON CONFLICT DO NOTHING
+            RETURNING event_pk
+        )
+        SELECT c.event_pk, c.contact_id, c.occurred_at, c.tag, c.score
+        FROM cand c JOIN inserted i ON i.event_pk = c.event_pk
+        ORDER BY c.occurred_at, c.event_pk
+        """,
+        params,
+    )
+    for event_pk, contact_id, occurred_at, tag, score in cursor.fetchall():
+        effects.applications += 1
+        effects.tag_adds.append((occurred_at, event_pk, contact_id, tag, score, None))
+
+
+# --- effects → the other areas' set-based writers ---------------------------------------------------
+def _tag_ids_existing(cursor, names: list[str]) -> dict[str, int]:
+    from contacts.models import tag_key
+
+    keys = sorted({tag_key(name)[:100] for name in names})
+    cursor.execute("SELECT key, id FROM contacts_tag WHERE key = ANY(%s::text[])", [keys])
+    by_key = dict(cursor.fetchall())
+    return {name: by_key[tag_key(name)[:100]] for name in names if tag_key(name)[:100] in by_key}
+
+
+def _apply_tags(cursor, effects: Effects) -> None:
+    from contacts.scoring import tag_remove, tag_scores_add, tags_ensure
+
+    if not effects.tag_adds and not effects.tag_removes:
+        return
+    # names in event order: a new tag keeps the spelling of its first event
+    add_ids = tags_ensure(cursor, list(dict.fromkeys(add[3] for add in effects.tag_adds))) if effects.tag_adds else {}
+    remove_ids = _tag_ids_existing(cursor, [remove[3] for remove in effects.tag_removes]) if effects.tag_removes else {}
+    # Within one batch a tag may be added and removed for the same contact: removal wins over the
+    # adds that came before it and not over those after it (event time order), as one-by-one would.
+    last_removal: dict[tuple[int, int], tuple] = {}
+    removes = []
+    for occurred, event_pk, contact_id, tag, rule_id in effects.tag_removes:
+        tag_id = remove_ids.get(tag)
+        if tag_id is None:
+            continue
+        removes.append((contact_id, tag_id, rule_id, event_pk))
+        pair = (contact_id, tag_id)
+        last_removal[pair] = max(last_removal.get(pair, (occurred, event_pk)), (occurred, event_pk))
+    before, after = [], []
+    for occurred, event_pk, contact_id, tag, delta, rule_id in effects.tag_adds:
+        tag_id = add_ids.get(tag)
+        if tag_id is None:
+            continue
+        cut = last_removal.get((contact_id, tag_id))
+        (after if cut is not None and (occurred, event_pk) > cut else before).append(
+            (contact_id, tag_id, delta, rule_id, event_pk)
+        )
+
+    def add(changes: list[tuple]) -> None:
+        if changes:
+            tag_scores_add(
+                cursor,
+                contact_ids=[change[0] for change in changes],
+                tag_ids=[change[1] for change in changes],
+                deltas=[change[2] for change in changes],
+                source="rule",
+                rule_ids=[change[3] for change in changes],
+                event_pks=[change[4] for change in changes],
+            )
+
+    add(before)
+    if removes:
+        tag_remove(
+            cursor,
+            contact_ids=[change[0] for change in removes],
+            tag_ids=[change[1] for change in removes],
+            source="rule",
+            rule_ids=[change[2] for change in removes],
+            event_pks=[change[3] for change in removes],
+        )
+    add(after)
+
+
+def _apply_effects(cursor, effects: Effects) -> None:
+    _apply_tags(cursor, effects)
+    if effects.points:
+        from leads.scoring import score_add
+
+        score_add(
+            cursor,
+            contact_ids=[change[0] for change in effects.points],
+            deltas=[change[1] for change in effects.points],
+            rule_ids=[change[2] for change in effects.points],
+            event_pks=[change[3] for change in effects.points],
+            reason="rule",
+        )
+    if effects.stages:
+        from leads.funnels import stages_set
+
+        ordered = sorted(effects.stages, key=lambda change: (change[0], change[1]))
+        stages_set(
+            cursor,
+            contact_ids=[change[2] for change in ordered],
+            funnel_names=[change[3] for change in ordered],
+            stage_names=[change[4] for change in ordered],
+            cause="rule",
+            rule_ids=[change[5] for change in ordered],
+            event_pks=[change[1] for change in ordered],
+        )
+
+
+def active_rules(event_types: set[str] | None = None) -> list[Rule]:
+    rules = Rule.objects.filter(active=True).order_by("pk")
+    if event_types is not None:
+        rules = rules.filter(event_type__in=event_types)
+    return list(rules)
+
+
+def active_matrices(event_types: set[str] | None = None) -> list[SegmentationMatrix]:
+    matrices = SegmentationMatrix.objects.filter(active=True).order_by("pk")
+    if event_types is not None:
+        matrices = matrices.filter(event_type__in=event_types)
+    return list(matrices)
+
+
+def batch_apply(
+    cursor,
+    *,
+    rules: list[Rule],
+    matrices: list[SegmentationMatrix],
+    respect_activation: bool = True,
+    touch_contacts: bool = True,
+) -> tuple[Effects, list[int]]:
+    """Apply ``rules`` and ``matrices`` to the events in ``mh_batch``; returns the effects and the
+    ids of the contacts of the batch (sorted). The caller owns the transaction."""
+    cursor.execute("SELECT DISTINCT contact_id FROM mh_batch ORDER BY contact_id")
+    contact_ids = [row[0] for row in cursor.fetchall()]
+    if touch_contacts and contact_ids:
+        # Lock in id order (as leads.scoring does) before any UPDATE that may visit rows in
+        # another order, then bring last_activity_at forward.
+        cursor.execute(
+            "SELECT 1 FROM contacts_contact WHERE id = ANY(%s::bigint[]) ORDER BY id FOR NO KEY UPDATE", [contact_ids]
+        )
+        cursor.execute(
+            """
+            UPDATE contacts_contact c SET last_activity_at = m.latest
+            FROM (SELECT contact_id, max(occurred_at) AS latest FROM mh_batch GROUP BY contact_id) m
+            WHERE c.id = m.contact_id AND (c.last_activity_at IS NULL OR c.last_activity_at < m.latest)
+            """
+        )
+    effects = Effects()
+    for rule in rules:
+        _collect_rule(cursor, rule, effects, respect_activation=respect_activation)
+    for matrix in matrices:
+        _collect_matrix(cursor, matrix, effects, respect_activation=respect_activation)
+    _apply_effects(cursor, effects)
+    return effects, contact_ids
+
+
+def _apply_subset(cursor, event_pks: list[int] | None, rules, matrices) -> Effects:
+    from automation.hooks import run_after_events_applied
+
+    _make_batch(cursor, event_pks)
+    effects, contact_ids = batch_apply(cursor, rules=rules, matrices=matrices)
+    run_after_events_applied(contact_ids)
+    cursor.execute(
+        """
+        UPDATE automation_eventreceipt r SET state = 1, processed_at = now(), error = ''
+        FROM mh_batch b WHERE r.event_id = b.event_id
+        """
+    )
+    # On an error the caller's savepoint rollback removes the table instead.
+    cursor.execute("DROP TABLE mh_batch")
+    return effects
+
+
+def _record_failure(cursor, event_pk: int, error: Exception) -> bool:
+    """attempts + 1 and the error; failed for good after MAX_ATTEMPTS. True when now failed."""
+    message = f"{error.__class__.__name__}: {error}"[:2000]
+    cursor.execute(
+        """
+        UPDATE automation_eventreceipt
+        SET attempts = attempts + 1, error = %s,
+            state = CASE WHEN attempts + 1 >= %s THEN 2 ELSE 0 END,
+            processed_at = CASE WHEN attempts + 1 >= %s THEN now() END
+        WHERE event_pk = %s
+        RETURNING state
+        """,
+        [message, MAX_ATTEMPTS, MAX_ATTEMPTS, event_pk],
+    )
+    row = cursor.fetchone()
+    return bool(row and row[0] == EventReceipt.State.FAILED)
+
+
+def _apply_isolating(cursor, event_pks: list[int], rules, matrices, outcome: BatchOutcome) -> None:
+    """Apply in halves under savepoints until the failing events are alone."""
+    try:
+        with transaction.atomic():
+            effects = _apply_subset(cursor, event_pks, rules, matrices)
+        outcome.applied_events += len(event_pks)
+        outcome.applications += effects.applications
+        return
+    except Exception as exc:
+        if len(event_pks) == 1:
+            logger.warning("event %s failed: %s", event_pks[0], exc)
+            if _record_failure(cursor, event_pks[0], exc):
+                outcome.failed_events += 1
+            return
+    middle = len(event_pks) // 2
+    _apply_isolating(cursor, event_pks[:middle], rules, matrices, outcome)
+    _apply_isolating(cursor, event_pks[middle:], rules, matrices, outcome)
+
+
+def events_process_batch(*, limit: int = BATCH_SIZE) -> BatchOutcome | None:
+    """Process one batch of pending events. None when another batch holds the engine lock."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [ENGINE_LOCK_KEY])
+        if not cursor.fetchone()[0]:
+            return None
+        cursor.execute(_CLAIM_SQL, [limit])
+        outcome = BatchOutcome(claimed=cursor.rowcount)
+        if outcome.claimed:
+            _process_claimed(cursor, outcome)
+        # ON COMMIT DROP covers the normal case; dropping here too keeps a surrounding
+        # transaction (tests, a caller's atomic block) able to run the next batch.
+        cursor.execute("DROP TABLE mh_claim")
+        return outcome
+
+
+def _process_claimed(cursor, outcome: BatchOutcome) -> None:
+    cursor.execute("SELECT DISTINCT type FROM mh_claim")
+    event_types = {row[0] for row in cursor.fetchall()}
+    rules = active_rules(event_types)
+    matrices = active_matrices(event_types)
+    try:
+        with transaction.atomic():
+            effects = _apply_subset(cursor, None, rules, matrices)
+        outcome.applied_events = outcome.claimed
+        outcome.applications = effects.applications
+        return
+    except Exception as exc:
+        logger.warning("batch of %s events failed (%s); retrying in parts", outcome.claimed, exc)
+    cursor.execute("SELECT event_pk FROM mh_claim ORDER BY received_at, event_pk")
+    event_pks = [row[0] for row in cursor.fetchall()]
+    if len(event_pks) == 1:
+        _apply_isolating(cursor, event_pks, rules, matrices, outcome)
+        return
+    middle = len(event_pks) // 2
+    _apply_isolating(cursor, event_pks[:middle], rules, matrices, outcome)
+    _apply_isolating(cursor, event_pks[middle:], rules, matrices, outcome)
+
+
+def pending_exists() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM automation_eventreceipt WHERE state = 0)")
+        return cursor.fetchone()[0]
+
+
+def events_process_pending(*, batch_size: int = BATCH_SIZE, time_budget: float = 20.0) -> dict:
+    """Process batches until nothing is pending, another process holds the lock, or the time
+    budget is spent. Returns counts and ``more`` (pending events remain: enqueue again)."""
+    deadline = time.monotonic() + time_budget
+    totals = {"batches": 0, "events": 0, "failed": 0, "applications": 0, "busy": False, "more": False}
+    while True:
+        outcome = events_process_batch(limit=batch_size)
+        if outcome is None:
+            totals["busy"] = True
+            return totals
+        if outcome.claimed:
+            totals["batches"] += 1
+            totals["events"] += outcome.applied_events
+            totals["failed"] += outcome.failed_events
+            totals["applications"] += outcome.applications
+        elif not pending_exists():
+            # Checked after our lock was released: a task refused while we held it (its events
+            # committed before it ran) is covered here.
+            return totals
+        if time.monotonic() > deadline:
+            totals["more"] = pending_exists()
+            return totals
+
+
+def events_status() -> dict:
+    """``pending`` = accepted events whose effects are not applied: waiting or failed."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FILTER (WHERE state = 0), count(*) FILTER (WHERE state = 2) "
+            "FROM automation_eventreceipt WHERE state IN (0, 2)"
+        )
+        waiting, failed = cursor.fetchone()
+    return {"pending": waiting + failed, "waiting": waiting, "failed": failed}
+
+
+def events_retry_failed(*, event_ids: list[str] | None = None) -> int:
+    """Failed events back to pending with a fresh attempt count; processing is enqueued."""
+    receipts = EventReceipt.objects.filter(state=EventReceipt.State.FAILED)
+    if event_ids is not None:
+        receipts = receipts.filter(event_id__in=event_ids)
+    with transaction.atomic():
+        count = receipts.update(state=EventReceipt.State.PENDING, attempts=0, error="", processed_at=None)
+        if count:
+            from automation.tasks import events_process_enqueue
+
+            transaction.on_commit(events_process_enqueue)
+    return count
+
+
+# --- backfill -------------------------------------------------------------------------------------
+def rule_backfill_batch(rule: Rule, *, since: datetime, after: tuple | None, limit: int = 5000) -> tuple[int, int, tuple | None]:
+    """Apply ``rule`` to the next ``limit`` past events of its type from ``since`` (keyset after
+    ``after`` = (occurred_at, id)), in one transaction under the engine lock. Pairs already applied
+    are skipped by the guard. Returns (events scanned, pairs applied, the next keyset or None)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ENGINE_LOCK_KEY])
+        keyset_sql = "AND (e.occurred_at, e.id) > (%s, %s)" if after else ""
+        params: list = [rule.event_type, since, *(after or ())]
+        cursor.execute(
+            f"""
+            CREATE TEMP TABLE mh_batch ON COMMIT DROP AS
+            SELECT e.event_id, e.id AS event_pk, e.contact_id, e.received_at, 0 AS attempts,
+                   e.occurred_at, e.type, e.properties
+            FROM automation_event e
+            WHERE e.type = %s AND e.occurred_at >= %s {keyset_sql}
+            ORDER BY e.occurred_at, e.id
+            LIMIT {int(limit)}
+            """,
+            params,
+        )
+        scanned = cursor.rowcount
+        if not scanned:
+            return 0, 0, None
+        cursor.execute("SELECT occurred_at, event_pk FROM mh_batch ORDER BY occurred_at DESC, event_pk DESC LIMIT 1")
+        last = tuple(cursor.fetchone())
+        effects, _contact_ids = batch_apply(cursor, rules=[rule], matrices=[], respect_activation=False, touch_contacts=False)
+        changed = sorted({add[2] for add in effects.tag_adds} | {rem[2] for rem in effects.tag_removes}
+                         | {p[0] for p in effects.points} | {s[2] for s in effects.stages})
+        from automation.hooks import run_after_events_applied
+
+        run_after_events_applied(changed)
+        cursor.execute("DROP TABLE mh_batch")
+    return scanned, effects.applications, (last if scanned == limit else None)
+
+
+def rule_backfill_count(rule: Rule, *, since: datetime) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM automation_event WHERE type = %s AND occurred_at >= %s", [rule.event_type, since]
+        )
+        return cursor.fetchone()[0]
+

@@ -1,0 +1,326 @@
+"""Event ingestion: validate a batch all-or-nothing, then store it set-based in one transaction.
+
+Per request (1–1000 events) the database sees a fixed number of statements, whatever the size:
+
+1. ``mh_ensure_event_partitions`` — only when the batch touches a month this process has not seen;
+2. one ``INSERT … SELECT FROM unnest(…) ON CONFLICT (email) DO NOTHING`` creating unknown contacts
+   (skipping emails whose hash is in ``contacts_suppression``: an erased person is not re-created
+   by behavioural events; their events are dropped and counted as ``suppressed``);
+3. one statement that inserts the receipts (``ON CONFLICT (event_id) DO NOTHING RETURNING``: the
+   idempotency key — an ``event_id`` seen before, in this request or any earlier one, is a
+   duplicate) and the events of the new receipts.
+
+Processing is enqueued once, after commit. ``contacts_contact.last_activity_at`` is brought up to
+date by the rules engine in the same transaction that applies the events (so the API never takes
+row locks on contacts and cannot deadlock with the engine's score updates), and ``events/status``
+counts an event as pending until then.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import EmailValidator
+from django.db import connection, transaction
+from django.db.utils import OperationalError
+from django.utils import timezone
+
+from automation.models import EVENT_TYPES
+from contacts.models import Contact, email_hash, normalize_email
+
+logger = logging.getLogger(__name__)
+
+MAX_EVENTS_PER_REQUEST = 1000
+MAX_FUTURE = timedelta(minutes=5)
+MAX_PROPERTIES_BYTES = 16 * 1024
+# numeric(14, 2): the largest order value the column holds
+MAX_VALUE = Decimal("999999999999.99")
+_email_validator = EmailValidator()
+_EVENT_TYPES = frozenset(EVENT_TYPES)
+
+# Months (as "YYYY-MM") whose event partition this process has already ensured.
+_known_months: set[str] = set()
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    suppressed: int = 0
+    created_contacts: int = 0
+
+
+@dataclass
+class CleanEvent:
+    event_id: str
+    email: str
+    type: str
+    occurred_at: datetime
+    properties: dict = field(default_factory=dict)
+    value: Decimal | None = None
+
+
+class IngestValidationError(ValueError):
+    def __init__(self, errors: list[dict]) -> None:
+        super().__init__(f"{len(errors)} invalid event field(s)")
+        self.errors = errors
+
+
+# --- validation -----------------------------------------------------------------------------------
+def _value_of(properties: dict) -> tuple[Decimal | None, str | None]:
+    """properties.value as the order total, or an error message."""
+    raw = properties.get("value")
+    if raw is None:
+        return None, None
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        return None, "must be a number (the order total)"
+    try:
+        number = Decimal(str(raw).strip()) if isinstance(raw, str) else Decimal(repr(raw) if isinstance(raw, float) else raw)
+    except InvalidOperation:
+        return None, "must be a number (the order total)"
+    if not number.is_finite():
+        return None, "must be a finite number"
+    if abs(number) > MAX_VALUE:
+        return None, f"must be at most {MAX_VALUE:,} in absolute value"
+    return number.quantize(Decimal("0.01")), None
+
+
+def events_validate(items: list[Any], *, now: datetime | None = None) -> list[CleanEvent]:
+    """Check every item; raise IngestValidationError listing every problem with its index.
+
+    ``items`` are objects with ``event_id``, ``email``, ``type``, ``occurred_at`` and
+    ``properties`` attributes (the API's pydantic items) or dicts with those keys.
+    """
+    now = now or timezone.now()
+    latest = now + MAX_FUTURE
+    errors: list[dict] = []
+    clean: list[CleanEvent] = []
+    for index, item in enumerate(items):
+        get = item.get if isinstance(item, dict) else lambda name, _item=item: getattr(_item, name, None)
+        item_errors: list[dict] = []
+
+        def fail(name: str, message: str, _errors: list = item_errors, _index: int = index) -> None:
+            _errors.append({"index": _index, "field": name, "message": message})
+
+        event_id = get("event_id")
+        if not isinstance(event_id, str) or not 1 <= len(event_id) <= 128:
+            fail("event_id", "must be a text of 1 to 128 characters")
+        elif event_id.strip() != event_id or "\x00" in event_id:
+            fail("event_id", "must not start or end with spaces or contain NUL characters")
+        raw_email = get("email")
+        email = normalize_email(raw_email) if isinstance(raw_email, str) else ""
+        if not email:
+            fail("email", "is required")
+        else:
+            try:
+                _email_validator(email)
+            except DjangoValidationError:
+                fail("email", "is not a valid email address")
+            if len(email) > 254:
+                fail("email", "may be at most 254 characters")
+        event_type = get("type")
+        if event_type not in _EVENT_TYPES:
+            fail("type", f"must be one of {', '.join(EVENT_TYPES)}")
+        occurred_at = get("occurred_at")
+        if isinstance(occurred_at, str):
+            try:
+                occurred_at = datetime.fromisoformat(occurred_at)
+            except ValueError:
+                occurred_at = None
+        if not isinstance(occurred_at, datetime):
+            fail("occurred_at", "must be an ISO 8601 date-time with a timezone")
+        elif occurred_at.tzinfo is None or occurred_at.utcoffset() is None:
+            fail("occurred_at", "must include a timezone (e.g. 2025-05-01T12:00:00+02:00 or …Z)")
+        elif occurred_at > latest:
+            fail("occurred_at", "must not be more than 5 minutes in the future")
+        elif occurred_at.year < 2000:
+            fail("occurred_at", "must be in the year 2000 or later")
+        properties = get("properties")
+        if properties is None:
+            properties = {}
+        value = None
+        if not isinstance(properties, dict):
+            fail("properties", "must be an object")
+        else:
+            try:
+                encoded = json.dumps(properties, ensure_ascii=False, allow_nan=False)
+            except (TypeError, ValueError):
+                fail("properties", "must hold only JSON values (no NaN or Infinity)")
+            else:
+                if len(encoded.encode()) > MAX_PROPERTIES_BYTES:
+                    fail("properties", f"may be at most {MAX_PROPERTIES_BYTES // 1024} KB of JSON")
+                elif "\\u0000" in encoded:
+                    fail("properties", "must not contain NUL characters")
+            value, value_error = _value_of(properties)
+            if value_error:
+                fail("properties.value", value_error)
+        if item_errors:
+            errors.extend(item_errors)
+            continue
+        clean.append(CleanEvent(event_id, email, event_type, occurred_at.astimezone(UTC), properties, value))
+    if errors:
+        raise IngestValidationError(errors)
+    return clean
+
+
+# --- storing --------------------------------------------------------------------------------------
+def _contact_defaults() -> tuple[list[str], list[str], list[Any]]:
+    """Columns, cast placeholders and values for a contact created from an email alone, taken
+    from the model so a field added later (with a default) needs no change here."""
+    columns, placeholders, values = [], [], []
+    for model_field in Contact._meta.concrete_fields:
+        if model_field.primary_key or model_field.attname == "email":
+            continue
+        if model_field.has_default():
+            value = model_field.get_default()
+        elif model_field.null:
+            value = None
+        else:  # pragma: no cover - a required field without default would need a value here
+            raise RuntimeError(f"Contact.{model_field.name} has no default; ingestion cannot create contacts")
+        columns.append(connection.ops.quote_name(model_field.column))
+        placeholders.append(f"%s::{model_field.db_type(connection)}")
+        values.append(model_field.get_db_prep_save(value, connection))
+    return columns, placeholders, values
+
+
+def _ensure_partitions(cursor, events: list[CleanEvent]) -> None:
+    months = {event.occurred_at.strftime("%Y-%m") for event in events}
+    if months <= _known_months:
+        return
+    earliest = min(event.occurred_at for event in events)
+    latest = max(event.occurred_at for event in events)
+    cursor.execute("SELECT mh_ensure_event_partitions(%s, %s)", [earliest, latest])
+    _known_months.update(months)
+
+
+_STORE_SQL = """
+WITH input AS (
+    SELECT DISTINCT ON (t.event_id) t.event_id, t.email, t.type, t.occurred_at, t.properties, t.value
+    FROM unnest(%(event_ids)s::text[], %(emails)s::text[], %(types)s::text[], %(occurred)s::timestamptz[],
+                %(properties)s::jsonb[], %(values)s::numeric[]) WITH ORDINALITY
+         AS t(event_id, email, type, occurred_at, properties, value, ord)
+    ORDER BY t.event_id, t.ord
+), receipts AS (
+    INSERT INTO automation_eventreceipt
+        (event_id, event_pk, occurred_at, contact_id, state, attempts, error, received_at, processed_at)
+    SELECT i.event_id, nextval('automation_event_id_seq'), i.occurred_at, c.id, 0, 0, '', %(now)s, NULL
+    FROM input i JOIN contacts_contact c ON c.email = i.email
+    ORDER BY i.event_id
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id, event_pk, contact_id
+), events AS (
+    INSERT INTO automation_event (id, event_id, contact_id, type, occurred_at, received_at, properties, value)
+    SELECT r.event_pk, r.event_id, r.contact_id, i.type, i.occurred_at, %(now)s, i.properties, i.value
+    FROM receipts r JOIN input i ON i.event_id = r.event_id
+    RETURNING 1
+)
+SELECT count(*) FROM events
+"""
+
+
+def _store(events: list[CleanEvent], now: datetime) -> IngestResult:
+    result = IngestResult()
+    emails = sorted({event.email for event in events})
+    columns, placeholders, defaults = _contact_defaults()
+    with transaction.atomic(), connection.cursor() as cursor:
+        _ensure_partitions(cursor, events)
+        cursor.execute(
+            f"""
+            INSERT INTO contacts_contact (email, {", ".join(columns)})
+            SELECT t.email, {", ".join(placeholders)}
+            FROM unnest(%s::text[], %s::text[]) AS t(email, email_hash)
+            WHERE NOT EXISTS (SELECT 1 FROM contacts_contact c WHERE c.email = t.email)
+              AND NOT EXISTS (SELECT 1 FROM contacts_suppression s WHERE s.email_hash = t.email_hash)
+            ORDER BY t.email
+            ON CONFLICT (email) DO NOTHING
+            """,
+            [*defaults, emails, [email_hash(email) for email in emails]],
+        )
+        result.created_contacts = cursor.rowcount
+        cursor.execute(
+            "SELECT email FROM unnest(%s::text[]) AS t(email) "
+            "WHERE NOT EXISTS (SELECT 1 FROM contacts_contact c WHERE c.email = t.email)",
+            [emails],
+        )
+        suppressed_emails = {row[0] for row in cursor.fetchall()}
+        kept = [event for event in events if event.email not in suppressed_emails]
+        result.suppressed = len(events) - len(kept)
+        if kept:
+            cursor.execute(
+                _STORE_SQL,
+                {
+                    "event_ids": [event.event_id for event in kept],
+                    "emails": [event.email for event in kept],
+                    "types": [event.type for event in kept],
+                    "occurred": [event.occurred_at for event in kept],
+                    "properties": [json.dumps(event.properties, ensure_ascii=False) for event in kept],
+                    "values": [event.value for event in kept],
+                    "now": now,
+                },
+            )
+            result.accepted = cursor.fetchone()[0]
+        result.duplicates = len(kept) - result.accepted
+        if result.accepted:
+            from automation.tasks import events_process_enqueue
+
+            transaction.on_commit(events_process_enqueue)
+    return result
+
+
+def events_ingest(items: list[Any], *, now: datetime | None = None) -> IngestResult:
+    """Validate (raising IngestValidationError, nothing stored) and store a batch of events."""
+    now = now or timezone.now()
+    events = events_validate(items, now=now)
+    for attempt in range(4):
+        try:
+            return _store(events, now)
+        except OperationalError as exc:
+            # A deadlock or serialization failure with a concurrent writer: the transaction was
+            # rolled back whole, so running it again is safe.
+            sqlstate = getattr(getattr(exc, "__cause__", None), "sqlstate", None)
+            if sqlstate not in ("40P01", "40001") or attempt == 3:
+                raise
+            logger.warning("ingest retry after %s (attempt %s)", sqlstate, attempt + 1)
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --- limits ---------------------------------------------------------------------------------------
+def ingest_rate_limit() -> int:
+    """Requests per minute per API key (``INGEST_RATE_LIMIT_PER_MINUTE``; 0 switches it off).
+    The default, 3,000 requests of up to 1,000 events, is far above the benchmark's rate."""
+    return int(getattr(settings, "INGEST_RATE_LIMIT_PER_MINUTE", 3000))
+
+
+def ingest_max_body_bytes() -> int:
+    return int(getattr(settings, "INGEST_MAX_BODY_BYTES", 5 * 1024 * 1024))
+
+
+def ingest_rate_check(key_id: int) -> int | None:
+    """Count one request for ``key_id`` in the current minute; the seconds to wait when over the
+    limit, else None. Uses Django's cache: per process with the default local-memory cache,
+    shared across processes when CACHES points at Redis."""
+    limit = ingest_rate_limit()
+    if limit <= 0:
+        return None
+    now = time.time()
+    window = int(now // 60)
+    cache_key = f"mh:ingest-rate:{key_id}:{window}"
+    cache.add(cache_key, 0, timeout=120)
+    try:
+        count = cache.incr(cache_key)
+    except ValueError:  # expired between add and incr
+        cache.set(cache_key, 1, timeout=120)
+        count = 1
+    if count > limit:
+        return max(1, int((window + 1) * 60 - now) + 1)
+    return None

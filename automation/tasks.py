@@ -1,0 +1,86 @@
+"""Celery tasks of the automation area: thin wrappers over engine functions the tests call directly."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from celery import shared_task
+from django.db import connection
+from django.utils import timezone
+
+from automation import engine
+from automation.jobs import Progress, job_task, jobs_reap_stale
+from automation.models import Job, Rule
+
+logger = logging.getLogger(__name__)
+
+# Pending events older than this are considered stuck (their task was lost) by the sweeper.
+STUCK_AFTER = timedelta(seconds=5)
+
+
+@shared_task(name="automation.tasks.events_process_task", acks_late=True)
+def events_process_task() -> dict:
+    """Apply the rules to pending events until none remain (or the time budget is spent)."""
+    totals = engine.events_process_pending()
+    if totals["more"]:
+        events_process_task.delay()
+    return totals
+
+
+def events_process_enqueue() -> None:
+    """Called after an ingest commits: one task per accepted request."""
+    try:
+        events_process_task.delay()
+    except Exception:  # the broker is down: the events are stored, the sweeper will pick them up
+        logger.exception("could not enqueue event processing; the sweeper will retry")
+
+
+@shared_task(name="automation.tasks.events_sweep_task", acks_late=True)
+def events_sweep_task() -> bool:
+    """Beat, every few seconds: re-enqueue processing when pending events wait longer than they
+    should (a lost message, a broker restart, a worker killed before it acknowledged)."""
+    cutoff = timezone.now() - STUCK_AFTER
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM automation_eventreceipt WHERE state = 0 AND received_at < %s)", [cutoff]
+        )
+        stuck = cursor.fetchone()[0]
+    if stuck:
+        events_process_task.delay()
+    return stuck
+
+
+@shared_task(name="automation.tasks.jobs_reap_task")
+def jobs_reap_task() -> int:
+    return jobs_reap_stale()
+
+
+@job_task("rule_backfill")
+def rule_backfill_task(job: Job, progress: Progress) -> dict:
+    """Run a rule on past events since ``params.since``; pairs already applied are skipped."""
+    rule = Rule.objects.filter(pk=job.params.get("rule_id")).first()
+    if rule is None:
+        raise ValueError("The rule was deleted.")
+    since = datetime.fromisoformat(job.params["since"])
+    total = engine.rule_backfill_count(rule, since=since)
+    progress.update(0, total)
+    scanned = applied = 0
+    after = None
+    while True:
+        batch_scanned, batch_applied, after = engine.rule_backfill_batch(rule, since=since, after=after)
+        scanned += batch_scanned
+        applied += batch_applied
+        progress.update(min(scanned, total) if total else scanned, max(total, scanned))
+        if after is None:
+            break
+    if engine.pending_exists():
+        events_process_task.delay()  # we held the engine lock; do not leave new events waiting
+    return {"events": scanned, "applied": applied, "rule_id": rule.pk}
+
+
+@job_task("adhoc_actions")
+def adhoc_actions_task(job: Job, progress: Progress) -> dict:
+    from automation.adhoc import adhoc_run
+
+    return adhoc_run(job, progress)

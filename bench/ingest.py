@@ -1,0 +1,234 @@
+"""End-to-end ingestion: a real web server (gunicorn) and a real Celery worker on the bench
+database; a client POSTs batches of 1,000 events from a few threads and waits until
+``GET /api/v1/events/status`` reads 0. events/s = events / (first POST → pending 0).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LOG_DIR = ROOT / "bench" / "results"
+
+
+@dataclass
+class IngestResult:
+    broker: str
+    events: int
+    seconds: float
+    post_seconds: float
+    events_per_s: float
+    errors: int
+
+    def as_dict(self) -> dict:
+        return {
+            "broker": self.broker,
+            "events": self.events,
+            "seconds": round(self.seconds, 2),
+            "post_seconds": round(self.post_seconds, 2),
+            "events_per_s": round(self.events_per_s),
+            "http_errors": self.errors,
+        }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_url() -> str | None:
+    """The machine's Redis, when it answers."""
+    url = os.environ.get("MH_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except Exception:
+        return None
+    return url
+
+
+class Client:
+    def __init__(self, port: int, key: str) -> None:
+        self.port = port
+        self.key = key
+        self.local = threading.local()
+
+    def _conn(self) -> http.client.HTTPConnection:
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self.local.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        return conn
+
+    def request(self, method: str, path: str, body: dict | None = None, key: str | None = None) -> tuple[int, dict]:
+        headers = {"Authorization": f"Bearer {key or self.key}", "Content-Type": "application/json"}
+        data = json.dumps(body).encode() if body is not None else None
+        for attempt in range(3):
+            conn = self._conn()
+            try:
+                conn.request(method, path, body=data, headers=headers)
+                response = conn.getresponse()
+                raw = response.read()
+                if response.status == 429:
+                    time.sleep(float(response.getheader("Retry-After") or 1))
+                    continue
+                return response.status, (json.loads(raw) if raw else {})
+            except (ConnectionError, http.client.HTTPException, OSError):
+                conn.close()
+                self.local.conn = None
+                if attempt == 2:
+                    raise
+                time.sleep(0.5)
+        return 429, {}
+
+
+def make_batches(emails: list[str], total: int, run_id: str, batch: int = 1000) -> list[dict]:
+    """Deterministic events for existing contacts: views, page views (some /diamenty), cart,
+    purchases with values, email opens — the mix the rules react to."""
+    rnd = random.Random(total)
+    categories = ["sukienki", "kurtki", "buty", "torebki", "biżuteria srebrna", "diamenty", "bluzki", "swetry"]
+    now = datetime.now(UTC)
+    batches, items = [], []
+    for i in range(total):
+        kind = rnd.random()
+        category = categories[min(len(categories) - 1, int(rnd.expovariate(0.5)))]
+        if kind < 0.35:
+            event = {"type": "product_view", "properties": {"category": category, "product_id": f"P{rnd.randint(1000, 16999)}",
+                                                            "price": round(rnd.uniform(79, 999), 2), "currency": "PLN"}}
+        elif kind < 0.65:
+            url = "/diamenty" if rnd.random() < 0.05 else f"/kategoria/{category}"
+            event = {"type": "page_view", "properties": {"url": url}}
+        elif kind < 0.75:
+            event = {"type": "add_to_cart", "properties": {"category": category, "price": round(rnd.uniform(79, 999), 2)}}
+        elif kind < 0.80:
+            event = {"type": "purchase", "properties": {"value": round(rnd.uniform(99, 2500), 2), "currency": "PLN",
+                                                        "category": category}}
+        else:
+            event = {"type": "email_open", "properties": {"campaign": "Newsletter tygodniowy"}}
+        event["event_id"] = f"bench-{run_id}-{i}"
+        event["email"] = emails[rnd.randrange(len(emails))]
+        event["occurred_at"] = (now - timedelta(seconds=rnd.randint(0, 3600))).isoformat()
+        items.append(event)
+        if len(items) == batch:
+            batches.append({"events": items})
+            items = []
+    if items:
+        batches.append({"events": items})
+    return batches
+
+
+def _wait_http(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the web server exited with {process.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError("the web server did not answer /healthz in time")
+
+
+def _drain(client: Client, admin_key: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, body = client.request("GET", "/api/v1/events/status", key=admin_key)
+        if status == 200 and body.get("pending") == 0:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"events/status did not reach 0 within {timeout:.0f}s (last: {body})")
+
+
+def run_ingest(
+    *, broker: str, broker_url: str | None, database_name: str, ingest_key: str, admin_key: str,
+    emails: list[str], total: int, threads: int = 3, timeout: float = 900,
+) -> IngestResult:
+    """Start web + worker for one broker, warm up with one batch, then measure ``total`` events."""
+    port = free_port()
+    queue = f"bench-{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ)
+    env.update({"MH_DATABASE_NAME": database_name, "DEBUG": "0", "MH_CELERY_QUEUE": queue,
+                "DJANGO_SETTINGS_MODULE": "marketing_hub.settings"})
+    if broker_url:
+        env["CELERY_BROKER_URL"] = broker_url
+    else:
+        env.pop("CELERY_BROKER_URL", None)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    web_log = open(LOG_DIR / f"ingest-web-{broker}.log", "wb")
+    worker_log = open(LOG_DIR / f"ingest-worker-{broker}.log", "wb")
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "marketing_hub.wsgi", "-w", "2", "-b", f"127.0.0.1:{port}",
+         "--log-level", "warning", "--timeout", "120"],
+        cwd=ROOT, env=env, stdout=web_log, stderr=subprocess.STDOUT,
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "marketing_hub", "worker", "--pool=prefork", "--concurrency=2",
+         "--loglevel=WARNING", "-Q", queue, "-n", f"{queue}@%h", "--without-gossip", "--without-mingle"],
+        cwd=ROOT, env=env, stdout=worker_log, stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_http(port, web)
+        client = Client(port, ingest_key)
+        run_id = uuid.uuid4().hex[:10]
+        # warm-up: imports, connections, partitions, the worker's first task
+        warm = make_batches(emails, 1000, run_id + "w")
+        status, body = client.request("POST", "/api/v1/events", warm[0])
+        if status != 202:
+            raise RuntimeError(f"POST /api/v1/events answered {status}: {body}")
+        _drain(client, admin_key, 180)
+
+        batches = make_batches(emails, total, run_id)
+        errors = 0
+        lock = threading.Lock()
+        cursor = iter(range(len(batches)))
+
+        def post_loop() -> None:
+            nonlocal errors
+            while True:
+                with lock:
+                    index = next(cursor, None)
+                if index is None:
+                    return
+                code, _ = client.request("POST", "/api/v1/events", batches[index])
+                if code != 202:
+                    with lock:
+                        errors += 1
+
+        started = time.perf_counter()
+        workers = [threading.Thread(target=post_loop) for _ in range(threads)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        posted = time.perf_counter() - started
+        _drain(client, admin_key, timeout)
+        elapsed = time.perf_counter() - started
+        return IngestResult(broker=broker, events=total, seconds=elapsed, post_seconds=posted,
+                            events_per_s=total / elapsed, errors=errors)
+    finally:
+        for process in (web, worker):
+            if process.poll() is None:
+                process.terminate()
+        for process in (web, worker):
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        web_log.close()
+        worker_log.close()

@@ -1,0 +1,605 @@
+"""``python -m bench.run --contacts N`` (``make bench CONTACTS=N``): the benchmark.
+
+1. A separate database on the same server — ``marketing_hub_bench`` on the embedded PostgreSQL, or
+   ``<name>_bench`` next to ``DATABASE_URL`` — migrated, and filled by ``marketing_hub.datagen``
+   unless it already holds data of that size from the same generator (a marker table says so).
+2. The measurements of ``spec/benchmark.md``, each the median of ``--runs`` warm runs: segment
+   counts (app compiler vs hand-written SQL), p95 server time of the contact list / card / hot
+   leads views, end-to-end ingestion with a real worker (PostgreSQL and Redis brokers), full
+   recomputes (app vs SQL), table sizes.
+3. One JSON document on stdout and in ``bench/results/latest.json``. Progress goes to stderr.
+
+It asserts nothing: a figure that cannot be measured is ``null`` with a ``reason``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+GENERATOR = ROOT / "marketing_hub" / "datagen.py"
+
+
+def say(message: str) -> None:
+    print(f"[bench {datetime.now().strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --- The bench database -------------------------------------------------------------------------
+def bench_database_name() -> str:
+    url = os.environ.get("DATABASE_URL", "").strip()
+    if url:
+        from urllib.parse import urlparse
+
+        name = urlparse(url).path.lstrip("/") or "postgres"
+        return f"{name}_bench"
+    return "marketing_hub_bench"
+
+
+def generator_signature() -> str:
+    return hashlib.sha256(GENERATOR.read_bytes()).hexdigest()[:16]
+
+
+def _server_connection(settings_db: dict, dbname: str):
+    import psycopg
+
+    kwargs = {"dbname": dbname, "user": settings_db.get("USER") or None, "host": settings_db.get("HOST") or None,
+              "password": settings_db.get("PASSWORD") or None, "port": settings_db.get("PORT") or None,
+              "autocommit": True}
+    return psycopg.connect(**{k: v for k, v in kwargs.items() if v is not None or k == "autocommit"})
+
+
+def prepare_database(contacts: int, *, regenerate: bool) -> tuple[str, bool]:
+    """Create (or keep) the bench database before Django connects to it. True when its data can
+    be reused: the marker names the same size and generator."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    name = db["NAME"]
+    maintenance = "postgres"
+    with _server_connection(db, maintenance) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
+    reusable = False
+    if exists and not regenerate:
+        try:
+            with _server_connection(db, name) as conn:
+                row = conn.execute("SELECT contacts, generator FROM bench_meta WHERE id = 1").fetchone()
+                reusable = bool(row) and row[0] == contacts and row[1] == generator_signature()
+        except Exception:
+            reusable = False
+    if exists and not reusable:
+        say(f"dropping database {name} (different size or generator)")
+        with _server_connection(db, maintenance) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        exists = False
+    if not exists:
+        with _server_connection(db, maintenance) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    return name, reusable
+
+
+# --- Timing helpers -----------------------------------------------------------------------------
+class _Rollback(Exception):
+    pass
+
+
+def timed_ms(fn: Callable[[], Any], runs: int, *, setup: Callable[[], Any] | None = None,
+             rollback: bool = False, warmup: int = 1) -> tuple[float, list[float], Any]:
+    """Median wall time of ``fn`` over ``runs`` runs after ``warmup`` untimed ones. With
+    ``rollback`` every run (and its ``setup``) happens in a transaction that is rolled back, so
+    every run starts from the same data."""
+    from django.db import transaction
+
+    samples: list[float] = []
+    result: Any = None
+    for i in range(warmup + runs):
+        try:
+            with transaction.atomic():
+                if setup:
+                    setup()
+                started = time.perf_counter()
+                result = fn()
+                elapsed = (time.perf_counter() - started) * 1000
+                if rollback:
+                    raise _Rollback
+        except _Rollback:
+            pass
+        if i >= warmup:
+            samples.append(elapsed)
+    return statistics.median(samples), samples, result
+
+
+def sql_value(sql: str, params: Any = None) -> Any:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone() if cursor.description else None
+        return row[0] if row else cursor.rowcount
+
+
+def sql_run(sql: str, params: Any = None) -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def explain(sql: str, params: Any = None) -> str:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def figure(name: str, app_ms: float | None, sql_ms: float | None, **extra: Any) -> dict:
+    ratio = round(app_ms / sql_ms, 2) if app_ms is not None and sql_ms else None
+    return {"name": name, "app_ms": _r(app_ms), "sql_ms": _r(sql_ms), "ratio": ratio, **extra}
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 2 if value < 100 else 1)
+
+
+def missing(name: str, reason: str, **extra: Any) -> dict:
+    say(f"{name}: not measured — {reason}")
+    return {"name": name, "value": None, "reason": reason, **extra}
+
+
+def p95(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+# --- 1. Segment counts --------------------------------------------------------------------------
+def measure_segments(runs: int, plans: dict) -> list[dict]:
+    from bench.cases import SEGMENT_CASES
+    from contacts.models import Contact
+
+    try:
+        from segments.compiler import compile_definition
+    except ImportError as exc:
+        return [missing(case.name, f"segments.compiler not importable: {exc}") for case in SEGMENT_CASES]
+    out = []
+    for case in SEGMENT_CASES:
+        try:
+            def app() -> int:
+                return Contact.objects.filter(compile_definition(case.definition)).count()
+
+            app_ms, app_samples, app_count = timed_ms(app, runs)
+            sql_ms, sql_samples, sql_count = timed_ms(lambda: sql_value(case.sql), runs)
+            queryset = Contact.objects.filter(compile_definition(case.definition))
+            plans[case.name] = {
+                "definition": case.definition,
+                "app_sql": str(queryset.query),
+                "app_plan": queryset.explain(analyze=True, buffers=True),
+                "sql": " ".join(case.sql.split()),
+                "sql_plan": explain(case.sql),
+            }
+            result = figure(case.name, app_ms, sql_ms, description=case.description, count=sql_count,
+                            counts_agree=app_count == sql_count)
+            if app_count != sql_count:
+                result["app_count"] = app_count
+            say(f"{case.name}: app {app_ms:.1f} ms, SQL {sql_ms:.1f} ms, count {sql_count}"
+                + ("" if app_count == sql_count else f" (app counted {app_count}!)"))
+            out.append(result)
+        except Exception as exc:
+            out.append(missing(case.name, f"{type(exc).__name__}: {exc}"))
+            traceback.print_exc()
+    return out
+
+
+# --- 2. Views -----------------------------------------------------------------------------------
+def _view_urls(contacts: int) -> dict[str, list[str]]:
+    from django.urls import reverse
+
+    from contacts.models import Contact
+
+    base = reverse("contacts:list")
+    filters = [
+        "", "?sort=-score", "?tag=kurtki", "?tag=kurtki&tag_min=3", "?q=kowalsk", "?q=anna", "?country=PL&sort=-score",
+        "?country=DE", "?city=Kraków", "?temperature=hot", "?temperature=warm&sort=-last_activity",
+        "?consent=email:granted", "?consent=sms:withdrawn&sort=-created", "?tag=diamenty&temperature=hot",
+        "?sort=last_activity", "?page=3", "?tag=sukienki&sort=-score&page=2", "?q=nowak&country=PL",
+        "?created_after=2026-01-01", "?tag=PURCHASE&tag_min=6",
+    ]
+    list_urls = [base + f for f in filters] * 3
+    # contacts spread over the id range, rich and poor profiles alike
+    step = max(1, contacts // 60)
+    ids = list(Contact.objects.filter(id__in=range(1, contacts + 1, step)).values_list("id", flat=True)[:60])
+    card_urls = [reverse("contacts:card", kwargs={"contact_id": i}) for i in ids]
+    hot_base = reverse("leads:hot")
+    hot_filters = ["", "?page=2", "?owner=none", "?sort=growth", "?q=a", "?temperature=warm", "?page=5", "?country=PL"]
+    hot_urls = [hot_base + f for f in hot_filters] * 8
+    return {"contact_list_p95_ms": list_urls, "contact_card_p95_ms": card_urls, "hot_leads_p95_ms": hot_urls}
+
+
+def measure_views(contacts: int) -> list[dict]:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from django.urls import NoReverseMatch
+
+    from marketing_hub.demo import ensure_demo_users
+
+    ensure_demo_users()
+    admin = get_user_model().objects.get(username="admin")
+    client = Client()
+    client.force_login(admin)
+    try:
+        urls = _view_urls(contacts)
+    except NoReverseMatch as exc:
+        return [missing(n, f"view not present: {exc}") for n in ("contact_list_p95_ms", "contact_card_p95_ms", "hot_leads_p95_ms")]
+    out = []
+    for name, paths in urls.items():
+        try:
+            for path in paths[:5]:  # warm-up: templates, caches, connections
+                client.get(path)
+            samples, statuses = [], {}
+            for path in paths:
+                started = time.perf_counter()
+                response = client.get(path)
+                samples.append((time.perf_counter() - started) * 1000)
+                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            result = {"name": name, "value": round(p95(samples), 1), "unit": "ms",
+                      "p50_ms": round(statistics.median(samples), 1), "max_ms": round(max(samples), 1),
+                      "requests": len(samples), "statuses": {str(k): v for k, v in sorted(statuses.items())}}
+            bad = {k: v for k, v in statuses.items() if k != 200}
+            if bad:
+                result["note"] = f"non-200 answers: {bad}"
+            say(f"{name}: p95 {result['value']} ms (p50 {result['p50_ms']} ms, {len(samples)} requests, {statuses})")
+            out.append(result)
+        except Exception as exc:
+            out.append(missing(name, f"{type(exc).__name__}: {exc}"))
+            traceback.print_exc()
+    return out
+
+
+# --- 4. Recomputes ------------------------------------------------------------------------------
+SCORE_SQL = """
+CREATE TEMP TABLE bench_ledger ON COMMIT DROP AS
+    SELECT contact_id, sum(delta)::int AS total FROM leads_scorechange GROUP BY contact_id;
+UPDATE contacts_contact c SET score = l.total FROM bench_ledger l
+    WHERE c.id = l.contact_id AND c.score <> l.total;
+UPDATE contacts_contact c SET score = 0
+    WHERE c.score <> 0 AND NOT EXISTS (SELECT 1 FROM bench_ledger l WHERE l.contact_id = c.id);
+"""
+# 10% of the scores wrong, as after a lost update or a rule edit: both sides must repair them.
+SCORE_DIRTY = "UPDATE contacts_contact SET score = score + 7 WHERE id % 10 = 0"
+
+def tier_sql() -> str:
+    """The hand-written full tier recompute: one statement computing every contact's metric and
+    tier, writing only the rows whose tier or metric changes, and logging tier changes. Columns
+    other areas add to their models later are filled with the model defaults."""
+    from loyalty.models import ContactTier, TierChange
+    from marketing_hub.datagen import _insert_select, _positional
+
+    upsert, upsert_defaults = _insert_select(
+        ContactTier,
+        {"program_id": "%(p)s", "contact_id": "contact_id", "tier_id": "tier_id", "metric_value": "v",
+         "since": "now()", "version": "1"},
+        """FROM changed ON CONFLICT (program_id, contact_id) DO UPDATE
+           SET tier_id = EXCLUDED.tier_id, metric_value = EXCLUDED.metric_value,
+               since = CASE WHEN loyalty_contacttier.tier_id IS DISTINCT FROM EXCLUDED.tier_id
+                            THEN EXCLUDED.since ELSE loyalty_contacttier.since END
+           RETURNING 1""",
+    )
+    log, log_defaults = _insert_select(
+        TierChange,
+        {"program_id": "%(p)s", "contact_id": "ch.contact_id", "from_tier": "coalesce(o.name, '')",
+         "to_tier": "coalesce(n.name, '')", "reason": "'bench'", "created_at": "now()",
+         **({"direction": "CASE WHEN n.id IS NULL OR n.min < o.min THEN -1 ELSE 1 END"}
+            if any(f.column == "direction" for f in TierChange._meta.concrete_fields) else {})},
+        """FROM changed ch LEFT JOIN loyalty_tier o ON o.id = ch.old_tier LEFT JOIN loyalty_tier n ON n.id = ch.tier_id
+           WHERE ch.tier_id IS DISTINCT FROM ch.old_tier AND (SELECT count(*) FROM up) >= 0""",
+    )
+    upsert = upsert.replace("%s", "%%s")  # defaults become named below
+    sql = f"""
+    WITH metric AS (
+        SELECT c.id AS contact_id, coalesce(ct.score, 0)::numeric(14, 2) AS v
+        FROM contacts_contact c
+        LEFT JOIN contacts_contacttag ct ON ct.contact_id = c.id AND ct.tag_id = %(tag)s
+    ), target AS (
+        SELECT m.contact_id, m.v, (SELECT t.id FROM loyalty_tier t WHERE t.program_id = %(p)s AND t.min <= m.v
+                                   ORDER BY t.min DESC LIMIT 1) AS tier_id
+        FROM metric m
+    ), changed AS MATERIALIZED (
+        SELECT t.*, cur.tier_id AS old_tier FROM target t
+        LEFT JOIN loyalty_contacttier cur ON cur.program_id = %(p)s AND cur.contact_id = t.contact_id
+        WHERE cur.contact_id IS NULL OR cur.tier_id IS DISTINCT FROM t.tier_id OR cur.metric_value <> t.v
+    ), up AS ({upsert.replace("%%s", "%s")})
+    {log}
+    """
+    # name the defaults' placeholders in order: first the upsert's, then the log's
+    defaults = upsert_defaults + log_defaults
+    sql = _positional(sql, len(defaults))
+    return sql, {f"_d{i}": v for i, v in enumerate(defaults)}
+
+
+# 10% of the tiers wrong (e.g. after a threshold change): both sides must repair them.
+TIER_DIRTY = "UPDATE loyalty_contacttier SET tier_id = NULL WHERE contact_id % 10 = 0"
+
+
+def measure_recomputes(runs: int, plans: dict) -> list[dict]:
+    out = []
+    from django.db import connection
+
+    # lead score -------------------------------------------------------------------------------
+    try:
+        from leads.scoring import score_recompute_all
+
+        def app_score() -> int:
+            with connection.cursor() as cursor:
+                return score_recompute_all(cursor)
+
+        app_ms, _, app_fixed = timed_ms(app_score, runs, setup=lambda: sql_run(SCORE_DIRTY), rollback=True)
+        sql_ms, _, _ = timed_ms(lambda: sql_run(SCORE_SQL), runs, setup=lambda: sql_run(SCORE_DIRTY), rollback=True)
+        out.append(figure("score_recompute", app_ms, sql_ms, description="lead score of every contact from the ledger; 10% of scores wrong",
+                          rows_fixed=app_fixed))
+        say(f"score_recompute: app {app_ms:.0f} ms, SQL {sql_ms:.0f} ms")
+    except ImportError as exc:
+        out.append(missing("score_recompute", f"leads.scoring.score_recompute_all not importable: {exc}"))
+    except Exception as exc:
+        out.append(missing("score_recompute", f"{type(exc).__name__}: {exc}"))
+        traceback.print_exc()
+
+    # loyalty tiers ----------------------------------------------------------------------------
+    try:
+        from loyalty.models import Program
+        from loyalty.services import program_recompute
+
+        program = Program.objects.get(name="Klub Stylu")
+        from contacts.models import Tag
+
+        tag_id = Tag.objects.get(key="purchase").id
+        app_ms, _, app_result = timed_ms(lambda: program_recompute(program, reason="bench"), runs,
+                                         setup=lambda: sql_run(TIER_DIRTY), rollback=True)
+        tier_statement, tier_defaults = tier_sql()
+        sql_ms, _, _ = timed_ms(lambda: sql_run(tier_statement, {"p": program.id, "tag": tag_id, **tier_defaults}), runs,
+                                setup=lambda: sql_run(TIER_DIRTY), rollback=True)
+        out.append(figure("tier_recompute", app_ms, sql_ms, description="loyalty tier of every contact (PURCHASE tag score); 10% of tiers wrong",
+                          rows_written=(app_result or {}).get("written") if isinstance(app_result, dict) else None))
+        say(f"tier_recompute: app {app_ms:.0f} ms, SQL {sql_ms:.0f} ms")
+    except ImportError as exc:
+        out.append(missing("tier_recompute", f"loyalty.services.program_recompute not importable: {exc}"))
+    except Exception as exc:
+        out.append(missing("tier_recompute", f"{type(exc).__name__}: {exc}"))
+        traceback.print_exc()
+
+    # segment refresh --------------------------------------------------------------------------
+    out.append(_measure_segment_refresh(runs))
+    return out
+
+
+def _segment_refresh_function():
+    from segments import services
+
+    for name in ("segment_refresh", "segment_members_refresh", "segment_refresh_full"):
+        fn = getattr(services, name, None)
+        if fn is not None:
+            return fn
+    raise ImportError("segments.services has no segment_refresh")
+
+
+def _measure_segment_refresh(runs: int) -> dict:
+    from bench.cases import SEGMENT_CASES
+
+    case = next(c for c in SEGMENT_CASES if c.name == "segment_count_nested_not")
+    try:
+        refresh = _segment_refresh_function()
+        from segments.models import Segment
+
+        segment, _ = Segment.objects.get_or_create(name="bench: nested", defaults={"definition": case.definition})
+        Segment.objects.filter(pk=segment.pk).update(definition=case.definition)
+        segment.refresh_from_db()
+        sql_run("DELETE FROM segments_segmentmember WHERE segment_id = %s", [segment.pk])
+
+        def app() -> Any:
+            try:
+                return refresh(segment=segment)
+            except TypeError:
+                return refresh(segment.pk)
+
+        # the refresh writes every member (the segment starts empty in each rolled-back run)
+        app_ms, _, _ = timed_ms(app, runs, rollback=True)
+        member_sql = " ".join(case.sql.split()).replace("SELECT count(*) FROM contacts_contact c", "SELECT c.id FROM contacts_contact c", 1)
+        sql = f"""
+        WITH target AS MATERIALIZED ({member_sql}),
+        ins AS (INSERT INTO segments_segmentmember (segment_id, contact_id, added_at)
+                SELECT %(s)s, id, now() FROM target ON CONFLICT DO NOTHING RETURNING 1),
+        del AS (DELETE FROM segments_segmentmember m WHERE m.segment_id = %(s)s
+                AND NOT EXISTS (SELECT 1 FROM target t WHERE t.id = m.contact_id) RETURNING 1),
+        size AS (INSERT INTO segments_segmentsize (segment_id, count, measured_at)
+                 SELECT %(s)s, count(*), now() FROM target RETURNING count)
+        UPDATE segments_segment SET count = (SELECT count FROM size), refreshed_at = now(), version = version + 1
+        WHERE id = %(s)s AND (SELECT count(*) FROM ins) >= 0 AND (SELECT count(*) FROM del) >= 0
+        """
+        sql_ms, _, _ = timed_ms(lambda: sql_run(sql, {"s": segment.pk}), runs, rollback=True)
+        say(f"segment_refresh: app {app_ms:.0f} ms, SQL {sql_ms:.0f} ms")
+        return figure("segment_refresh", app_ms, sql_ms, description="full refresh of a saved segment (" + case.description + ") from empty")
+    except ImportError as exc:
+        return missing("segment_refresh", f"segments refresh service not importable: {exc}")
+    except Exception as exc:
+        traceback.print_exc()
+        return missing("segment_refresh", f"{type(exc).__name__}: {exc}")
+
+
+# --- 3. Ingestion -------------------------------------------------------------------------------
+def measure_ingest(database_name: str, total: int) -> list[dict]:
+    from bench.ingest import redis_url, run_ingest
+    from contacts.models import Contact
+    from marketing_hub.models import ApiKey
+
+    _, ingest_key = ApiKey.issue(name="bench ingest", scope=ApiKey.SCOPE_INGEST)
+    _, admin_key = ApiKey.issue(name="bench admin", scope=ApiKey.SCOPE_ADMIN)
+    count = Contact.objects.count()
+    step = max(1, count // 20000)
+    emails = list(Contact.objects.order_by("id").values_list("email", flat=True)[::step][:20000]) if count < 200_000 else \
+        list(Contact.objects.filter(id__in=range(1, count + 1, step)).values_list("email", flat=True)[:20000])
+    from django.db import connections
+
+    connections.close_all()
+    out = []
+    brokers = [("postgres", None, "ingest_events_per_s")]
+    redis = redis_url()
+    if redis:
+        brokers.append(("redis", redis, "ingest_events_per_s_redis"))
+    else:
+        out.append(missing("ingest_events_per_s_redis", "no Redis answering at redis://127.0.0.1:6379/0"))
+    for broker, url, name in brokers:
+        try:
+            say(f"ingest over {broker}: {total:,} events in batches of 1,000 …")
+            result = run_ingest(broker=broker, broker_url=url, database_name=database_name, ingest_key=ingest_key,
+                                admin_key=admin_key, emails=emails, total=total)
+            say(f"{name}: {result.events_per_s:,.0f} events/s ({result.seconds:.1f}s; POSTs done after {result.post_seconds:.1f}s)")
+            out.append({"name": name, "value": round(result.events_per_s), "unit": "events/s", **result.as_dict()})
+        except Exception as exc:
+            traceback.print_exc()
+            out.append(missing(name, f"{type(exc).__name__}: {exc} (logs: bench/results/ingest-*-{broker}.log)"))
+    return out
+
+
+# --- 5. Sizes -----------------------------------------------------------------------------------
+SIZE_TABLES = [
+    "contacts_contact", "contacts_contacttag", "contacts_tag", "automation_event", "automation_eventreceipt",
+    "leads_scorechange", "contacts_consent", "contacts_consentchange", "leads_contactstage",
+    "leads_stagetransition", "loyalty_contacttier", "segments_segmentmember", "automation_ruleapplication",
+    "contacts_tagscorechange",
+]
+
+
+def measure_sizes() -> dict[str, dict]:
+    sizes = {}
+    for table in SIZE_TABLES:
+        rows = sql_value(f"SELECT count(*) FROM {table}")
+        size = sql_value(
+            """SELECT coalesce((SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = %s::regclass), 0)
+                      + pg_total_relation_size(%s::regclass)""",
+            [table, table],
+        )
+        sizes[table] = {"rows": rows, "bytes": int(size), "mb": round(int(size) / 1048576, 1)}
+    sizes["database"] = {"bytes": int(sql_value("SELECT pg_database_size(current_database())"))}
+    sizes["database"]["mb"] = round(sizes["database"]["bytes"] / 1048576, 1)
+    return sizes
+
+
+def machine() -> dict:
+    ram = None
+    try:
+        with open("/proc/meminfo") as f:
+            ram = round(int(f.readline().split()[1]) / 1048576, 1)
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "ram_gb": ram,
+        "postgres": sql_value("SELECT version()").split(" on ")[0],
+        "embedded_postgres": not os.environ.get("DATABASE_URL"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+# --- main ---------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--contacts", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=5, help="warm runs per figure (median)")
+    parser.add_argument("--ingest-events", type=int, default=None, help="events posted per broker (default: 60,000)")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: segments,views,recompute,ingest,sizes")
+    parser.add_argument("--regenerate", action="store_true", help="drop and regenerate the bench database")
+    parser.add_argument("--out", default=str(RESULTS / "latest.json"))
+    args = parser.parse_args(argv)
+    if args.contacts < 100:
+        parser.error("--contacts must be at least 100")
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+
+    started = time.perf_counter()
+    os.environ["MH_DATABASE_NAME"] = bench_database_name()
+    os.environ.setdefault("DEBUG", "0")  # no query log, cached templates: production-like timings
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketing_hub.settings")
+    sys.path.insert(0, str(ROOT))
+    name, reusable = prepare_database(args.contacts, regenerate=args.regenerate)
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    say(f"database {name}: migrating")
+    call_command("migrate", interactive=False, verbosity=0)
+    generation: dict[str, Any]
+    if reusable:
+        generation = json.loads(sql_value("SELECT report::text FROM bench_meta WHERE id = 1"))
+        generation["reused"] = True
+        say(f"reusing the {args.contacts:,}-contact data (generated in {generation.get('seconds')} s)")
+    else:
+        from marketing_hub import datagen
+
+        say(f"generating {args.contacts:,} contacts …")
+        report = datagen.generate(contacts=args.contacts, demo=False, echo=lambda line: say(line.strip()))
+        generation = report.as_dict()
+        generation["reused"] = False
+        sql_run("CREATE TABLE IF NOT EXISTS bench_meta (id int PRIMARY KEY, contacts int, generator text, report jsonb, generated_at timestamptz)")
+        sql_run(
+            """INSERT INTO bench_meta VALUES (1, %s, %s, %s, now()) ON CONFLICT (id) DO UPDATE
+               SET contacts = EXCLUDED.contacts, generator = EXCLUDED.generator, report = EXCLUDED.report,
+                   generated_at = EXCLUDED.generated_at""",
+            [args.contacts, generator_signature(), json.dumps(generation)],
+        )
+        say(f"generated in {generation['seconds']} s")
+
+    plans: dict[str, Any] = {}
+    figures: list[dict] = []
+    if "segments" not in skip:
+        figures += measure_segments(args.runs, plans)
+    if "views" not in skip:
+        figures += measure_views(args.contacts)
+    if "recompute" not in skip:
+        figures += measure_recomputes(args.runs, plans)
+    if "ingest" not in skip:
+        total = args.ingest_events or 60_000
+        figures += measure_ingest(name, total)
+    from django.db import connection
+
+    connection.ensure_connection()
+    sizes = measure_sizes() if "sizes" not in skip else {}
+    document = {
+        "benchmark": "marketing-hub",
+        "contacts": args.contacts,
+        "runs_per_figure": args.runs,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "duration_s": round(time.perf_counter() - started, 1),
+        "machine": machine(),
+        "database": name,
+        "generation": generation,
+        "figures": figures,
+        "sizes": sizes,
+        "skipped": sorted(skip),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(document, ensure_ascii=False, indent=2)
+    out.write_text(text + "\n")
+    out.with_suffix(".plans.json").write_text(json.dumps(plans, ensure_ascii=False, indent=2) + "\n")
+    print(text)
+    say(f"done in {document['duration_s']} s → {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""The contact list's one FilterSet. Every filter is an indexed SQL condition; nothing is
+evaluated in Python, so the same queryset can be compiled into a bulk ``INSERT … SELECT``."""
+
+from __future__ import annotations
+
+import django_filters
+from django import forms
+from django.contrib.auth import get_user_model
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models.functions import Lower
+
+from contacts.countries import ISO_COUNTRY_CODES
+from contacts.models import Consent, Contact, ContactTag, tag_key
+from marketing_hub.roles import SALES
+
+CONSENT_CHANNELS = ("email", "sms", "phone", "push")
+CONSENT_CHOICES = [
+    (f"{channel}:{state}", f"{channel.upper() if channel == 'sms' else channel.capitalize()}: {label}")
+    for channel in CONSENT_CHANNELS
+    for state, label in (("granted", "granted"), ("withdrawn", "withdrawn"), ("none", "never asked"))
+]
+TEMPERATURE_CHOICES = [("hot", "Hot"), ("warm", "Warm"), ("cold", "Cold")]
+SORT_CHOICES = [
+    ("-score", "Score, highest first"),
+    ("score", "Score, lowest first"),
+    ("-last_activity", "Recently active first"),
+    ("last_activity", "Least recently active first"),
+    ("-created", "Newest first"),
+    ("created", "Oldest first"),
+]
+SORT_ORDER = {
+    "-score": ("-score", "id"),
+    "score": ("score", "-id"),
+    "-last_activity": (F("last_activity_at").desc(nulls_last=True), "-id"),
+    "last_activity": (F("last_activity_at").asc(nulls_first=True), "id"),
+    "-created": ("-created_at", "-id"),
+    "created": ("created_at", "id"),
+}
+
+
+def owner_choices() -> list[tuple[str, str]]:
+    users = get_user_model().objects.filter(Q(groups__name=SALES) | Q(is_superuser=True)).distinct().order_by("username")
+    return [("none", "Unassigned")] + [(str(user.pk), user.get_full_name() or user.username) for user in users]
+
+
+class ContactFilterSet(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="filter_search", label="Search",
+                                  widget=forms.TextInput(attrs={"placeholder": "Email or name…", "type": "search"}))
+    tag = django_filters.CharFilter(method="filter_tag", label="Tag",
+                                    widget=forms.TextInput(attrs={"placeholder": "e.g. kurtki", "list": "tag-options"}))
+    tag_min = django_filters.NumberFilter(method="filter_noop", label="Min. score", min_value=1,
+                                          widget=forms.NumberInput(attrs={"placeholder": "1", "min": 1}))
+    country = django_filters.CharFilter(method="filter_country", label="Country",
+                                        widget=forms.TextInput(attrs={"placeholder": "PL", "maxlength": 2}))
+    city = django_filters.CharFilter(method="filter_city", label="City")
+    temperature = django_filters.ChoiceFilter(choices=TEMPERATURE_CHOICES, method="filter_temperature",
+                                              label="Temperature", empty_label="Any")
+    consent = django_filters.ChoiceFilter(choices=CONSENT_CHOICES, method="filter_consent", label="Consent",
+                                          empty_label="Any")
+    owner = django_filters.ChoiceFilter(choices=[], method="filter_owner", label="Owner", empty_label="Anyone")
+    created_after = django_filters.DateFilter(field_name="created_at", lookup_expr="date__gte", label="Created from",
+                                              widget=forms.DateInput(attrs={"type": "date"}))
+    created_before = django_filters.DateFilter(field_name="created_at", lookup_expr="date__lte", label="Created to",
+                                               widget=forms.DateInput(attrs={"type": "date"}))
+    segment = django_filters.ChoiceFilter(choices=[], method="filter_segment", label="Segment", empty_label="Any")
+    stage = django_filters.ChoiceFilter(choices=[], method="filter_stage", label="Funnel stage", empty_label="Any")
+    tier = django_filters.ChoiceFilter(choices=[], method="filter_tier", label="Loyalty tier", empty_label="Any")
+    sort = django_filters.ChoiceFilter(choices=SORT_CHOICES, method="filter_noop", label="Sort",
+                                       empty_label=None)
+
+    class Meta:
+        model = Contact
+        fields: list[str] = []
+
+    def __init__(self, data=None, *args, **kwargs) -> None:
+        from leads.models import Stage
+        from loyalty.models import Tier
+        from segments.models import Segment
+
+        super().__init__(data, *args, **kwargs)
+        self.filters["owner"].extra["choices"] = owner_choices()
+        self.filters["segment"].extra["choices"] = [
+            (str(pk), name) for pk, name in Segment.objects.order_by("name").values_list("pk", "name")]
+        self.filters["stage"].extra["choices"] = [
+            (str(pk), f"{funnel}: {name}") for pk, funnel, name in
+            Stage.objects.order_by("funnel__name", "position").values_list("pk", "funnel__name", "name")]
+        self.filters["tier"].extra["choices"] = [
+            (str(pk), f"{program}: {name}") for pk, program, name in
+            Tier.objects.order_by("program__name", "min").values_list("pk", "program__name", "name")]
+
+    # --- the filters -------------------------------------------------------------------------
+    def filter_noop(self, queryset: QuerySet, name: str, value) -> QuerySet:
+        return queryset  # applied together with another filter (tag_min) or in .qs (sort)
+
+    def filter_search(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.search(value)
+
+    def filter_tag(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        key = tag_key(value)
+        if not key:
+            return queryset
+        minimum = self.form.cleaned_data.get("tag_min") or 1
+        # One EXISTS probing the (tag_id, score) index; an unknown tag matches nobody.
+        return queryset.filter(
+            Exists(ContactTag.objects.filter(contact=OuterRef("pk"), tag__key=key, score__gte=minimum))
+        )
+
+    def filter_country(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        code = value.strip().upper()
+        if code and code not in ISO_COUNTRY_CODES:
+            return queryset.none()
+        return queryset.filter(country=code) if code else queryset
+
+    def filter_city(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        city = value.strip().lower()
+        # Lower(city) matches the contact_city_lower_idx expression index.
+        return queryset.alias(city_lower=Lower("city")).filter(city_lower=city) if city else queryset
+
+    def filter_temperature(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        from leads.models import TemperatureSettings
+
+        thresholds = TemperatureSettings.current()
+        if value == "hot":
+            return queryset.filter(score__gte=thresholds.hot)
+        if value == "warm":
+            return queryset.filter(score__gte=thresholds.warm, score__lt=thresholds.hot)
+        return queryset.filter(score__lt=thresholds.warm)
+
+    def filter_consent(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        channel, _, state = value.partition(":")
+        consents = Consent.objects.filter(contact=OuterRef("pk"), channel=channel)
+        if state == "none":
+            return queryset.filter(~Exists(consents))
+        return queryset.filter(Exists(consents.filter(granted=state == "granted")))
+
+    def filter_owner(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        if value == "none":
+            return queryset.filter(owner__isnull=True)
+        return queryset.filter(owner_id=int(value))
+
+    def filter_segment(self, queryset: QuerySet, name: str, value) -> QuerySet:
+        from segments.models import SegmentMember
+
+        return queryset.filter(Exists(SegmentMember.objects.filter(segment_id=int(value), contact=OuterRef("pk"))))
+
+    def filter_stage(self, queryset: QuerySet, name: str, value) -> QuerySet:
+        from leads.models import ContactStage
+
+        return queryset.filter(Exists(ContactStage.objects.filter(stage_id=int(value), contact=OuterRef("pk"))))
+
+    def filter_tier(self, queryset: QuerySet, name: str, value) -> QuerySet:
+        from loyalty.models import ContactTier
+
+        return queryset.filter(Exists(ContactTier.objects.filter(tier_id=int(value), contact=OuterRef("pk"))))
+
+    @property
+    def qs(self) -> QuerySet:
+        queryset = super().qs
+        sort = (self.form.cleaned_data.get("sort") if self.form.is_valid() else None) or "-score"
+        return queryset.order_by(*SORT_ORDER.get(sort, SORT_ORDER["-score"]))
+
+    @property
+    def is_filtered(self) -> bool:
+        if not self.form.is_valid():
+            return False
+        return any(value not in (None, "") for key, value in self.form.cleaned_data.items() if key != "sort")

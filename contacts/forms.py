@@ -1,0 +1,132 @@
+"""Forms validate; views write."""
+
+from __future__ import annotations
+
+import re
+
+from django import forms
+
+from contacts.csvio import IMPORT_FIELDS, MAX_FILE_BYTES
+from contacts.services import clean_tag_name
+
+HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+FIELD_LABELS = {
+    "email": "Email (required)", "first_name": "First name", "last_name": "Last name", "phone": "Phone",
+    "country": "Country (ISO code)", "city": "City", "birth_date": "Birth date (YYYY-MM-DD)",
+    "consent_email": "Email consent (yes/no)", "tags": "Tags (name:score;…)",
+}
+
+
+class BulkActionForm(forms.Form):
+    ACTIONS = [("add_tag", "Add tag"), ("remove_tag", "Remove tag"), ("assign_owner", "Assign owner")]
+
+    action = forms.ChoiceField(choices=ACTIONS, label="Action")
+    tag = forms.CharField(required=False, max_length=200, label="Tag")
+    score = forms.IntegerField(required=False, min_value=-1_000_000, max_value=1_000_000, label="Score")
+    owner = forms.ChoiceField(required=False, choices=[], label="Owner")
+    scope = forms.ChoiceField(choices=[("selected", "Selected"), ("all", "All matching")], initial="selected")
+    ids = forms.CharField(required=False, widget=forms.MultipleHiddenInput)
+
+    def __init__(self, *args, owner_choices: list[tuple[str, str]], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["owner"].choices = [("", "Choose…"), *owner_choices]
+
+    def clean_ids(self) -> list[int]:
+        values = self.data.getlist("ids") if hasattr(self.data, "getlist") else []
+        ids = []
+        for value in values:
+            if not str(value).isdigit():
+                raise forms.ValidationError("Selected contacts must be ids.")
+            ids.append(int(value))
+        if len(ids) > 500:
+            raise forms.ValidationError("Select at most 500 contacts, or use “all matching”.")
+        return ids
+
+    def clean(self) -> dict:
+        data = super().clean()
+        action = data.get("action")
+        if action in ("add_tag", "remove_tag"):
+            try:
+                data["tag"] = clean_tag_name(data.get("tag") or "")
+            except ValueError as exc:
+                self.add_error("tag", str(exc))
+        if action == "add_tag" and data.get("score") == 0:
+            self.add_error("score", "A score of 0 changes nothing.")
+        if action == "assign_owner" and not data.get("owner"):
+            self.add_error("owner", "Pick an owner (or “Unassigned”).")
+        return data
+
+
+class NoteForm(forms.Form):
+    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "placeholder": "What happened, what's next…"}),
+                           max_length=5000, label="Note")
+
+    def clean_text(self) -> str:
+        text = self.cleaned_data["text"].strip()
+        if not text:
+            raise forms.ValidationError("Write something first.")
+        return text
+
+
+class TagEditForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    description = forms.CharField(required=False, max_length=2000)
+    colour = forms.CharField(required=False, max_length=7)
+
+    def clean_name(self) -> str:
+        try:
+            return clean_tag_name(self.cleaned_data["name"])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_colour(self) -> str:
+        colour = (self.cleaned_data.get("colour") or "").strip()
+        if colour and not HEX_COLOUR.match(colour):
+            raise forms.ValidationError("Colour must look like #4f46e5.")
+        return colour.lower()
+
+
+class TagMergeForm(forms.Form):
+    into = forms.IntegerField(min_value=1)
+
+
+class ImportUploadForm(forms.Form):
+    file = forms.FileField(label="CSV file", help_text="UTF-8 or Windows-1250; comma, semicolon or tab separated; "
+                                                       "at most 10 MB.")
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > MAX_FILE_BYTES:
+            raise forms.ValidationError("The file is larger than 10 MB: split it into parts.")
+        if upload.size == 0:
+            raise forms.ValidationError("The file is empty.")
+        return upload
+
+
+class ImportMappingForm(forms.Form):
+    """For each importable field, which CSV column holds it (or none)."""
+
+    def __init__(self, *args, header: list[str], **kwargs) -> None:
+        initial = kwargs.pop("initial", None) or {}
+        super().__init__(*args, **kwargs)
+        choices = [("", "— not imported —")] + [(str(index), name or f"column {index + 1}")
+                                                for index, name in enumerate(header)]
+        for target in IMPORT_FIELDS:
+            self.fields[target] = forms.ChoiceField(choices=choices, required=target == "email",
+                                                    label=FIELD_LABELS[target])
+            if initial.get(target) is not None:
+                self.fields[target].initial = str(initial[target])
+
+    def clean(self) -> dict:
+        data = super().clean()
+        used: dict[str, str] = {}
+        for target in IMPORT_FIELDS:
+            column = data.get(target)
+            if column:
+                if column in used:
+                    self.add_error(target, f"That column is already mapped to {FIELD_LABELS[used[column]]}.")
+                used[column] = target
+        return data
+
+    def mapping(self) -> dict[str, int]:
+        return {target: int(self.cleaned_data[target]) for target in IMPORT_FIELDS if self.cleaned_data.get(target)}

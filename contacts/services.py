@@ -1,0 +1,407 @@
+"""Contact workflows that span several models: upsert with consents, GDPR export and erasure,
+tag rename/merge/delete, and the contact representation the API returns.
+
+Everything that touches many rows is set-based SQL; Python only shapes one request's input.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pghistory
+from django.db import connection, transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from contacts.countries import ISO_COUNTRY_CODES
+from contacts.models import (
+    Consent,
+    ConsentChange,
+    Contact,
+    ContactTag,
+    Note,
+    Suppression,
+    Tag,
+    TagScoreChange,
+    email_hash,
+    normalize_email,
+    normalize_tag_name,
+    tag_key,
+)
+
+# --- validation shared by the API schemas and the CSV import --------------------------------------
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+CHANNEL_RE = re.compile(r"^[a-z0-9_][a-z0-9_.-]{0,31}$")
+TEXT_LIMITS = {"first_name": 100, "last_name": 100, "phone": 40, "city": 100}
+CONTACT_FIELDS = ("first_name", "last_name", "phone", "country", "city", "birth_date")
+MAX_TAG_SCORE_STEP = 1_000_000
+
+
+def clean_email(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("Email must be a string.")
+    email = normalize_email(value)
+    if not email:
+        raise ValueError("Email is required.")
+    if len(email) > 254:
+        raise ValueError("Email must be at most 254 characters.")
+    if not EMAIL_RE.match(email):
+        raise ValueError(f"{value.strip()!r} is not a valid email address.")
+    return email
+
+
+def clean_text(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be a string.")
+    text = value.strip()
+    if len(text) > TEXT_LIMITS[field]:
+        raise ValueError(f"{field} must be at most {TEXT_LIMITS[field]} characters.")
+    if "\x00" in text:
+        raise ValueError(f"{field} must not contain NUL characters.")
+    return text
+
+
+def clean_country(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("Country must be a string.")
+    code = value.strip().upper()
+    if code == "":
+        return ""
+    if code not in ISO_COUNTRY_CODES:
+        raise ValueError(f"{value.strip()!r} is not an ISO 3166-1 alpha-2 country code (e.g. PL, DE).")
+    return code
+
+
+def clean_birth_date(value: Any) -> dt.date | None:
+    if isinstance(value, dt.date):
+        date = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if text == "":
+            return None
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            raise ValueError("Birth date must be YYYY-MM-DD.")
+        try:
+            date = dt.date.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a real date.") from None
+    else:
+        raise ValueError("Birth date must be a YYYY-MM-DD string.")
+    if date.year < 1900 or date > timezone.localdate():
+        raise ValueError("Birth date must be between 1900-01-01 and today.")
+    return date
+
+
+def clean_channel(value: Any) -> str:
+    channel = str(value).strip().lower() if isinstance(value, str) else ""
+    if not CHANNEL_RE.match(channel):
+        raise ValueError("A consent channel is 1–32 lower-case letters, digits, '_', '.' or '-'.")
+    return channel
+
+
+def clean_tag_name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("Tag must be a string.")
+    name = normalize_tag_name(value)
+    if not name:
+        raise ValueError("Tag must not be empty.")
+    if len(name) > 100:
+        raise ValueError("Tag must be at most 100 characters.")
+    return name
+
+
+# --- upsert -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UpsertResult:
+    contact_id: int
+    created: bool
+
+
+def suppressed_emails(emails: list[str]) -> set[str]:
+    """The (normalized) emails among ``emails`` that were erased under GDPR."""
+    by_hash = {email_hash(email): normalize_email(email) for email in emails}
+    hashes = Suppression.objects.filter(email_hash__in=list(by_hash)).values_list("email_hash", flat=True)
+    return {by_hash[value] for value in hashes}
+
+
+def contacts_upsert(items: list[dict], *, source: str, user=None) -> list[UpsertResult]:
+    """Create or update contacts by email, set-based (one INSERT, one UPDATE, one consent upsert).
+
+    ``items`` are clean dicts: ``email`` (normalized) and any of first_name, last_name, phone,
+    country, city, birth_date (date), properties (dict, merged key by key), consents (channel →
+    bool). A key that is absent or None leaves the stored value alone. Items with the same email
+    are merged in order. Returns one result per item, in order. Granting a consent lifts a GDPR
+    suppression (the caller decides whether a suppressed email may be written at all).
+    """
+    if not items:
+        return []
+    merged: dict[str, dict] = {}
+    for item in items:
+        email = item["email"]
+        target = merged.setdefault(email, {"email": email, "properties": {}, "consents": {}})
+        for field in CONTACT_FIELDS:
+            if item.get(field) is not None:
+                target[field] = item[field]
+        target["properties"].update(item.get("properties") or {})
+        target["consents"].update(item.get("consents") or {})
+    rows = sorted(merged.values(), key=lambda row: row["email"])
+
+    def column(field: str) -> list:
+        return [row.get(field) for row in rows]
+
+    emails = column("email")
+    birth_dates = [value.isoformat() if value else None for value in column("birth_date")]
+    properties = [json.dumps(row["properties"]) if row["properties"] else None for row in rows]
+    arrays = [emails, column("first_name"), column("last_name"), column("phone"), column("country"),
+              column("city"), birth_dates, properties]
+    unnest = (
+        "unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::date[], %s::jsonb[])"
+        " AS i(email, first_name, last_name, phone, country, city, birth_date, properties)"
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO contacts_contact (email, first_name, last_name, phone, country, city, birth_date,
+                properties, owner_id, score, lead_status, lead_status_reason, lead_status_changed_at,
+                last_activity_at, created_at, updated_at)
+            SELECT email, coalesce(first_name, ''), coalesce(last_name, ''), coalesce(phone, ''),
+                   coalesce(country, ''), coalesce(city, ''), birth_date, coalesce(properties, '{{}}'::jsonb),
+                   NULL, 0, 'new', '', NULL, NULL, now(), now()
+            FROM {unnest} ORDER BY email
+            ON CONFLICT (email) DO NOTHING
+            RETURNING id, email
+            """,
+            arrays,
+        )
+        created = {email: contact_id for contact_id, email in cursor.fetchall()}
+        cursor.execute(
+            f"""
+            UPDATE contacts_contact c SET
+                first_name = coalesce(i.first_name, c.first_name), last_name = coalesce(i.last_name, c.last_name),
+                phone = coalesce(i.phone, c.phone), country = coalesce(i.country, c.country),
+                city = coalesce(i.city, c.city), birth_date = coalesce(i.birth_date, c.birth_date),
+                properties = c.properties || coalesce(i.properties, '{{}}'::jsonb), updated_at = now()
+            FROM {unnest}
+            WHERE c.email = i.email AND NOT (c.email = ANY(%s::text[]))
+            RETURNING c.id, c.email
+            """,
+            [*arrays, list(created)],
+        )
+        ids = {email: contact_id for contact_id, email in cursor.fetchall()} | created
+        consent_ids, channels, granted = [], [], []
+        for row in rows:
+            for channel, value in row["consents"].items():
+                consent_ids.append(ids[row["email"]])
+                channels.append(channel)
+                granted.append(bool(value))
+        consents_record(cursor, contact_ids=consent_ids, channels=channels, granted=granted, source=source,
+                        user_id=getattr(user, "pk", None))
+        regranted = [email_hash(row["email"]) for row in rows if any(row["consents"].values())]
+        if regranted:
+            Suppression.objects.filter(email_hash__in=regranted).delete()
+    return [UpsertResult(ids[item["email"]], item["email"] in created) for item in items]
+
+
+def consents_record(cursor, *, contact_ids: list[int], channels: list[str], granted: list[bool], source: str,
+                    user_id: int | None = None) -> int:
+    """Set consent states (parallel arrays); every actual change is appended to the history.
+
+    A state given again unchanged is not a change and writes nothing. Returns the changes made.
+    """
+    if not contact_ids:
+        return 0
+    cursor.execute(
+        """
+        WITH input AS (
+            SELECT DISTINCT ON (contact_id, channel) contact_id, channel, granted
+            FROM unnest(%s::bigint[], %s::text[], %s::boolean[]) WITH ORDINALITY AS i(contact_id, channel, granted, ord)
+            ORDER BY contact_id, channel, ord DESC
+        ),
+        changed AS (
+            INSERT INTO contacts_consent AS c (contact_id, channel, granted, source, updated_at)
+            SELECT contact_id, channel, granted, %s, now() FROM input ORDER BY contact_id, channel
+            ON CONFLICT (contact_id, channel) DO UPDATE
+                SET granted = EXCLUDED.granted, source = EXCLUDED.source, updated_at = now()
+                WHERE c.granted IS DISTINCT FROM EXCLUDED.granted
+            RETURNING c.contact_id, c.channel, c.granted
+        ),
+        history AS (
+            INSERT INTO contacts_consentchange (contact_id, channel, granted, source, user_id, created_at)
+            SELECT contact_id, channel, granted, %s, %s, now() FROM changed
+            RETURNING 1
+        )
+        SELECT count(*) FROM changed
+        """,
+        [list(contact_ids), list(channels), list(granted), source[:100], source[:100], user_id],
+    )
+    return cursor.fetchone()[0]
+
+
+# --- what the API shows -------------------------------------------------------------------------
+def contact_representation(contact: Contact) -> dict:
+    """The contact as ``GET /api/v1/contacts/{email}`` returns it (five small indexed queries)."""
+    from leads.models import ContactStage, TemperatureSettings
+    from loyalty.models import ContactTier, Program
+
+    temperature = TemperatureSettings.current()
+    tags = ContactTag.objects.filter(contact=contact).order_by("-score", "tag__name").values_list("tag__name", "score")
+    stages = ContactStage.objects.filter(contact=contact).values_list("funnel__name", "stage__name")
+    tier_by_program = dict(
+        ContactTier.objects.filter(contact=contact, tier__isnull=False).values_list("program_id", "tier__name")
+    )
+    programs = Program.objects.order_by("name").values_list("pk", "name")
+    return {
+        "email": contact.email,
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "phone": contact.phone,
+        "country": contact.country,
+        "city": contact.city,
+        "birth_date": contact.birth_date.isoformat() if contact.birth_date else None,
+        "properties": contact.properties,
+        "consents": dict(Consent.objects.filter(contact=contact).order_by("channel").values_list("channel", "granted")),
+        "score": contact.score,
+        "temperature": temperature.temperature_of(contact.score),
+        "tags": [{"name": name, "score": score} for name, score in tags],
+        "stages": dict(stages),
+        "tiers": {name: tier_by_program.get(pk) for pk, name in programs},
+    }
+
+
+# --- GDPR ---------------------------------------------------------------------------------------
+def contact_export(contact: Contact) -> dict:
+    """Everything stored about one contact, as JSON-ready data (the GDPR right of access)."""
+    from automation.models import Event
+    from leads.models import ScoreChange, StageTransition
+
+    def rows(queryset, *fields):
+        return [
+            {field: (value.isoformat() if isinstance(value, dt.date | dt.datetime) else value)
+             for field, value in zip(fields, row, strict=True)}
+            for row in queryset.values_list(*fields)
+        ]
+
+    data = contact_representation(contact)
+    data.update({
+        "created_at": contact.created_at.isoformat(),
+        "last_activity_at": contact.last_activity_at.isoformat() if contact.last_activity_at else None,
+        "owner": contact.owner.get_username() if contact.owner_id else None,
+        "lead_status": contact.lead_status,
+        "tag_history": rows(TagScoreChange.objects.filter(contact=contact).order_by("created_at", "id"),
+                            "tag__name", "delta", "score_after", "source", "created_at"),
+        "notes": rows(Note.objects.filter(contact=contact).order_by("created_at"), "text", "created_at"),
+        "consent_history": rows(ConsentChange.objects.filter(contact=contact).order_by("created_at", "id"),
+                                "channel", "granted", "source", "created_at"),
+        "events": rows(Event.objects.filter(contact=contact).order_by("occurred_at"),
+                       "event_id", "type", "occurred_at", "properties"),
+        "score_history": rows(ScoreChange.objects.filter(contact=contact).order_by("created_at", "id"),
+                              "delta", "reason", "created_at"),
+        "stage_history": rows(StageTransition.objects.filter(contact=contact).order_by("created_at", "id"),
+                              "funnel__name", "from_stage__name", "to_stage__name", "created_at"),
+        "exported_at": timezone.now().isoformat(),
+    })
+    return data
+
+
+def contact_erase(contact: Contact, *, user=None) -> None:
+    """GDPR erasure: the contact, its events, notes, consents, tags and every history row go; a
+    suppression record (the email's hash) stops ingestion from silently re-creating it; saved
+    segment counts are kept correct."""
+    from contacts.models import ContactOwnerEvent
+
+    with transaction.atomic(), pghistory.context(action="gdpr_erasure"):
+        Suppression.objects.update_or_create(
+            email_hash=email_hash(contact.email), defaults={"created_at": timezone.now(), "reason": "gdpr_erasure"}
+        )
+        with connection.cursor() as cursor:
+            # The saved segments' cached counts lose this member now, not at their next refresh.
+            cursor.execute(
+                """
+                UPDATE segments_segment s SET count = greatest(s.count - 1, 0)
+                FROM segments_segmentmember m
+                WHERE m.segment_id = s.id AND m.contact_id = %s AND s.count IS NOT NULL
+                """,
+                [contact.pk],
+            )
+        ContactOwnerEvent.objects.filter(pgh_obj_id=contact.pk).delete()
+        # The collector deletes dependent rows with one DELETE … WHERE contact_id IN (…) per table.
+        Contact.objects.filter(pk=contact.pk).delete()
+
+
+# --- tags ---------------------------------------------------------------------------------------
+class TagNameTaken(ValueError):
+    pass
+
+
+def tag_rename(tag: Tag, *, name: str) -> Tag:
+    """Rename a tag (a new spelling of the same key, or a new key nobody else uses)."""
+    name = clean_tag_name(name)
+    key = tag_key(name)
+    if Tag.objects.filter(key=key).exclude(pk=tag.pk).exists():
+        raise TagNameTaken(f"A tag named {name!r} already exists: merge the two instead.")
+    tag.name, tag.key = name, key
+    tag.save(update_fields=["name", "key"])
+    return tag
+
+
+def tag_merge(source: Tag, target: Tag, *, user=None) -> int:
+    """Merge ``source`` into ``target``: on every contact the scores add up, the history moves to
+    the target, and ``source`` is deleted. Set-based. Returns the contacts that had ``source``."""
+    if source.pk == target.pk:
+        raise ValueError("A tag cannot be merged into itself.")
+    user_id = getattr(user, "pk", None)
+    with transaction.atomic(), pghistory.context(merged_into=target.name, merged_tag=source.name), \
+            connection.cursor() as cursor:
+        pghistory.create_event(source, label="merged")
+        cursor.execute(
+            """
+            WITH moved AS (
+                INSERT INTO contacts_contacttag AS ct (contact_id, tag_id, score, first_assigned_at, last_assigned_at)
+                SELECT contact_id, %(target)s, score, first_assigned_at, last_assigned_at
+                FROM contacts_contacttag WHERE tag_id = %(source)s ORDER BY contact_id
+                ON CONFLICT (contact_id, tag_id) DO UPDATE
+                    SET score = ct.score + EXCLUDED.score,
+                        first_assigned_at = least(ct.first_assigned_at, EXCLUDED.first_assigned_at),
+                        last_assigned_at = greatest(ct.last_assigned_at, EXCLUDED.last_assigned_at)
+                RETURNING ct.contact_id, ct.score
+            ),
+            history AS (
+                INSERT INTO contacts_tagscorechange
+                    (contact_id, tag_id, delta, score_after, source, rule_id, user_id, event_pk, created_at)
+                SELECT m.contact_id, %(target)s, old.score, m.score, 'merge', NULL, %(user_id)s, NULL, now()
+                FROM moved m JOIN contacts_contacttag old ON old.contact_id = m.contact_id AND old.tag_id = %(source)s
+                RETURNING 1
+            )
+            SELECT count(*) FROM moved
+            """,
+            {"source": source.pk, "target": target.pk, "user_id": user_id},
+        )
+        merged = cursor.fetchone()[0]
+        cursor.execute("UPDATE contacts_tagscorechange SET tag_id = %s WHERE tag_id = %s", [target.pk, source.pk])
+        cursor.execute("DELETE FROM contacts_contacttag WHERE tag_id = %s", [source.pk])
+        source.delete()
+    return merged
+
+
+def tag_delete(tag: Tag) -> int:
+    """Delete a tag from every contact and its history, set-based. Returns the contacts that lost it."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM contacts_contacttag WHERE tag_id = %s", [tag.pk])
+        removed = cursor.rowcount
+        cursor.execute("DELETE FROM contacts_tagscorechange WHERE tag_id = %s", [tag.pk])
+        tag.delete()
+    return removed
+
+
+def tags_with_stats():
+    """Tags with their number of contacts, total and average score (one grouped query)."""
+    from django.db.models import Avg, Sum
+
+    return Tag.objects.annotate(
+        contact_count=Count("contact_tags"), total_score=Sum("contact_tags__score"),
+        average_score=Avg("contact_tags__score"),
+    )

@@ -1,0 +1,132 @@
+"""Plotly figures for the leads pages and the dashboard, built in Python and shipped as JSON
+(``includes/chart.html`` + ``static/js/charts.js`` draw them). ``layout.meta.links`` holds one URL
+per point so a click opens the list behind the number."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+
+HOT = "#e11d48"
+WARM = "#d97706"
+COLD = "#2563eb"
+PRIMARY = "#4f46e5"
+TEMPERATURE_COLOURS = {"cold": COLD, "warm": WARM, "hot": HOT}
+
+
+def _as_dict(figure: go.Figure, links: Sequence[str] | None = None) -> dict:
+    parsed = json.loads(figure.to_json())
+    layout = parsed.get("layout", {})
+    layout.pop("template", None)  # charts.js supplies the house style
+    if links is not None:
+        layout.setdefault("meta", {})["links"] = list(links)
+    return {"data": parsed["data"], "layout": layout, "config": {"displayModeBar": False, "responsive": True}}
+
+
+def score_line(series: Sequence[tuple], current_score: int) -> dict:
+    """The contact's score over time: the ledger summed per day, cumulated."""
+    days = [day.isoformat() for day, _ in series]
+    scores = [int(score) for _, score in series]
+    figure = go.Figure(
+        go.Scatter(
+            x=days, y=scores, mode="lines+markers" if len(days) < 40 else "lines", line={"color": PRIMARY, "width": 2, "shape": "hv"},
+            fill="tozeroy", fillcolor="rgba(79,70,229,0.08)", marker={"size": 5},
+            hovertemplate="%{x|%d %b %Y}<br>score %{y}<extra></extra>",
+        )
+    )
+    figure.update_layout(showlegend=False, yaxis={"rangemode": "tozero"}, xaxis={"type": "date"})
+    return _as_dict(figure)
+
+
+def funnel_chart(stages: Sequence[dict], *, links: Sequence[str] | None = None, text: str = "value+percent initial") -> dict:
+    """Contacts per stage (the report's ``entered``, or the current counts), as a Plotly funnel."""
+    figure = go.Figure(
+        go.Funnel(
+            y=[stage["name"] for stage in stages],
+            x=[stage["entered"] for stage in stages],
+            textinfo=text,
+            marker={"color": [PRIMARY] * len(stages)},
+            connector={"line": {"color": "#c7d2fe"}},
+            hovertemplate="%{y}: %{x} entered<extra></extra>",
+        )
+    )
+    figure.update_layout(showlegend=False, yaxis={"automargin": True})
+    return _as_dict(figure, links)
+
+
+def temperature_bars(counts: dict[str, int], *, links: Sequence[str] | None = None) -> dict:
+    names = ["cold", "warm", "hot"]
+    figure = go.Figure(
+        go.Bar(
+            x=[name.capitalize() for name in names],
+            y=[counts.get(name, 0) for name in names],
+            marker={"color": [TEMPERATURE_COLOURS[name] for name in names]},
+            text=[f"{counts.get(name, 0):,}" for name in names],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="%{x}: %{y:,} contacts<extra></extra>",
+        )
+    )
+    figure.update_layout(showlegend=False, yaxis={"rangemode": "tozero"})
+    return _as_dict(figure, links)
+
+
+def score_buckets(buckets: Sequence[tuple[str, int, int]], *, warm: int, hot: int, links: Sequence[str] | None = None) -> dict:
+    """Contacts per score bucket ``(label, count, low)``; bars coloured by the temperature of ``low``."""
+    colours = [HOT if low >= hot else WARM if low >= warm else COLD for _, _, low in buckets]
+    figure = go.Figure(
+        go.Bar(
+            x=[label for label, _, _ in buckets], y=[count for _, count, _ in buckets], marker={"color": colours},
+            hovertemplate="score %{x}: %{y:,} contacts<extra></extra>",
+        )
+    )
+    figure.update_layout(showlegend=False, bargap=0.1, xaxis={"type": "category", "title": {"text": "Lead score"}})
+    return _as_dict(figure, links)
+
+
+def horizontal_bars(labels: Sequence[str], values: Sequence[int], *, links: Sequence[str] | None = None, unit: str = "contacts") -> dict:
+    figure = go.Figure(
+        go.Bar(
+            x=list(values)[::-1], y=list(labels)[::-1], orientation="h", marker={"color": PRIMARY},
+            hovertemplate=f"%{{y}}: %{{x:,}} {unit}<extra></extra>",
+        )
+    )
+    figure.update_layout(showlegend=False, yaxis={"automargin": True, "type": "category"})
+    return _as_dict(figure, list(links)[::-1] if links is not None else None)
+
+
+def events_over_time(days: Sequence[str], series: dict[str, Sequence[int]], *, links: Sequence[str] | None = None) -> dict:
+    figure = go.Figure()
+    for name, values in series.items():
+        figure.add_trace(
+            go.Bar(x=list(days), y=list(values), name=name.replace("_", " "), hovertemplate="%{x|%d %b}: %{y:,}<extra>%{fullData.name}</extra>")
+        )
+    figure.update_layout(barmode="stack", xaxis={"type": "date"}, bargap=0.15)
+    return _as_dict(figure, links)
+
+
+def won_lost_buckets(buckets: Sequence[tuple[int, int, int, int]], *, hot: int, suggested: int | None) -> dict:
+    """Share of won and of lost leads per score bucket ``(low, high, won, lost)``, with the current
+    and the suggested hot thresholds as vertical lines."""
+    won_total = sum(b[2] for b in buckets) or 1
+    lost_total = sum(b[3] for b in buckets) or 1
+    centres = [(low + high - 1) / 2 for low, high, _, _ in buckets]
+    width = (buckets[0][1] - buckets[0][0]) * 0.9 if buckets else 1
+    labels = [f"{low}–{high - 1}" if high - low > 1 else str(low) for low, high, _, _ in buckets]
+    figure = go.Figure()
+    figure.add_trace(go.Bar(x=centres, y=[round(100 * b[2] / won_total, 1) for b in buckets], width=width, name="Won",
+                            marker={"color": "#059669"}, opacity=0.7, customdata=labels,
+                            hovertemplate="score %{customdata}: %{y}% of won<extra></extra>"))
+    figure.add_trace(go.Bar(x=centres, y=[round(100 * b[3] / lost_total, 1) for b in buckets], width=width, name="Lost",
+                            marker={"color": "#94a3b8"}, opacity=0.7, customdata=labels,
+                            hovertemplate="score %{customdata}: %{y}% of lost<extra></extra>"))
+    shapes = [{"type": "line", "x0": hot, "x1": hot, "yref": "paper", "y0": 0, "y1": 1, "line": {"color": HOT, "width": 2}}]
+    annotations = [{"x": hot, "yref": "paper", "y": 1, "text": f"hot now ≥ {hot}", "showarrow": False, "xanchor": "left", "font": {"color": HOT, "size": 11}}]
+    if suggested is not None and suggested != hot:
+        shapes.append({"type": "line", "x0": suggested, "x1": suggested, "yref": "paper", "y0": 0, "y1": 1, "line": {"color": PRIMARY, "dash": "dash", "width": 2}})
+        annotations.append({"x": suggested, "yref": "paper", "y": 0.92, "text": f"suggested ≥ {suggested}", "showarrow": False, "xanchor": "left", "font": {"color": PRIMARY, "size": 11}})
+    figure.update_layout(barmode="overlay", shapes=shapes, annotations=annotations,
+                         xaxis={"title": {"text": "Lead score"}}, yaxis={"title": {"text": "% of leads"}})
+    return _as_dict(figure)

@@ -1,0 +1,278 @@
+"""The home dashboard: KPIs and charts, each linking to the list behind it.
+
+At a million contacts every figure is one aggregate query that an index answers (score,
+created_at, (type, occurred_at) on events, (stage) on funnel rows); the expensive ones are
+cached for a minute (``DASHBOARD_CACHE_SECONDS``), and tag popularity on a huge contact-tag table
+comes from the planner's statistics (marked as an estimate) instead of a full count.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from urllib.parse import urlencode
+
+from django.core.cache import cache
+from django.db import connection
+from django.http import HttpRequest
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+
+from automation.models import EVENT_TYPES
+from leads import charts
+from leads.models import Funnel, TemperatureSettings
+from marketing_hub.roles import MARKETER, SALES, has_role
+
+DASHBOARD_CACHE_SECONDS = 60
+EXACT_TAG_COUNT_LIMIT = 500_000  # contact-tag rows; above this, top tags are estimated
+EVENT_DAYS = 30
+HISTOGRAM_BUCKETS = 12
+
+
+def _url(name: str, **params) -> str:
+    try:
+        url = reverse(name)
+    except NoReverseMatch:
+        return ""
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+def contact_list_url(**params) -> str:
+    return _url("contacts:list", **params)
+
+
+def _reltuples(table: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE relname = %s", [table])
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+def _contact_stats(warm: int, hot: int, week_ago: datetime) -> dict:
+    """Totals, new this week and temperatures: one pass over the contacts."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT count(*),
+                   count(*) FILTER (WHERE created_at >= %(week_ago)s),
+                   count(*) FILTER (WHERE score < %(warm)s),
+                   count(*) FILTER (WHERE score >= %(warm)s AND score < %(hot)s),
+                   count(*) FILTER (WHERE score >= %(hot)s)
+            FROM contacts_contact
+            """,
+            {"warm": warm, "hot": hot, "week_ago": week_ago},
+        )
+        total, new_week, cold, warm_count, hot_count = cursor.fetchone()
+        cursor.execute(
+            "SELECT count(*) FROM contacts_contact WHERE created_at >= %(a)s AND created_at < %(b)s",
+            {"a": week_ago - timedelta(days=7), "b": week_ago},
+        )
+        new_prev_week = cursor.fetchone()[0]
+    return {
+        "total": total, "new_week": new_week, "new_prev_week": new_prev_week,
+        "temperatures": {"cold": cold, "warm": warm_count, "hot": hot_count},
+    }
+
+
+def _score_buckets(warm: int, hot: int) -> tuple[int, list[tuple[int, int, int]]]:
+    """Contacts per score bucket: width hot/6 (at least 1), from 0 to twice the hot threshold;
+    negatives in one bucket, the long tail in the last."""
+    width = max(1, -(-max(hot, 1) * 2 // HISTOGRAM_BUCKETS))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT least(greatest(floor(score::numeric / %(w)s), -1), %(n)s)::int AS bucket, count(*)
+            FROM contacts_contact GROUP BY 1 ORDER BY 1
+            """,
+            {"w": width, "n": HISTOGRAM_BUCKETS},
+        )
+        rows = cursor.fetchall()
+    return width, [(bucket * width, (bucket + 1) * width, count) for bucket, count in rows]
+
+
+def _top_tags(limit: int = 10) -> tuple[list[tuple[str, int]], bool]:
+    """(tag name, contacts) most popular first; the flag says whether the counts are estimates."""
+    rows_estimate = _reltuples("contacts_contacttag")
+    with connection.cursor() as cursor:
+        if rows_estimate > EXACT_TAG_COUNT_LIMIT:
+            # pg_stats keeps the most common tag ids and their frequencies from ANALYZE's sample.
+            cursor.execute(
+                """
+                SELECT t.name, (s.freq * %(rows)s)::bigint
+                FROM pg_stats ps
+                CROSS JOIN LATERAL unnest(ps.most_common_vals::text::bigint[], ps.most_common_freqs) AS s(tag_id, freq)
+                JOIN contacts_tag t ON t.id = s.tag_id
+                WHERE ps.tablename = 'contacts_contacttag' AND ps.attname = 'tag_id'
+                ORDER BY s.freq DESC LIMIT %(limit)s
+                """,
+                {"rows": rows_estimate, "limit": limit},
+            )
+            rows = cursor.fetchall()
+            if rows:
+                return [(name, int(count)) for name, count in rows], True
+        cursor.execute(
+            """
+            SELECT t.name, c.n FROM (
+                SELECT tag_id, count(*) AS n FROM contacts_contacttag GROUP BY tag_id ORDER BY n DESC LIMIT %(limit)s
+            ) c JOIN contacts_tag t ON t.id = c.tag_id ORDER BY c.n DESC, t.name
+            """,
+            {"limit": limit},
+        )
+        return [(name, int(count)) for name, count in cursor.fetchall()], False
+
+
+def _events(now: datetime) -> tuple[int, int, list[str], dict[str, list[int]]]:
+    """Events today and yesterday, and per day and type over the last 30 days. ``type = ANY``
+    lets the (type, occurred_at) index answer each type with one range scan."""
+    zone = timezone.get_current_timezone()
+    today = timezone.localdate(now)
+    start_today = datetime.combine(today, time.min, tzinfo=zone)
+    start = start_today - timedelta(days=EVENT_DAYS - 1)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT (occurred_at AT TIME ZONE %(tz)s)::date AS day, type, count(*)
+            FROM automation_event
+            WHERE type = ANY(%(types)s) AND occurred_at >= %(start)s AND occurred_at <= %(now)s
+            GROUP BY 1, 2
+            """,
+            {"tz": str(zone), "types": EVENT_TYPES, "start": start, "now": now},
+        )
+        rows = cursor.fetchall()
+    days = [today - timedelta(days=offset) for offset in range(EVENT_DAYS - 1, -1, -1)]
+    index = {day: position for position, day in enumerate(days)}
+    series: dict[str, list[int]] = {}
+    for day, event_type, count in rows:
+        if day in index:
+            series.setdefault(event_type, [0] * len(days))[index[day]] = count
+    ordered = dict(sorted(series.items(), key=lambda item: -sum(item[1])))
+    today_total = sum(values[-1] for values in ordered.values())
+    yesterday_total = sum(values[-2] for values in ordered.values()) if len(days) > 1 else 0
+    return today_total, yesterday_total, [day.isoformat() for day in days], ordered
+
+
+def _funnel() -> tuple[Funnel | None, list[tuple[int, str, int]]]:
+    funnel = Funnel.objects.order_by("created_at", "pk").first()
+    if funnel is None:
+        return None, []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT s.id, s.name, count(cs.contact_id)
+            FROM leads_stage s LEFT JOIN leads_contactstage cs ON cs.stage_id = s.id
+            WHERE s.funnel_id = %s GROUP BY s.id, s.name, s.position ORDER BY s.position
+            """,
+            [funnel.pk],
+        )
+        return funnel, cursor.fetchall()
+
+
+def _active_rules() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM automation_rule WHERE active")
+        return cursor.fetchone()[0]
+
+
+def dashboard_data(*, use_cache: bool = True) -> dict:
+    """Everything the dashboard shows, as plain data (cached as a whole for a minute)."""
+    thresholds = TemperatureSettings.current()
+    key = f"leads:dashboard:{thresholds.warm}:{thresholds.hot}"
+    if use_cache:
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+    now = timezone.now()
+    # "This week" = the last 7 calendar days including today, as the contact list's created_after.
+    week_start = datetime.combine(timezone.localdate(now) - timedelta(days=6), time.min, tzinfo=timezone.get_current_timezone())
+    contacts = _contact_stats(thresholds.warm, thresholds.hot, week_start)
+    width, buckets = _score_buckets(thresholds.warm, thresholds.hot)
+    top_tags, tags_estimated = _top_tags()
+    events_today, events_yesterday, days, event_series = _events(now)
+    funnel, funnel_stages = _funnel()
+    data = {
+        "computed_at": now,
+        "warm": thresholds.warm,
+        "hot": thresholds.hot,
+        "contacts": contacts,
+        "bucket_width": width,
+        "buckets": buckets,
+        "top_tags": top_tags,
+        "tags_estimated": tags_estimated,
+        "events_today": events_today,
+        "events_yesterday": events_yesterday,
+        "event_days": days,
+        "event_series": event_series,
+        "funnel": {"id": funnel.pk, "name": funnel.name} if funnel else None,
+        "funnel_stages": funnel_stages,
+        "active_rules": _active_rules(),
+    }
+    cache.set(key, data, DASHBOARD_CACHE_SECONDS)
+    return data
+
+
+def _signed(value: int) -> str:
+    return f"+{value:,}" if value > 0 else f"−{abs(value):,}" if value < 0 else "±0"
+
+
+def dashboard_context(request: HttpRequest) -> dict:
+    """The context ``marketing_hub.views.dashboard`` renders ``marketing_hub/dashboard.html`` with."""
+    data = dashboard_data()
+    warm, hot = data["warm"], data["hot"]
+    contacts = data["contacts"]
+    temps = contacts["temperatures"]
+    hot_url = _url("leads:hot") if has_role(request.user, SALES, MARKETER) else contact_list_url(temperature="hot")
+    kpis = [
+        {"label": "Contacts", "value": f"{contacts['total']:,}", "icon": "users", "href": contact_list_url()},
+        {
+            "label": "New this week", "value": f"{contacts['new_week']:,}", "icon": "user",
+            "delta": f"{_signed(contacts['new_week'] - contacts['new_prev_week'])} vs last week",
+            "href": contact_list_url(created_after=(timezone.localdate() - timedelta(days=6)).isoformat(), sort="-created"),
+        },
+        {"label": "Hot leads", "value": f"{temps['hot']:,}", "icon": "flame", "hint": f"score ≥ {hot}", "href": hot_url},
+        {
+            "label": "Events today", "value": f"{data['events_today']:,}", "icon": "activity",
+            "delta": f"{_signed(data['events_today'] - data['events_yesterday'])} vs yesterday",
+            "href": _url("automation:events"),
+        },
+        {"label": "Active rules", "value": f"{data['active_rules']:,}", "icon": "zap", "href": _url("automation:rules")},
+    ]
+    temperature_links = [contact_list_url(temperature=name) for name in ("cold", "warm", "hot")]
+    # The contact list has no score-range filter; the hot-leads list does (all staff may open it).
+    bucket_links = []
+    for low, high, _ in data["buckets"]:
+        params: dict = {"temperature": "any", "status": "any"}
+        if low < 0:
+            params["score_max"] = -1
+        else:
+            params["score_min"] = low
+            if high <= data["bucket_width"] * HISTOGRAM_BUCKETS:
+                params["score_max"] = high - 1
+        bucket_links.append(_url("leads:hot", **params))
+    labelled_buckets = []
+    for low, high, count in data["buckets"]:
+        if low < 0:
+            labelled_buckets.append(("< 0", count, low))
+        elif high > data["bucket_width"] * HISTOGRAM_BUCKETS:
+            labelled_buckets.append((f"≥ {low}", count, low))
+        else:
+            labelled_buckets.append((f"{low}–{high - 1}" if high - low > 1 else str(low), count, low))
+    tag_names = [name for name, _ in data["top_tags"]]
+    funnel_links = [contact_list_url(stage=stage_id) for stage_id, _, _ in data["funnel_stages"]]
+    figures = {
+        "temperature": charts.temperature_bars(temps, links=temperature_links),
+        "scores": charts.score_buckets(labelled_buckets, warm=warm, hot=hot, links=bucket_links),
+        "tags": charts.horizontal_bars(tag_names, [n for _, n in data["top_tags"]],
+                                       links=[contact_list_url(tag=name) for name in tag_names]) if tag_names else None,
+        "funnel": charts.funnel_chart(
+            [{"name": name, "entered": count} for _, name, count in data["funnel_stages"]], links=funnel_links,
+            text="value",
+        ) if data["funnel_stages"] else None,
+        "events": charts.events_over_time(data["event_days"], data["event_series"]) if data["event_series"] else None,
+    }
+    return {
+        "kpis": kpis,
+        "figures": figures,
+        "dash": data,
+        "funnel_url": _url("leads:funnels") if data["funnel"] is None else reverse("leads:funnel_detail", kwargs={"funnel_id": data["funnel"]["id"]}),
+        "events_url": _url("automation:events"),
+        "hot_url": hot_url,
+    }

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from django import forms
+
+from leads.api import funnel_errors
+from leads.models import Funnel, Stage, TemperatureSettings
+from leads.services import STATUSES
+from leads.temperature import THRESHOLD_LIMIT, thresholds_errors
+
+
+class ThresholdsForm(forms.Form):
+    warm = forms.IntegerField(
+        label="Warm from", min_value=-THRESHOLD_LIMIT, max_value=THRESHOLD_LIMIT,
+        help_text="Contacts with at least this score are warm.",
+    )
+    hot = forms.IntegerField(
+        label="Hot from", min_value=-THRESHOLD_LIMIT, max_value=THRESHOLD_LIMIT,
+        help_text="Contacts with at least this score are hot (and go to sales).",
+    )
+    decay_enabled = forms.BooleanField(
+        label="Decay lead scores", required=False,
+        help_text="Points lose half their value every half-life (a nightly job writes the decay to the ledger).",
+    )
+    decay_half_life_days = forms.IntegerField(label="Score half-life (days)", min_value=1, max_value=3650)
+    tag_decay_enabled = forms.BooleanField(
+        label="Decay tag scores", required=False,
+        help_text="Tags with a half-life (set on the tag) lose half their score every half-life.",
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        warm, hot = cleaned.get("warm"), cleaned.get("hot")
+        if warm is not None and hot is not None:
+            for error in thresholds_errors(warm, hot):
+                self.add_error(error["field"], error["message"])
+        return cleaned
+
+    @classmethod
+    def initial_from(cls, thresholds: TemperatureSettings) -> dict:
+        return {
+            "warm": thresholds.warm,
+            "hot": thresholds.hot,
+            "decay_enabled": thresholds.decay_enabled,
+            "decay_half_life_days": thresholds.decay_half_life_days,
+            "tag_decay_enabled": thresholds.tag_decay_enabled,
+        }
+
+
+class FunnelForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    stages = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 6, "placeholder": "New\nEngaged\nMQL\nSQL\nCustomer"}),
+        help_text="One stage per line, in order. Renaming a line keeps the contacts in that stage.",
+    )
+
+    def __init__(self, *args, funnel: Funnel | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.funnel = funnel
+
+    def clean(self):
+        cleaned = super().clean()
+        stages = [line.strip() for line in (cleaned.get("stages") or "").splitlines() if line.strip()]
+        cleaned["stage_list"] = stages
+        if "name" in cleaned:
+            for error in funnel_errors(cleaned["name"], stages, exclude_pk=self.funnel.pk if self.funnel else None):
+                field = "stages" if error["field"].startswith("stages") else error["field"]
+                self.add_error(field, error["message"])
+        return cleaned
+
+
+class StageMoveForm(forms.Form):
+    stage = forms.ModelChoiceField(queryset=Stage.objects.select_related("funnel"), empty_label=None)
+
+
+class LeadUpdateForm(forms.Form):
+    status = forms.ChoiceField(choices=[(status, status.capitalize()) for status in STATUSES])
+    note = forms.CharField(required=False, max_length=5000)
+
+
+class BulkMoveForm(forms.Form):
+    stage = forms.ModelChoiceField(
+        queryset=Stage.objects.select_related("funnel").order_by("funnel__name", "position"),
+        label="Move to stage",
+        empty_label=None,
+    )
+    ids = forms.CharField(required=False, widget=forms.HiddenInput)
+    query = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["stage"].label_from_instance = lambda stage: f"{stage.funnel.name} → {stage.name}"
+
+    def clean_ids(self) -> list[int]:
+        raw = self.cleaned_data.get("ids") or ""
+        ids: list[int] = []
+        for part in raw.replace(",", " ").split():
+            if not part.isdigit():
+                raise forms.ValidationError(f"“{part}” is not a contact id.")
+            ids.append(int(part))
+        if len(ids) > 100_000:
+            raise forms.ValidationError("Select at most 100,000 contacts, or move a filter instead.")
+        return ids
+
+    def clean(self):
+        cleaned = super().clean()
+        if not cleaned.get("ids") and not (cleaned.get("query") or "").strip() and "ids" not in self.errors:
+            raise forms.ValidationError(
+                "No contacts chosen: open this from the contact list with a filter or a selection."
+            )
+        return cleaned

@@ -1,0 +1,246 @@
+"""Background work of the leads area: bulk funnel moves (a Job with progress), and the scheduled
+set-based jobs — growth counters refresh, lead-score decay and tag-score decay (both off by
+default; switched on in the temperature settings)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from celery import shared_task
+from django.db import connection, transaction
+from django.http import QueryDict
+from django.utils import timezone
+
+from automation.jobs import Progress, job_task
+from automation.models import Job
+from contacts.models import Contact
+from leads.funnels import stages_set
+from leads.models import Stage, TagDecayState, TemperatureSettings
+
+logger = logging.getLogger(__name__)
+
+BULK_BATCH = 5_000
+
+
+def bulk_contacts_queryset(query: str):
+    """The contacts a contact-list querystring selects, through the contacts app's FilterSet."""
+    params = QueryDict(query or "")
+    from contacts import filters
+
+    filter_class = getattr(filters, "ContactFilterSet", None) or getattr(filters, "ContactFilter", None)
+    if filter_class is None:  # the contact list has not landed: only explicit ids can be moved
+        return Contact.objects.none()
+    contact_filter = filter_class(params, queryset=Contact.objects.all())
+    if not contact_filter.is_valid():
+        raise ValueError(f"The contact filter is not valid: {contact_filter.errors.as_text()}")
+    return contact_filter.qs
+
+
+def funnel_bulk_move(job: Job, progress: Progress) -> dict:
+    """Move the selected contacts to a stage in batches of ids (keyset on id), each batch one
+    ``stages_set`` statement in its own transaction: a re-run after a crash continues safely,
+    since contacts already in the stage are not moved again."""
+    stage = Stage.objects.select_related("funnel").get(pk=job.params["stage_id"])
+    ids = [int(part) for part in (job.params.get("ids") or "").split(",") if part.strip()]
+    if ids:
+        source = Contact.objects.filter(pk__in=ids)
+    else:
+        source = bulk_contacts_queryset(job.params.get("query", ""))
+    total = source.count()
+    progress.update(0, total)
+    source_ids = source.order_by("pk").values_list("pk", flat=True)
+    done = moved = 0
+    last_id = 0
+    while True:
+        batch = list(source_ids.filter(pk__gt=last_id)[:BULK_BATCH])
+        if not batch:
+            break
+        with transaction.atomic(), connection.cursor() as cursor:
+            moved_ids = stages_set(
+                cursor,
+                contact_ids=batch,
+                funnel_names=[stage.funnel.name] * len(batch),
+                stage_names=[stage.name] * len(batch),
+                cause="bulk",
+                user_id=job.created_by_id,
+            )
+            if moved_ids:
+                from automation.hooks import run_after_events_applied
+
+                run_after_events_applied(moved_ids)
+        moved += len(moved_ids)
+        done += len(batch)
+        last_id = batch[-1]
+        progress.update(done, max(total, done))
+    return {"matched": done, "moved": moved, "stage": f"{stage.funnel.name} → {stage.name}"}
+
+
+# The task body stays callable on its own (tests call it directly, without a worker).
+funnel_bulk_move_task = job_task("funnel_bulk_move")(funnel_bulk_move)
+
+
+# --- growth counters -------------------------------------------------------------------------------
+_TREND_REFRESH_SQL = """
+WITH recent AS (
+    SELECT contact_id,
+           sum(delta) FILTER (WHERE created_at >= %(d7)s)::int AS p7,
+           sum(delta)::int AS p30
+    FROM leads_scorechange
+    WHERE created_at >= %(d30)s
+    GROUP BY contact_id
+), upserted AS (
+    INSERT INTO leads_scoretrend AS st (contact_id, points_7d, points_30d, refreshed_at)
+    SELECT contact_id, coalesce(p7, 0), p30, %(now)s FROM recent ORDER BY contact_id
+    ON CONFLICT (contact_id) DO UPDATE
+        SET points_7d = EXCLUDED.points_7d, points_30d = EXCLUDED.points_30d, refreshed_at = EXCLUDED.refreshed_at
+        WHERE st.points_7d <> EXCLUDED.points_7d OR st.points_30d <> EXCLUDED.points_30d
+    RETURNING 1
+)
+SELECT count(*) FROM upserted
+"""
+# Contacts whose points all aged out of the 30-day window: nothing to keep.
+_TREND_PRUNE_SQL = """
+DELETE FROM leads_scoretrend st
+WHERE NOT EXISTS (
+    SELECT 1 FROM leads_scorechange s WHERE s.contact_id = st.contact_id AND s.created_at >= %(d30)s
+)
+"""
+
+
+def score_trend_refresh(*, now: datetime | None = None) -> int:
+    """Recompute the 7/30-day growth counters from the last 30 days of the ledger (set-based,
+    writes only rows that differ). ``score_add`` keeps them current between runs; this subtracts
+    the points that aged out of the windows. Returns rows written."""
+    now = now or timezone.now()
+    params = {"now": now, "d7": now - timedelta(days=7), "d30": now - timedelta(days=30)}
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Concurrent score_add calls lock contacts first, then the trend rows; so do we, by
+        # taking the trend rows in contact order inside the upsert.
+        cursor.execute(_TREND_REFRESH_SQL, params)
+        written = cursor.fetchone()[0]
+        cursor.execute(_TREND_PRUNE_SQL, params)
+        written += cursor.rowcount
+    return written
+
+
+@shared_task(name="leads.tasks.score_trend_refresh_task")
+def score_trend_refresh_task() -> int:
+    return score_trend_refresh()
+
+
+# --- lead-score decay --------------------------------------------------------------------------------
+# Every positive ledger point (not itself decay) is worth delta >> k after k half-lives. For each
+# half-life boundary k·H that a row crossed between the watermark and now, the row loses
+# (delta >> (k-1)) - (delta >> k). One decay ledger row per contact carries the sum, so the
+# maintained score and a recompute from the ledger still agree.
+DECAY_REASON = "decay"
+MAX_HALVINGS = 30
+
+_SCORE_DECAY_SQL = """
+SELECT s.contact_id, sum((s.delta >> (k.k - 1)) - (s.delta >> k.k))::int AS lost
+FROM generate_series(1, %(max_k)s) AS k(k)
+JOIN leads_scorechange s
+  ON s.created_at > %(since)s - k.k * %(half_life)s AND s.created_at <= %(now)s - k.k * %(half_life)s
+WHERE s.delta > 0 AND s.reason <> %(reason)s
+GROUP BY s.contact_id
+HAVING sum((s.delta >> (k.k - 1)) - (s.delta >> k.k)) > 0
+ORDER BY s.contact_id
+"""
+
+
+def score_decay_apply(*, now: datetime | None = None) -> int:
+    """Apply lead-score decay up to ``now`` if it is enabled. Returns the contacts changed."""
+    from leads.scoring import score_add
+
+    now = now or timezone.now()
+    thresholds = TemperatureSettings.current()
+    if not thresholds.decay_enabled:
+        return 0
+    half_life = timedelta(days=thresholds.decay_half_life_days)
+    since = thresholds.decay_applied_until or datetime(1970, 1, 1, tzinfo=timezone.get_current_timezone())
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Claim the window first: a second run at the same time finds nothing left to do.
+        claimed = TemperatureSettings.objects.filter(
+            pk=thresholds.pk, decay_applied_until=thresholds.decay_applied_until
+        ).update(decay_applied_until=now)
+        if not claimed:
+            return 0
+        cursor.execute(
+            _SCORE_DECAY_SQL,
+            {"since": since, "now": now, "half_life": half_life, "max_k": MAX_HALVINGS, "reason": DECAY_REASON},
+        )
+        rows = cursor.fetchall()
+        if rows:
+            score_add(
+                cursor,
+                contact_ids=[contact_id for contact_id, _ in rows],
+                deltas=[-lost for _, lost in rows],
+                reason=DECAY_REASON,
+            )
+    return len(rows)
+
+
+@shared_task(name="leads.tasks.score_decay_task")
+def score_decay_task() -> int:
+    return score_decay_apply()
+
+
+# --- tag-score decay ---------------------------------------------------------------------------------
+_TAG_DECAY_SQL = """
+WITH lost AS (
+    SELECT h.contact_id, h.tag_id, sum((h.delta >> (k.k - 1)) - (h.delta >> k.k))::int AS lost
+    FROM generate_series(1, %(max_k)s) AS k(k)
+    JOIN contacts_tagscorechange h
+      ON h.tag_id = %(tag_id)s
+     AND h.created_at > %(since)s - k.k * %(half_life)s AND h.created_at <= %(now)s - k.k * %(half_life)s
+    WHERE h.delta > 0 AND h.source <> 'decay'
+    GROUP BY h.contact_id, h.tag_id
+    HAVING sum((h.delta >> (k.k - 1)) - (h.delta >> k.k)) > 0
+), updated AS (
+    UPDATE contacts_contacttag ct
+    SET score = ct.score - least(lost.lost, ct.score)
+    FROM (SELECT * FROM lost ORDER BY contact_id) lost
+    WHERE ct.contact_id = lost.contact_id AND ct.tag_id = lost.tag_id
+    RETURNING ct.contact_id, ct.tag_id, ct.score, lost.lost
+), logged AS (
+    INSERT INTO contacts_tagscorechange (contact_id, tag_id, delta, score_after, source, created_at)
+    SELECT contact_id, tag_id, -lost, greatest(score, 0), 'decay', %(now)s FROM updated
+)
+SELECT count(*) FROM updated
+"""
+# A tag score at 0 or below removes the tag (the product rule); the decay row above records it.
+_TAG_DECAY_REMOVE_SQL = "DELETE FROM contacts_contacttag WHERE tag_id = %(tag_id)s AND score <= 0"
+
+
+def tag_decay_apply(*, now: datetime | None = None) -> int:
+    """Apply each tag's half-life (``Tag.half_life_days``) to its scores, set-based per tag.
+    Returns the contact-tag rows changed."""
+    from contacts.models import Tag
+
+    now = now or timezone.now()
+    thresholds = TemperatureSettings.current()
+    if not thresholds.tag_decay_enabled:
+        return 0
+    changed = 0
+    for tag in Tag.objects.filter(half_life_days__isnull=False, half_life_days__gt=0).only("pk", "half_life_days"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            state, _ = TagDecayState.objects.select_for_update().get_or_create(
+                tag_id=tag.pk, defaults={"applied_until": datetime(1970, 1, 1, tzinfo=timezone.get_current_timezone())}
+            )
+            cursor.execute(
+                _TAG_DECAY_SQL,
+                {
+                    "tag_id": tag.pk, "since": state.applied_until, "now": now,
+                    "half_life": timedelta(days=tag.half_life_days), "max_k": MAX_HALVINGS,
+                },
+            )
+            changed += cursor.fetchone()[0]
+            cursor.execute(_TAG_DECAY_REMOVE_SQL, {"tag_id": tag.pk})
+            TagDecayState.objects.filter(tag_id=tag.pk).update(applied_until=now)
+    return changed
+
+
+@shared_task(name="leads.tasks.tag_decay_task")
+def tag_decay_task() -> int:
+    return tag_decay_apply()

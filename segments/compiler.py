@@ -1,0 +1,601 @@
+"""Compile a (validated) segment definition to ONE SQL condition on contacts.
+
+``compile_definition(definition) -> Q`` is the whole contract: ``Contact.objects.filter(q)`` is
+the segment, as one query, with every leaf shaped for an index at a million contacts:
+
+======================  ==============================================================================
+leaf                    SQL (all correlated on ``contacts_contact.id``)
+======================  ==============================================================================
+has_tag, tag_score      ``EXISTS (contacttag WHERE tag_id = <id of lower(tag)> AND score op N)`` —
+                        index ``(tag_id, score) INCLUDE (contact_id)``; a top-level AND becomes a
+                        semi-join, inside OR/NOT the planner may hash the set or probe the PK.
+score, temperature      range on ``contacts_contact.score`` (``contact_score_idx``)
+event_count             "at least one" → ``EXISTS``; "none" → ``NOT EXISTS``; any other count →
+                        ``id IN (SELECT contact_id … GROUP BY contact_id HAVING count(*) op N)``
+                        (or ``NOT IN`` of the complement when a count of 0 satisfies the
+                        comparison) over ``event_type_time_idx`` /
+                        ``event_product_view_category_idx`` (``lower(properties->>'category')``)
+purchase_total          the same shape over ``sum(value)`` of purchases (``event_purchase_idx``)
+inactive_days           ``last_activity_at IS NULL OR last_activity_at < now - N days``
+attribute               columns: ``lower(col) op lower(value)`` (``email``/``country`` use their
+                        stored case so their indexes apply); ``properties.<key>``: jsonb, with
+                        the rules' condition semantics (``automation.conditions``)
+age                     a ``birth_date`` range computed from today (index ``contact_birth_date_idx``)
+consent                 ``[NOT] EXISTS (consent WHERE channel = c AND granted)``
+segment                 the referenced segment's definition, inlined (evaluated live)
+stage, tier             ``EXISTS`` on ``leads_contactstage`` / ``loyalty_contacttier`` by stage/tier id
+======================  ==============================================================================
+
+Every leaf compiles to a two-valued condition (never NULL), so ``NOT`` means exactly "the leaf
+does not hold", as in the Python evaluator the property test compares against.
+
+Names (tags, stages, tiers, referenced segments, temperature thresholds) are looked up before
+the query is built — a handful of small indexed queries — so the planner sees constants and
+estimates each leaf from real statistics. Time windows count back from ``now`` (evaluation time).
+
+``contact_ids`` restricts the compiled condition to those contacts *inside* the aggregate
+subqueries too (the incremental refresh and the per-contact "why" re-evaluate a few contacts
+without aggregating everybody's events).
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import operator
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from functools import reduce
+from typing import Any
+
+from django.db.models import (
+    BooleanField,
+    Count,
+    DecimalField,
+    Exists,
+    Expression,
+    F,
+    OuterRef,
+    Q,
+    Sum,
+    Value,
+)
+from django.db.models.functions import Coalesce, Lower, StrIndex, Upper
+from django.db.models.lookups import Exact, GreaterThan
+from django.utils import timezone
+
+from automation.conditions import compile_condition
+from automation.models import Event
+from contacts.models import Consent, ContactTag, Tag, tag_key
+from segments.validation import segment_references
+
+TRUE = Q(Value(True, output_field=BooleanField()))
+FALSE = Q(Value(False, output_field=BooleanField()))
+
+# Leaves whose truth changes with the clock (or with settings) although no contact data
+# changed: segments using them need the scheduled full refresh, not only the incremental one.
+TIME_RELATIVE_LEAVES = {"inactive_days", "age", "temperature"}
+
+
+# --- small helpers ------------------------------------------------------------------------------
+def _as_sql_number(value: Any) -> int | Decimal:
+    """Integers stay integers (the planner keeps int columns' indexes); other numbers become
+    exact decimals, so SQL and Python compare the same value (0.1 is 0.1, not a binary float)."""
+    if isinstance(value, int):
+        return value
+    if float(value).is_integer():
+        return int(value)
+    return Decimal(repr(value))
+
+
+NUMBER_LOOKUPS = {"eq": "exact", "gt": "gt", "gte": "gte", "lt": "lt", "lte": "lte"}
+
+
+def number_q(field: str, op: str, value: Any) -> Q:
+    """``field op value`` for a NOT NULL numeric field (or an aggregate alias)."""
+    if op == "between":
+        low, high = (_as_sql_number(item) for item in value)
+        return Q(**{f"{field}__gte": low, f"{field}__lte": high})
+    if op == "in":
+        return Q(**{f"{field}__in": sorted({_as_sql_number(item) for item in value})})
+    if op == "ne":
+        return ~Q(**{f"{field}__exact": _as_sql_number(value)})
+    return Q(**{f"{field}__{NUMBER_LOOKUPS[op]}": _as_sql_number(value)})
+
+
+def number_holds(op: str, number: Any, value: Any) -> bool:
+    """The same comparison in Python (used to decide whether a count of 0 satisfies it)."""
+    to_decimal: Callable[[Any], Decimal] = lambda item: Decimal(repr(item)) if isinstance(item, float) else Decimal(item)  # noqa: E731
+    number = to_decimal(number)
+    if op == "between":
+        return to_decimal(value[0]) <= number <= to_decimal(value[1])
+    if op == "in":
+        return any(number == to_decimal(item) for item in value)
+    target = to_decimal(value)
+    return {
+        "eq": operator.eq,
+        "ne": operator.ne,
+        "gt": operator.gt,
+        "gte": operator.ge,
+        "lt": operator.lt,
+        "lte": operator.le,
+    }[op](number, target)
+
+
+def years_before(today: dt.date, years: int) -> dt.date:
+    """The same day ``years`` earlier; 29 February falls back to the 28th."""
+    year = today.year - years
+    if today.month == 2 and today.day == 29 and not calendar.isleap(year):
+        return dt.date(year, 2, 28)
+    return today.replace(year=year)
+
+
+def age_on(birth_date: dt.date, today: dt.date) -> int:
+    """Whole years: the definition the SQL ranges below are derived from."""
+    return today.year - birth_date.year - ((today.month, today.day) < (birth_date.month, birth_date.day))
+
+
+def age_q(op: str, value: Any, today: dt.date) -> Q:
+    """Whole-years age as birth-date ranges. ``age >= N`` ⟺ ``birth_date <= years_before(today, N)``
+    (age is monotone in the birth date), from which the other comparisons follow."""
+
+    def at_least(years: int) -> Q:
+        return Q(birth_date__lte=years_before(today, years)) if years > 0 else Q(birth_date__lte=today)
+
+    def at_most(years: int) -> Q:
+        return Q(birth_date__gt=years_before(today, years + 1))
+
+    def exactly(years: int) -> Q:
+        return at_least(years) & at_most(years)
+
+    if op == "gte":
+        condition = at_least(int(value))
+    elif op == "gt":
+        condition = at_least(int(value) + 1)
+    elif op == "lte":
+        condition = at_most(int(value))
+    elif op == "lt":
+        condition = at_most(int(value) - 1) if int(value) > 0 else FALSE
+    elif op == "eq":
+        condition = exactly(int(value))
+    elif op == "ne":
+        condition = ~exactly(int(value))
+    elif op == "between":
+        condition = at_least(int(value[0])) & at_most(int(value[1]))
+    else:  # in
+        condition = reduce(operator.or_, (exactly(int(item)) for item in value))
+    return Q(birth_date__isnull=False) & condition
+
+
+class JsonbCondition(Expression):
+    """A rule-style condition (``automation.conditions``) on a jsonb column of the current
+    query's table, as a boolean SQL expression that is never NULL.
+
+    The column is a resolved ``F`` so it follows Django's table aliases (``U0`` inside
+    subqueries); the SQL itself comes from ``compile_condition``, so segments and rules share
+    one definition of "category eq kurtki".
+    """
+
+    conditional = True
+    output_field = BooleanField()
+
+    def __init__(self, column: str | Expression, condition: dict) -> None:
+        super().__init__(output_field=BooleanField())
+        self.column = F(column) if isinstance(column, str) else column
+        self.condition = condition
+
+    def get_source_expressions(self) -> list:
+        return [self.column]
+
+    def set_source_expressions(self, expressions: list) -> None:
+        (self.column,) = expressions
+
+    def resolve_expression(self, query=None, allow_joins=True, reuse=None, summarize=False, for_save=False):
+        clone = self.copy()
+        clone.column = self.column.resolve_expression(query, allow_joins, reuse, summarize, for_save)
+        return clone
+
+    def as_sql(self, compiler, connection):
+        column_sql, column_params = compiler.compile(self.column)
+        sql, params = compile_condition(self.condition, properties_sql=column_sql)
+        return f"({sql})", [*column_params, *params]
+
+
+class JsonbIsEmpty(JsonbCondition):
+    """``properties.<key>`` is missing, JSON null or the empty string."""
+
+    def as_sql(self, compiler, connection):
+        column_sql, column_params = compiler.compile(self.column)
+        key = self.condition["property"].replace("'", "''").replace("%", "%%")
+        value_sql = f"({column_sql} -> '{key}')"
+        return (
+            f"coalesce(jsonb_typeof({value_sql}) = 'null' OR {value_sql} = '\"\"'::jsonb, true)",
+            list(column_params),
+        )
+
+
+def event_where_q(conditions: list[dict]) -> Q:
+    """An event's ``where`` conditions. ``eq``/``in`` on a string use exactly the expression of
+    the partial index ``lower(properties ->> 'category')`` (and the same ``jsonb_typeof``
+    guard as the rules' semantics); everything else is ``automation.conditions`` verbatim."""
+    result = Q()
+    for condition in conditions:
+        op, value, name = condition["op"], condition["value"], condition["property"]
+        strings = value if op == "in" and isinstance(value, list) else [value]
+        if op in ("eq", "in") and all(isinstance(item, str) for item in strings):
+            text = Lower(_KeyText(name))
+            matches = reduce(operator.or_, (Q(Exact(text, Lower(Value(item)))) for item in strings))
+            result &= matches & Q(Exact(_JsonbTypeof(name), "string"))
+        else:
+            result &= Q(JsonbCondition("properties", condition))
+    return result
+
+
+class _KeyText(Expression):
+    """``properties ->> 'key'`` with the key as a literal: the form the expression index has
+    (Django's own KeyTextTransform passes the key as a parameter, fine for client-side binding
+    but not guaranteed to match the index under server-side binding)."""
+
+    def __init__(self, key: str, column: str = "properties") -> None:
+        from django.db.models import TextField
+
+        super().__init__(output_field=TextField())
+        self.key = key
+        self.column: Any = F(column)
+
+    def get_source_expressions(self) -> list:
+        return [self.column]
+
+    def set_source_expressions(self, expressions: list) -> None:
+        (self.column,) = expressions
+
+    def resolve_expression(self, query=None, allow_joins=True, reuse=None, summarize=False, for_save=False):
+        clone = self.copy()
+        clone.column = self.column.resolve_expression(query, allow_joins, reuse, summarize, for_save)
+        return clone
+
+    def as_sql(self, compiler, connection):
+        column_sql, params = compiler.compile(self.column)
+        key = self.key.replace("'", "''").replace("%", "%%")
+        return f"({column_sql} ->> '{key}')", params
+
+
+class _JsonbTypeof(_KeyText):
+    def __init__(self, key: str, column: str = "properties") -> None:
+        super().__init__(key, column)
+        from django.db.models import CharField
+
+        self.output_field = CharField()
+
+    def as_sql(self, compiler, connection):
+        column_sql, params = compiler.compile(self.column)
+        key = self.key.replace("'", "''").replace("%", "%%")
+        return f"jsonb_typeof({column_sql} -> '{key}')", params
+
+
+# --- the compiler -------------------------------------------------------------------------------
+class Compiler:
+    """Compiles definitions against the database as it is now. One instance may compile many
+    definitions: name lookups are cached (the incremental refresh compiles every segment)."""
+
+    def __init__(self, *, now: dt.datetime | None = None, contact_ids: list[int] | None = None) -> None:
+        self.now = now or timezone.now()
+        self.today = timezone.localdate(self.now)
+        self.contact_ids = sorted(set(contact_ids)) if contact_ids is not None else None
+        self.tag_ids: dict[str, int | None] = {}
+        self.segments: dict[int, Any] = {}
+        self.stage_ids: dict[tuple[str, str], list[int]] = {}
+        self.tier_ids: dict[tuple[str, str], list[int]] = {}
+        self._thresholds = None
+
+    # --- name resolution (batched) ----------------------------------------------------------
+    def prefetch(self, definitions: Iterable[Any]) -> None:
+        """Resolve every name used by ``definitions`` (and the segments they nest) in a few
+        queries instead of one per leaf."""
+        from leads.models import Stage
+        from loyalty.models import Tier
+        from segments.models import Segment
+
+        pending = list(definitions)
+        tag_keys: set[str] = set()
+        stages: set[tuple[str, str]] = set()
+        tiers: set[tuple[str, str]] = set()
+        while pending:
+            segment_ids: set[int] = set()
+            for definition in pending:
+                for leaf in iter_leaves(definition):
+                    kind = leaf.get("type")
+                    if kind in ("has_tag", "tag_score"):
+                        tag_keys.add(tag_key(leaf["tag"]))
+                    elif kind == "stage":
+                        stages.add((leaf["funnel"].strip().lower(), leaf["stage"].strip().lower()))
+                    elif kind == "tier":
+                        tiers.add((leaf["program"].strip().lower(), leaf["tier"].strip().lower()))
+                segment_ids.update(ref for ref in segment_references_deep(definition) if ref not in self.segments)
+            pending = []
+            if segment_ids:
+                found = {
+                    segment.pk: segment
+                    for segment in Segment.objects.filter(pk__in=segment_ids).only("pk", "definition", "for_sending")
+                }
+                for segment_id in segment_ids:
+                    segment = found.get(segment_id)
+                    self.segments[segment_id] = effective_definition(segment) if segment else None
+                    if segment:
+                        pending.append(self.segments[segment_id])
+        missing_tags = tag_keys - set(self.tag_ids)
+        if missing_tags:
+            found_tags = dict(Tag.objects.filter(key__in=missing_tags).values_list("key", "pk"))
+            for key in missing_tags:
+                self.tag_ids[key] = found_tags.get(key)
+        for key in stages - set(self.stage_ids):
+            funnel, stage = key
+            self.stage_ids[key] = list(
+                Stage.objects.filter(funnel__name__iexact=funnel, name__iexact=stage).values_list("pk", flat=True)
+            )
+        for key in tiers - set(self.tier_ids):
+            program, tier = key
+            self.tier_ids[key] = list(
+                Tier.objects.filter(program__name__iexact=program, name__iexact=tier).values_list("pk", flat=True)
+            )
+
+    @property
+    def thresholds(self):
+        if self._thresholds is None:
+            from leads.models import TemperatureSettings
+
+            self._thresholds = TemperatureSettings.current()
+        return self._thresholds
+
+    # --- tree -------------------------------------------------------------------------------
+    def compile(self, node: Any, _segment_stack: tuple[int, ...] = ()) -> Q:
+        if "all" in node:
+            children = [self.compile(child, _segment_stack) for child in node["all"]]
+            return reduce(operator.and_, children) if children else TRUE
+        if "any" in node:
+            children = [self.compile(child, _segment_stack) for child in node["any"]]
+            return reduce(operator.or_, children) if children else FALSE
+        if "not" in node:
+            return ~self.compile(node["not"], _segment_stack)
+        return getattr(self, f"leaf_{node['type']}")(node, _segment_stack)
+
+    def _restricted(self, queryset):
+        if self.contact_ids is not None:
+            return queryset.filter(contact_id__in=self.contact_ids)
+        return queryset
+
+    def _days_ago(self, days: int) -> dt.datetime:
+        return self.now - dt.timedelta(days=int(days))
+
+    # --- leaves -----------------------------------------------------------------------------
+    def _tag_exists(self, name: str, score: Q | None = None) -> Q:
+        key = tag_key(name)
+        if key not in self.tag_ids:
+            self.prefetch([{"type": "has_tag", "tag": name}])
+        tag_id = self.tag_ids.get(key)
+        if tag_id is None:
+            return FALSE  # an unknown tag: nobody carries it
+        rows = ContactTag.objects.filter(contact_id=OuterRef("pk"), tag_id=tag_id)
+        if score is not None:
+            rows = rows.filter(score)
+        return Q(Exists(rows))
+
+    def leaf_has_tag(self, leaf: dict, _stack) -> Q:
+        return self._tag_exists(leaf["tag"])
+
+    def leaf_tag_score(self, leaf: dict, _stack) -> Q:
+        return self._tag_exists(leaf["tag"], number_q("score", leaf["op"], leaf["value"]))
+
+    def leaf_score(self, leaf: dict, _stack) -> Q:
+        return number_q("score", leaf["op"], leaf["value"])
+
+    def leaf_temperature(self, leaf: dict, _stack) -> Q:
+        from leads.temperature import temperature_q
+
+        return temperature_q(leaf["value"], self.thresholds)
+
+    def _aggregate_leaf(self, events, aggregate, op: str, value: Any, *, exists_shortcuts: bool) -> Q:
+        """Contacts whose aggregate over ``events`` satisfies ``op value``; contacts without any
+        such event have the aggregate 0."""
+        events = self._restricted(events)
+        zero_holds = number_holds(op, 0, value)
+        if exists_shortcuts:
+            # "at least one" and "none" need no counting: a (NOT) EXISTS semi/anti-join.
+            holds_for_one = number_holds(op, 1, value)
+            if not zero_holds and holds_for_one and _monotone_from_one(op, value):
+                return Q(Exists(events.filter(contact_id=OuterRef("pk"))))
+            if zero_holds and not holds_for_one and _false_from_one(op, value):
+                return ~Q(Exists(events.filter(contact_id=OuterRef("pk"))))
+        grouped = events.order_by().values("contact_id").annotate(aggregate_value=aggregate)
+        holds = number_q("aggregate_value", op, value)
+        if zero_holds:
+            # Contacts without events satisfy it: everybody except those whose non-zero
+            # aggregate fails the comparison.
+            return ~Q(pk__in=grouped.filter(~holds).values("contact_id"))
+        return Q(pk__in=grouped.filter(holds).values("contact_id"))
+
+    def leaf_event_count(self, leaf: dict, _stack) -> Q:
+        events = Event.objects.filter(type=leaf["event_type"])
+        if leaf.get("within_days") is not None:
+            events = events.filter(occurred_at__gte=self._days_ago(leaf["within_days"]))
+        if leaf.get("where"):
+            events = events.filter(event_where_q(leaf["where"]))
+        return self._aggregate_leaf(events, Count("*"), leaf["op"], leaf["value"], exists_shortcuts=True)
+
+    def leaf_purchase_total(self, leaf: dict, _stack) -> Q:
+        events = Event.objects.filter(type="purchase")
+        if leaf.get("within_days") is not None:
+            events = events.filter(occurred_at__gte=self._days_ago(leaf["within_days"]))
+        total = Coalesce(Sum("value"), Value(Decimal(0)), output_field=DecimalField(max_digits=20, decimal_places=2))
+        return self._aggregate_leaf(events, total, leaf["op"], leaf["value"], exists_shortcuts=False)
+
+    def leaf_inactive_days(self, leaf: dict, _stack) -> Q:
+        return Q(last_activity_at__isnull=True) | Q(last_activity_at__lt=self._days_ago(leaf["value"]))
+
+    def leaf_attribute(self, leaf: dict, _stack) -> Q:
+        name, op, value = leaf["name"], leaf["op"], leaf.get("value")
+        if name.startswith("properties."):
+            return self._property_attribute(name.removeprefix("properties."), op, value)
+        return self._column_attribute(name, op, value)
+
+    def _column_attribute(self, name: str, op: str, value: Any) -> Q:
+        present = ~Q(**{name: ""})
+        if op == "is_empty":
+            return Q(**{name: ""})
+        if op == "not_empty":
+            return present
+
+        # Emails are stored lower-case and countries upper-case: compare in the stored case so
+        # the unique email index and the (country, city) index answer.
+        def equals(item: str) -> Q:
+            if name == "email":
+                return Q(Exact(F("email"), Lower(Value(item.strip()))))
+            if name == "country":
+                return Q(Exact(F("country"), Upper(Value(item.strip()))))
+            return Q(Exact(Lower(name), Lower(Value(item))))
+
+        if op == "eq":
+            return present & equals(value)
+        if op == "ne":
+            return present & ~equals(value)
+        if op == "in":
+            return present & reduce(operator.or_, (equals(item) for item in value))
+        # contains: a substring, case-insensitively (strpos: no LIKE wildcards to escape)
+        return present & Q(GreaterThan(StrIndex(Lower(name), Lower(Value(value))), 0))
+
+    def _property_attribute(self, key: str, op: str, value: Any) -> Q:
+        if op in ("is_empty", "not_empty"):
+            empty = Q(JsonbIsEmpty("properties", {"property": key}))
+            return empty if op == "is_empty" else ~empty
+        if op == "between":
+            low = JsonbCondition("properties", {"property": key, "op": "gte", "value": value[0]})
+            high = JsonbCondition("properties", {"property": key, "op": "lte", "value": value[1]})
+            return Q(low) & Q(high)
+        return Q(JsonbCondition("properties", {"property": key, "op": op, "value": value}))
+
+    def leaf_age(self, leaf: dict, _stack) -> Q:
+        return age_q(leaf["op"], leaf["value"], self.today)
+
+    def leaf_consent(self, leaf: dict, _stack) -> Q:
+        granted = Q(
+            Exists(
+                Consent.objects.filter(contact_id=OuterRef("pk"), channel=leaf["channel"].strip().lower(), granted=True)
+            )
+        )
+        return granted if leaf["value"] else ~granted
+
+    def leaf_segment(self, leaf: dict, stack: tuple[int, ...]) -> Q:
+        segment_id = leaf["segment_id"]
+        if segment_id in stack:
+            return FALSE  # a cycle slipped past validation (a concurrent edit): match nobody
+        if segment_id not in self.segments:
+            self.prefetch([leaf])
+        definition = self.segments.get(segment_id)
+        if definition is None:
+            return FALSE  # deleted since: nobody is a member of a segment that is gone
+        return self.compile(definition, (*stack, segment_id))
+
+    def leaf_stage(self, leaf: dict, _stack) -> Q:
+        from leads.models import ContactStage
+
+        key = (leaf["funnel"].strip().lower(), leaf["stage"].strip().lower())
+        if key not in self.stage_ids:
+            self.prefetch([leaf])
+        stage_ids = self.stage_ids[key]
+        if not stage_ids:
+            return FALSE
+        return Q(Exists(ContactStage.objects.filter(contact_id=OuterRef("pk"), stage_id__in=stage_ids)))
+
+    def leaf_tier(self, leaf: dict, _stack) -> Q:
+        from loyalty.models import ContactTier
+
+        key = (leaf["program"].strip().lower(), leaf["tier"].strip().lower())
+        if key not in self.tier_ids:
+            self.prefetch([leaf])
+        tier_ids = self.tier_ids[key]
+        if not tier_ids:
+            return FALSE
+        return Q(Exists(ContactTier.objects.filter(contact_id=OuterRef("pk"), tier_id__in=tier_ids)))
+
+
+def _monotone_from_one(op: str, value: Any) -> bool:
+    """True when ``op value`` holds for every count >= 1 (so it means "at least one")."""
+    if op in ("gt", "gte"):
+        return True
+    if op == "ne":
+        return number_holds(op, 1, value) and Decimal(repr(value) if isinstance(value, float) else value) < 1
+    return False
+
+
+def _false_from_one(op: str, value: Any) -> bool:
+    """True when ``op value`` fails for every count >= 1 (so it means "none")."""
+    if op in ("lt", "lte"):
+        return True
+    if op == "eq":
+        return True  # 0 satisfies it and 1 does not: the value is 0
+    if op == "between":
+        return True  # 0 is inside, 1 is outside: the range is [≤0, <1]
+    if op == "in":
+        return all(not number_holds("eq", count, value) for count in range(1, 2)) and all(
+            (isinstance(item, int | float) and item < 1) for item in value
+        )
+    return False
+
+
+# --- public API ---------------------------------------------------------------------------------
+def iter_leaves(node: Any):
+    """Every leaf of a definition (not following segment references)."""
+    if not isinstance(node, dict):
+        return
+    if "all" in node or "any" in node:
+        for child in node.get("all", node.get("any")) or []:
+            yield from iter_leaves(child)
+    elif "not" in node:
+        yield from iter_leaves(node["not"])
+    elif "type" in node:
+        yield node
+
+
+def segment_references_deep(node: Any) -> list[int]:
+    return segment_references(node)
+
+
+EMAIL_CONSENT = {"type": "consent", "channel": "email", "value": True}
+
+
+def effective_definition(segment) -> Any:
+    """What a saved segment selects: its definition, AND email consent when it is meant for
+    sending (the "exclude no-consent contacts" switch)."""
+    definition = segment.definition
+    if getattr(segment, "for_sending", False):
+        return {"all": [definition, EMAIL_CONSENT]}
+    return definition
+
+
+def compile_definition(definition: Any, *, now: dt.datetime | None = None,
+                       contact_ids: list[int] | None = None, compiler: Compiler | None = None) -> Q:
+    """The segment as a ``Q`` on ``Contact``: ``Contact.objects.filter(q)`` is one SQL query.
+
+    ``definition`` must be valid (``segments.validation.validate_definition``).
+    """
+    compiler = compiler or Compiler(now=now, contact_ids=contact_ids)
+    compiler.prefetch([definition])
+    return compiler.compile(definition)
+
+
+def is_time_relative(definition: Any, *, _seen: frozenset[int] = frozenset()) -> bool:
+    """Whether membership can change with the clock alone (time windows, inactivity, age,
+    temperature thresholds) — also through nested segments."""
+    from segments.models import Segment
+
+    for leaf in iter_leaves(definition):
+        kind = leaf.get("type")
+        if kind in TIME_RELATIVE_LEAVES:
+            return True
+        if kind in ("event_count", "purchase_total") and leaf.get("within_days") is not None:
+            return True
+        if kind == "segment" and leaf["segment_id"] not in _seen:
+            nested = Segment.objects.filter(pk=leaf["segment_id"]).first()
+            if nested is not None and is_time_relative(nested.definition, _seen=_seen | {leaf["segment_id"]}):
+                return True
+    return False

@@ -1,0 +1,34 @@
+"""Who may open the leads pages (hot leads, temperature settings, funnels, the card panel)."""
+
+from marketing_hub.roles import ADMIN, MARKETER, SALES
+
+
+def _contact():
+    from tests.factories import ContactFactory
+
+    return {"contact_id": ContactFactory().pk}
+
+
+def _funnel():
+    from tests.leads.factories import funnel_with_stages
+
+    return {"funnel_id": funnel_with_stages(name="Access funnel").pk}
+
+
+ACCESS = {
+    "leads:hot": {"roles": {SALES, MARKETER, ADMIN}},
+    "leads:lead_claim": {"roles": {SALES, MARKETER, ADMIN}, "method": "post", "kwargs": _contact},
+    "leads:lead_release": {"roles": {SALES, MARKETER, ADMIN}, "method": "post", "kwargs": _contact},
+    "leads:lead_assign": {"roles": {MARKETER, ADMIN}, "method": "post", "kwargs": _contact},
+    "leads:lead_update": {"roles": {SALES, MARKETER, ADMIN}, "method": "post", "kwargs": _contact},
+    "leads:settings": {"roles": {ADMIN}},
+    "leads:settings_preview": {"roles": {ADMIN}},
+    "leads:card_panel": {"roles": {SALES, MARKETER, ADMIN}, "kwargs": _contact},
+    "leads:card_stage": {"roles": {SALES, MARKETER, ADMIN}, "method": "post", "kwargs": _contact},
+    "leads:funnels": {"roles": {SALES, MARKETER, ADMIN}},
+    "leads:funnel_bulk_move": {"roles": {MARKETER, ADMIN}},
+    "leads:funnel_detail": {"roles": {SALES, MARKETER, ADMIN}, "kwargs": _funnel},
+    "leads:funnel_edit": {"roles": {MARKETER, ADMIN}, "kwargs": _funnel},
+    "leads:funnel_delete": {"roles": {MARKETER, ADMIN}, "method": "post", "kwargs": _funnel},
+    "leads:model_check": {"roles": {MARKETER, ADMIN}},
+}
