@@ -86,7 +86,6 @@ def _make_batch(cursor, event_pks: list[int] | None) -> None:
             "CREATE TEMP TABLE mh_batch ON COMMIT DROP AS SELECT * FROM mh_claim WHERE event_pk = ANY(%s::bigint[])",
             [event_pks],
         )
-    cursor.execute("ANALYZE mh_batch")
 
 
 # --- rules → guard rows → effects -----------------------------------------------------------------
@@ -96,13 +95,15 @@ def _tag_columns(rule: Rule) -> list[tuple[int, str]]:
     for index, action in enumerate(rule.actions):
         if action.get("type") in ("add_tag", "remove_tag"):
             if any(kind == "property" for kind, _ in template_parts(action["tag"])):
-                columns.append((index, template_sql(action["tag"], properties_sql="p.properties")))
+                columns.append((index, template_sql(action["tag"], properties_sql="c.properties")))
     return columns
 
 
-def _rule_sql(rule: Rule, *, respect_activation: bool) -> tuple[str, list]:
-    """The statement inserting the guard rows of ``rule`` over ``mh_batch``; it returns the new
-    pairs with what their actions need (points granted, template tag names)."""
+def _rule_ctes(rule: Rule, *, respect_activation: bool) -> tuple[str, str, list]:
+    """The CTEs choosing the (rule, event) pairs of ``rule`` in ``mh_batch`` and the points each
+    grants; returns (CTE text, name of the final CTE, parameters). The final CTE has the columns
+    rule_id, event_pk, contact_id, occurred_at, points, once, tags (template tag names, text[])."""
+    n = rule.pk
     conditions_sql, params = compile_conditions(rule.conditions or [], properties_sql="b.properties")
     where = ["b.type = %s", conditions_sql]
     params = [rule.event_type, *params]
@@ -111,92 +112,107 @@ def _rule_sql(rule: Rule, *, respect_activation: bool) -> tuple[str, list]:
         params.append(rule.activated_at)
     points = rule_points(rule.actions)
     cap = rule.max_points_per_contact if points > 0 else None
-    candidate = f"""
-        cand AS (
+    if rule.once_per_contact or cap:
+        # Pairs applied before must not count again in the ranking below (a re-run, a backfill).
+        where.append(
+            f"NOT EXISTS (SELECT 1 FROM automation_ruleapplication a WHERE a.rule_id = {n} AND a.event_pk = b.event_pk)"
+        )
+    tags = ", ".join(sql for _index, sql in _tag_columns(rule))
+    tags_sql = f"ARRAY[{tags}]::text[]" if tags else "NULL::text[]"
+    once = "true" if rule.once_per_contact else "false"
+    ctes = [f"""
+        cand_{n} AS (
             SELECT b.event_pk, b.contact_id, b.occurred_at, b.properties
-            FROM mh_batch b
-            WHERE {" AND ".join(where)}
-              AND NOT EXISTS (SELECT 1 FROM automation_ruleapplication a
-                              WHERE a.rule_id = %s AND a.event_pk = b.event_pk)
-        )"""
-    params.append(rule.pk)
+            FROM mh_batch b WHERE {" AND ".join(where)}
+        )"""]
     if rule.once_per_contact:
         granted = f"LEAST({points}, {cap})" if cap else str(points)
-        picked = f"""
-        picked AS (
-            SELECT DISTINCT ON (c.contact_id) c.*, {granted} AS points
-            FROM cand c
+        ctes.append(f"""
+        picked_{n} AS (
+            SELECT DISTINCT ON (c.contact_id) {n}::bigint AS rule_id, c.event_pk, c.contact_id, c.occurred_at,
+                   {granted}::int AS points, {once} AS once, {tags_sql} AS tags
+            FROM cand_{n} c
             WHERE NOT EXISTS (SELECT 1 FROM automation_ruleapplication a
-                              WHERE a.rule_id = %s AND a.contact_id = c.contact_id)
+                              WHERE a.rule_id = {n} AND a.contact_id = c.contact_id)
             ORDER BY c.contact_id, c.occurred_at, c.event_pk
-        )"""
-        params.append(rule.pk)
+        )""")
     elif cap:
         # Running total per contact: what the rule gave before plus this batch in event order;
         # the firing that reaches the cap gets the remainder, later ones do not fire.
-        picked = f"""
-        ranked AS (
-            SELECT c.*, row_number() OVER (PARTITION BY c.contact_id ORDER BY c.occurred_at, c.event_pk) AS nth
-            FROM cand c
-        ),
-        given AS (
+        ctes.append(f"""
+        given_{n} AS (
             SELECT a.contact_id, sum(a.points) AS total
             FROM automation_ruleapplication a
-            WHERE a.rule_id = %s AND a.contact_id IN (SELECT contact_id FROM cand)
+            WHERE a.rule_id = {n} AND a.contact_id IN (SELECT contact_id FROM cand_{n})
             GROUP BY a.contact_id
         ),
-        picked AS (
-            SELECT r.event_pk, r.contact_id, r.occurred_at, r.properties,
-                   LEAST({points}, {cap} - (coalesce(g.total, 0) + {points} * (r.nth - 1)))::int AS points
-            FROM ranked r LEFT JOIN given g ON g.contact_id = r.contact_id
-            WHERE coalesce(g.total, 0) + {points} * (r.nth - 1) < {cap}
-        )"""
-        params.append(rule.pk)
+        picked_{n} AS (
+            SELECT {n}::bigint AS rule_id, c.event_pk, c.contact_id, c.occurred_at,
+                   LEAST({points}, {cap} - (coalesce(g.total, 0) + {points} * (c.nth - 1)))::int AS points,
+                   {once} AS once, {tags_sql} AS tags
+            FROM (SELECT c.*, row_number() OVER (PARTITION BY c.contact_id ORDER BY c.occurred_at, c.event_pk) AS nth
+                  FROM cand_{n} c) c
+            LEFT JOIN given_{n} g ON g.contact_id = c.contact_id
+            WHERE coalesce(g.total, 0) + {points} * (c.nth - 1) < {cap}
+        )""")
     else:
-        picked = f"picked AS (SELECT c.*, {points} AS points FROM cand c)"
-    template_columns = "".join(f", {sql}" for _index, sql in _tag_columns(rule))
-    sql = f"""
-        WITH {candidate},
-        {picked},
+        ctes.append(f"""
+        picked_{n} AS (
+            SELECT {n}::bigint AS rule_id, c.event_pk, c.contact_id, c.occurred_at, {points}::int AS points,
+                   {once} AS once, {tags_sql} AS tags
+            FROM cand_{n} c
+        )""")
+    return ",".join(ctes), f"picked_{n}", params
+
+
+def _collect_rules(cursor, rules: list[Rule], effects: Effects, *, respect_activation: bool) -> None:
+    """ONE statement for all rules: choose the pairs, insert the guard rows (``ON CONFLICT DO
+    NOTHING`` — a pair applied before, by any transaction, is not returned), return the new ones."""
+    if not rules:
+        return
+    ctes, finals, params = [], [], []
+    for rule in rules:
+        rule_ctes, final, rule_params = _rule_ctes(rule, respect_activation=respect_activation)
+        ctes.append(rule_ctes)
+        finals.append(f"SELECT * FROM {final}")
+        params.extend(rule_params)
+    cursor.execute(
+        f"""
+        WITH {",".join(ctes)},
+        picked AS ({" UNION ALL ".join(finals)}),
         inserted AS (
             INSERT INTO automation_ruleapplication (rule_id, event_pk, contact_id, points, applied_at, once)
-            SELECT %s, event_pk, contact_id, points, now(), %s FROM picked
+            SELECT rule_id, event_pk, contact_id, points, now(), once FROM picked
             ON CONFLICT DO NOTHING
-            RETURNING event_pk
+            RETURNING rule_id, event_pk
         )
-        SELECT p.event_pk, p.contact_id, p.occurred_at, p.points{template_columns}
-        FROM picked p JOIN inserted i ON i.event_pk = p.event_pk
-        ORDER BY p.occurred_at, p.event_pk
-    """
-    params.extend([rule.pk, rule.once_per_contact])
-    return sql, params
-
-
-def _collect_rule(cursor, rule: Rule, effects: Effects, *, respect_activation: bool) -> None:
-    sql, params = _rule_sql(rule, respect_activation=respect_activation)
-    cursor.execute(sql, params)
-    rows = cursor.fetchall()
-    if not rows:
-        return
-    effects.applications += len(rows)
-    template_index = {index: position for position, (index, _sql) in enumerate(_tag_columns(rule))}
-    for row in rows:
-        event_pk, contact_id, occurred_at, points = row[:4]
-        templated = row[4:]
+        SELECT p.rule_id, p.event_pk, p.contact_id, p.occurred_at, p.points, p.tags
+        FROM picked p JOIN inserted i ON i.rule_id = p.rule_id AND i.event_pk = p.event_pk
+        ORDER BY p.occurred_at, p.event_pk, p.rule_id
+        """,
+        params,
+    )
+    by_id = {rule.pk: rule for rule in rules}
+    templates = {rule.pk: {index: position for position, (index, _sql) in enumerate(_tag_columns(rule))}
+                 for rule in rules}
+    for rule_id, event_pk, contact_id, occurred_at, points, tags in cursor.fetchall():
+        rule = by_id[rule_id]
+        effects.applications += 1
         for index, action in enumerate(rule.actions):
             kind = action["type"]
             if kind in ("add_tag", "remove_tag"):
-                tag = templated[template_index[index]] if index in template_index else action["tag"]
+                position = templates[rule_id].get(index)
+                tag = tags[position] if position is not None else action["tag"]
                 if not tag or not tag.strip():
                     continue  # a template whose property is empty: the action is skipped
                 if kind == "add_tag":
-                    effects.tag_adds.append((occurred_at, event_pk, contact_id, tag, action.get("score", 1), rule.pk))
+                    effects.tag_adds.append((occurred_at, event_pk, contact_id, tag, action.get("score", 1), rule_id))
                 else:
-                    effects.tag_removes.append((occurred_at, event_pk, contact_id, tag, rule.pk))
+                    effects.tag_removes.append((occurred_at, event_pk, contact_id, tag, rule_id))
             elif kind == "set_stage":
-                effects.stages.append((occurred_at, event_pk, contact_id, action["funnel"], action["stage"], rule.pk))
+                effects.stages.append((occurred_at, event_pk, contact_id, action["funnel"], action["stage"], rule_id))
         if points:
-            effects.points.append((contact_id, points, rule.pk, event_pk))
+            effects.points.append((contact_id, points, rule_id, event_pk))
 
 
 _MATCH_SQL = {
@@ -386,8 +402,7 @@ def batch_apply(
             """
         )
     effects = Effects()
-    for rule in rules:
-        _collect_rule(cursor, rule, effects, respect_activation=respect_activation)
+    _collect_rules(cursor, rules, effects, respect_activation=respect_activation)
     for matrix in matrices:
         _collect_matrix(cursor, matrix, effects, respect_activation=respect_activation)
     _apply_effects(cursor, effects)

@@ -146,7 +146,8 @@ class RuleEditor:
                         "once_per_contact": False, "max_points_per_contact": ""},
                 conditions=[],
                 actions=[EditorRow(0, {"type": "add_tag", "tag": "", "score": "1"})],
-                data={},
+                data={"trigger": {"event_type": "product_view", "where": []},
+                      "actions": [{"type": "add_tag", "tag": "", "score": 1}]},
             )
         return cls(
             values={
@@ -162,7 +163,12 @@ class RuleEditor:
                 for index, c in enumerate(rule.conditions or [])
             ],
             actions=[EditorRow(index, _action_values(action)) for index, action in enumerate(rule.actions or [])],
-            data={},
+            data={
+                "trigger": {"event_type": rule.event_type, "where": rule.conditions or []},
+                "actions": rule.actions or [],
+                "once_per_contact": rule.once_per_contact,
+                "max_points_per_contact": rule.max_points_per_contact,
+            },
         )
 
     @classmethod

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -46,6 +48,25 @@ MAX_PROPERTIES_BYTES = 16 * 1024
 MAX_VALUE = Decimal("999999999999.99")
 _email_validator = EmailValidator()
 _EVENT_TYPES = frozenset(EVENT_TYPES)
+# A strict subset of what Django's EmailValidator accepts, checked first because it is ~50× faster
+# (the validator's regexes cost ~20 µs an address: 20 ms per 1,000-event request).
+_PLAIN_EMAIL = re.compile(
+    r"[a-z0-9_%+\-]+(\.[a-z0-9_%+\-]+)*@([a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
+)
+
+
+@lru_cache(maxsize=65536)
+def email_is_valid(email: str) -> bool:
+    """``email`` is normalised (trimmed, lower-case)."""
+    if len(email) > 254:
+        return False
+    if _PLAIN_EMAIL.fullmatch(email):
+        return True
+    try:
+        _email_validator(email)
+    except DjangoValidationError:
+        return False
+    return True
 
 # Months (as "YYYY-MM") whose event partition this process has already ensured.
 _known_months: set[str] = set()
@@ -120,13 +141,10 @@ def events_validate(items: list[Any], *, now: datetime | None = None) -> list[Cl
         email = normalize_email(raw_email) if isinstance(raw_email, str) else ""
         if not email:
             fail("email", "is required")
-        else:
-            try:
-                _email_validator(email)
-            except DjangoValidationError:
-                fail("email", "is not a valid email address")
-            if len(email) > 254:
-                fail("email", "may be at most 254 characters")
+        elif len(email) > 254:
+            fail("email", "may be at most 254 characters")
+        elif not email_is_valid(email):
+            fail("email", "is not a valid email address")
         event_type = get("type")
         if event_type not in _EVENT_TYPES:
             fail("type", f"must be one of {', '.join(EVENT_TYPES)}")

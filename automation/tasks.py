@@ -37,10 +37,11 @@ def events_process_enqueue() -> None:
 
 
 @shared_task(name="automation.tasks.events_sweep_task", acks_late=True)
-def events_sweep_task() -> bool:
+def events_sweep_task(stuck_after_seconds: float | None = None) -> bool:
     """Beat, every few seconds: re-enqueue processing when pending events wait longer than they
     should (a lost message, a broker restart, a worker killed before it acknowledged)."""
-    cutoff = timezone.now() - STUCK_AFTER
+    stuck_after = STUCK_AFTER if stuck_after_seconds is None else timedelta(seconds=stuck_after_seconds)
+    cutoff = timezone.now() - stuck_after
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT EXISTS (SELECT 1 FROM automation_eventreceipt WHERE state = 0 AND received_at < %s)", [cutoff]

@@ -178,11 +178,11 @@ def measure_segments(runs: int, plans: dict) -> list[dict]:
     out = []
     for case in SEGMENT_CASES:
         try:
-            def app() -> int:
-                return Contact.objects.filter(compile_definition(case.definition)).count()
+            def app(definition: dict = case.definition) -> int:
+                return Contact.objects.filter(compile_definition(definition)).count()
 
             app_ms, app_samples, app_count = timed_ms(app, runs)
-            sql_ms, sql_samples, sql_count = timed_ms(lambda: sql_value(case.sql), runs)
+            sql_ms, sql_samples, sql_count = timed_ms(lambda sql=case.sql: sql_value(sql), runs)
             queryset = Contact.objects.filter(compile_definition(case.definition))
             plans[case.name] = {
                 "definition": case.definition,
@@ -281,7 +281,7 @@ UPDATE contacts_contact c SET score = 0
 # 10% of the scores wrong, as after a lost update or a rule edit: both sides must repair them.
 SCORE_DIRTY = "UPDATE contacts_contact SET score = score + 7 WHERE id % 10 = 0"
 
-def tier_sql() -> str:
+def tier_sql() -> tuple[str, dict[str, Any]]:
     """The hand-written full tier recompute: one statement computing every contact's metric and
     tier, writing only the rows whose tier or metric changes, and logging tier changes. Columns
     other areas add to their models later are filled with the model defaults."""
@@ -307,7 +307,6 @@ def tier_sql() -> str:
         """FROM changed ch LEFT JOIN loyalty_tier o ON o.id = ch.old_tier LEFT JOIN loyalty_tier n ON n.id = ch.tier_id
            WHERE ch.tier_id IS DISTINCT FROM ch.old_tier AND (SELECT count(*) FROM up) >= 0""",
     )
-    upsert = upsert.replace("%s", "%%s")  # defaults become named below
     sql = f"""
     WITH metric AS (
         SELECT c.id AS contact_id, coalesce(ct.score, 0)::numeric(14, 2) AS v
@@ -321,7 +320,7 @@ def tier_sql() -> str:
         SELECT t.*, cur.tier_id AS old_tier FROM target t
         LEFT JOIN loyalty_contacttier cur ON cur.program_id = %(p)s AND cur.contact_id = t.contact_id
         WHERE cur.contact_id IS NULL OR cur.tier_id IS DISTINCT FROM t.tier_id OR cur.metric_value <> t.v
-    ), up AS ({upsert.replace("%%s", "%s")})
+    ), up AS ({upsert})
     {log}
     """
     # name the defaults' placeholders in order: first the upsert's, then the log's
@@ -408,11 +407,12 @@ def _measure_segment_refresh(runs: int) -> dict:
         segment.refresh_from_db()
         sql_run("DELETE FROM segments_segmentmember WHERE segment_id = %s", [segment.pk])
 
+        import inspect
+
+        by_id = "segment_id" in inspect.signature(refresh).parameters
+
         def app() -> Any:
-            try:
-                return refresh(segment=segment)
-            except TypeError:
-                return refresh(segment.pk)
+            return refresh(segment.pk) if by_id else refresh(segment=segment)
 
         # the refresh writes every member (the segment starts empty in each rolled-back run)
         app_ms, _, _ = timed_ms(app, runs, rollback=True)

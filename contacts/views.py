@@ -305,7 +305,9 @@ def _timeline_context(contact: Contact, data: QueryDict) -> dict:
             rule_ids.add(rule_id)
     rule_ids.discard(None)
     rule_names = dict(Rule.objects.filter(pk__in=rule_ids).values_list("pk", "name")) if rule_ids else {}
+    type_labels = dict(EVENT_TYPE_CHOICES)
     for row in rows:
+        row["type_label"] = type_labels.get(row["type"], row["type"])
         caused = effects.get(row["id"], [])
         by_rule: dict = defaultdict(list)
         for effect in caused:
@@ -622,7 +624,7 @@ def _tags_page_context(request: HttpRequest) -> dict:
         chart = {
             "data": [{"type": "bar", "x": bands, "y": [counts.get(band, 0) for band in bands],
                       "marker": {"color": "#6366f1"}, "hovertemplate": "score %{x}: %{y} contact-tags<extra></extra>"}],
-            "layout": {"margin": {"l": 56, "r": 16, "t": 8, "b": 40}, "xaxis": {"title": {"text": "score"}},
+            "layout": {"margin": {"l": 56, "r": 16, "t": 8, "b": 40}, "xaxis": {"title": {"text": "score"}, "type": "category"},
                        "yaxis": {"title": {"text": "contact-tags"}}, "bargap": 0.3},
         }
     return {"tags": tags, "search": search, "chart": chart, "can_edit": has_role(request.user, MARKETER),

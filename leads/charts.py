@@ -48,7 +48,7 @@ def funnel_chart(stages: Sequence[dict], *, links: Sequence[str] | None = None, 
             x=[stage["entered"] for stage in stages],
             textinfo=text,
             marker={"color": [PRIMARY] * len(stages)},
-            connector={"line": {"color": "#c7d2fe"}},
+            connector={"fillcolor": "#eef2ff", "line": {"color": "#c7d2fe", "width": 1}},
             hovertemplate="%{y}: %{x} entered<extra></extra>",
         )
     )

@@ -73,17 +73,29 @@ def _contact_stats(warm: int, hot: int, week_ago: datetime) -> dict:
     }
 
 
+def _nice_width(span: int) -> int:
+    """The smallest 1/2/2.5/5 × 10^k bucket width giving at most HISTOGRAM_BUCKETS buckets."""
+    raw = max(1, span) / HISTOGRAM_BUCKETS
+    magnitude = 1
+    while True:
+        for step in (1, 2, 2.5, 5):
+            width = step * magnitude
+            if width >= raw and float(width).is_integer():
+                return int(width)
+        magnitude *= 10
+
+
 def _score_buckets(warm: int, hot: int) -> tuple[int, list[tuple[int, int, int]]]:
-    """Contacts per score bucket: width hot/6 (at least 1), from 0 to twice the hot threshold;
+    """Contacts per score bucket of a round width, from 0 to about twice the hot threshold;
     negatives in one bucket, the long tail in the last."""
-    width = max(1, -(-max(hot, 1) * 2 // HISTOGRAM_BUCKETS))
+    width = _nice_width(max(hot, 1) * 2)
     with connection.cursor() as cursor:
         cursor.execute(
             """
             SELECT least(greatest(floor(score::numeric / %(w)s), -1), %(n)s)::int AS bucket, count(*)
             FROM contacts_contact GROUP BY 1 ORDER BY 1
             """,
-            {"w": width, "n": HISTOGRAM_BUCKETS},
+            {"w": width, "n": -(-max(hot, 1) * 2 // width)},
         )
         rows = cursor.fetchall()
     return width, [(bucket * width, (bucket + 1) * width, count) for bucket, count in rows]
@@ -194,6 +206,7 @@ def dashboard_data(*, use_cache: bool = True) -> dict:
         "hot": thresholds.hot,
         "contacts": contacts,
         "bucket_width": width,
+        "tail_start": width * -(-max(thresholds.hot, 1) * 2 // width),
         "buckets": buckets,
         "top_tags": top_tags,
         "tags_estimated": tags_estimated,
@@ -244,14 +257,14 @@ def dashboard_context(request: HttpRequest) -> dict:
             params["score_max"] = -1
         else:
             params["score_min"] = low
-            if high <= data["bucket_width"] * HISTOGRAM_BUCKETS:
+            if high <= data["tail_start"]:
                 params["score_max"] = high - 1
         bucket_links.append(_url("leads:hot", **params))
     labelled_buckets = []
     for low, high, count in data["buckets"]:
         if low < 0:
             labelled_buckets.append(("< 0", count, low))
-        elif high > data["bucket_width"] * HISTOGRAM_BUCKETS:
+        elif high > data["tail_start"]:
             labelled_buckets.append((f"≥ {low}", count, low))
         else:
             labelled_buckets.append((f"{low}–{high - 1}" if high - low > 1 else str(low), count, low))

@@ -19,7 +19,7 @@ class ThresholdsForm(forms.Form):
     )
     decay_enabled = forms.BooleanField(
         label="Decay lead scores", required=False,
-        help_text="Points lose half their value every half-life (a nightly job writes the decay to the ledger).",
+        help_text="Points lose half their value every half-life (a scheduled job writes the decay to the score ledger).",
     )
     decay_half_life_days = forms.IntegerField(label="Score half-life (days)", min_value=1, max_value=3650)
     tag_decay_enabled = forms.BooleanField(

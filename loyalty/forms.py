@@ -150,7 +150,8 @@ def tier_formset(data=None, *, program: Program | None = None) -> BaseTierFormSe
         for tier in program.tiers.active().order_by("min"):
             benefits = tier.benefits or {}
             initial.append({
-                "id": tier.pk, "name": tier.name, "min": tier.min,
+                "id": tier.pk, "name": tier.name,
+                "min": int(tier.min) if tier.min == tier.min.to_integral_value() else tier.min,
                 "discount_percent": benefits.get("discount_percent"), "free_shipping": benefits.get("free_shipping", False),
                 "gift": benefits.get("gift", ""), "text": benefits.get("text", ""),
             })

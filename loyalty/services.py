@@ -312,12 +312,15 @@ def _plan_sql(setup: _Setup, *, scope: str, scope_params: dict, now: datetime) -
         branches.append(f"WHEN m.metric_value >= %(t{index}_min)s THEN %(t{index}_key)s::bigint")
     computed = f"CASE {' '.join(branches)} END" if branches else "NULL::bigint"
 
-    rank_rows = []
+    # A tier's rank (its threshold) by id, as a CASE: cheaper than joining a VALUES list thrice.
+    rank_branches = []
     for index, (key, minimum) in enumerate(setup.ranks.items()):
         params[f"r{index}_key"] = key
         params[f"r{index}_min"] = minimum
-        rank_rows.append(f"(%(r{index}_key)s::bigint, %(r{index}_min)s::numeric)")
-    ranks = f"VALUES {', '.join(rank_rows)}" if rank_rows else "SELECT NULL::bigint, NULL::numeric WHERE FALSE"
+        rank_branches.append(f"WHEN %(r{index}_key)s::bigint THEN %(r{index}_min)s::numeric")
+
+    def rank_of(column: str) -> str:
+        return f"(CASE {column} {' '.join(rank_branches)} END)" if rank_branches else "NULL::numeric"
 
     if metric_query is None:  # the contact score is on the contact row
         metric_cte = (
@@ -331,8 +334,7 @@ def _plan_sql(setup: _Setup, *, scope: str, scope_params: dict, now: datetime) -
             f"WHERE {scope.format(col='c.id')}"
         )
     sql = f"""
-    WITH ranks(tier_id, tier_min) AS ({ranks}),
-    metric AS ({metric_cte}),
+    WITH metric AS ({metric_cte}),
     base AS (
         SELECT m.contact_id, m.metric_value, {computed} AS computed_id,
                cur.contact_id IS NOT NULL AS has_row,
@@ -346,10 +348,8 @@ def _plan_sql(setup: _Setup, *, scope: str, scope_params: dict, now: datetime) -
         LEFT JOIN loyalty_contacttier cur ON cur.program_id = %(program_id)s AND cur.contact_id = m.contact_id
     ),
     ranked AS (
-        SELECT b.*, o.tier_min AS old_rank, n.tier_min AS computed_rank
+        SELECT b.*, {rank_of("b.old_id")} AS old_rank, {rank_of("b.computed_id")} AS computed_rank
         FROM base b
-        LEFT JOIN ranks o ON o.tier_id = b.old_id
-        LEFT JOIN ranks n ON n.tier_id = b.computed_id
     ),
     held AS (
         -- grace period: a drop from a tier that still exists waits until due
@@ -373,9 +373,9 @@ def _plan_sql(setup: _Setup, *, scope: str, scope_params: dict, now: datetime) -
         FROM held h
     ),
     moved AS (
-        SELECT d.*, nr.tier_min AS new_rank,
+        SELECT d.*, {rank_of("d.new_id")} AS new_rank,
                d.new_id IS DISTINCT FROM d.old_id AS tier_changed
-        FROM decided d LEFT JOIN ranks nr ON nr.tier_id = d.new_id
+        FROM decided d
     ),
     final AS (
         SELECT mv.*,

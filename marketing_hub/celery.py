@@ -15,6 +15,9 @@ app.autodiscover_tasks()
 # Each app adds its periodic work to this dict from its tasks module (see beat_schedule below).
 app.conf.beat_schedule = {
     "prune-broker-messages": {"task": "marketing_hub.tasks.broker_prune_task", "schedule": 300.0},
+    # segments: full refresh of memberships that are due (time-relative ones every 15 minutes,
+    # the rest hourly); between runs the rules engine keeps changed contacts current.
+    "segments-refresh-due": {"task": "segments.tasks.segments_refresh_scheduled_task", "schedule": 300.0},
     # leads: growth counters age out every 5 minutes; decay (off unless enabled in the settings)
     # runs hourly and only writes when a half-life boundary was crossed.
     "leads-score-trend-refresh": {"task": "leads.tasks.score_trend_refresh_task", "schedule": 300.0},

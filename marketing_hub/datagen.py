@@ -112,6 +112,7 @@ BULK_TABLES = [
     "leads_scorechange", "automation_ruleapplication", "contacts_consent", "contacts_consentchange",
     "leads_contactstage", "leads_stagetransition", "loyalty_contacttier", "contacts_tagscorechange",
 ]
+TEMP_TABLES = ["mh_gen_contact", "mh_tag_delta", "mh_match", "mh_score", "mh_stage"]
 # Tables the generator fills (for ANALYZE/VACUUM and for the reset).
 GENERATED_TABLES = BULK_TABLES + [
     "contacts_tag", "contacts_note", "leads_leadstatuschange", "automation_rule", "leads_funnel",
@@ -389,6 +390,8 @@ def generate(
         ref = _reference_data(anchor)
         with connection.cursor() as cursor:
             run = _Runner(cursor, report, echo)
+            # rows go in children-first (events before their contacts): check FKs at commit
+            run.run("functions", "SET CONSTRAINTS ALL DEFERRED")
             _functions(run)
             run.run("partitions", "SELECT mh_ensure_event_partitions(%s::timestamptz - interval '13 months', %s::timestamptz)", [anchor, anchor])
             if bulk:
@@ -397,6 +400,7 @@ def generate(
             else:
                 _generate_rows(run, contacts=contacts, demo=demo, anchor=anchor, ref=ref)
             _set_sequences(run)
+            run.run("functions", "DROP TABLE IF EXISTS " + ", ".join(f"pg_temp.{t}" for t in TEMP_TABLES))
         if demo:
             _demo_objects(anchor)
     report.steps["rules source: " + ref["rules_source"]] = 0.0
@@ -459,6 +463,8 @@ def _generate_rows(run: _Runner, *, contacts: int, demo: bool, anchor: datetime,
     from leads.models import ContactStage, StageTransition
     from loyalty.models import ContactTier
 
+    # ON COMMIT DROP does not fire when the caller's transaction goes on (tests): drop them first.
+    run.run("functions", "DROP TABLE IF EXISTS " + ", ".join(f"pg_temp.{t}" for t in TEMP_TABLES))
     lists = _name_lists()
     p = {
         "n": contacts,
@@ -561,11 +567,11 @@ def _generate_rows(run: _Runner, *, contacts: int, demo: bool, anchor: datetime,
                        WHEN t.u1 < t.pbuy + 0.30 THEN 'product_view'
                        WHEN t.u1 < t.pbuy + 0.36 THEN 'add_to_cart'
                        WHEN t.u1 < t.pbuy + 0.39 THEN 'cart_abandon'
-                       WHEN t.u1 < t.pbuy + 0.52 THEN 'email_open'
-                       WHEN t.u1 < t.pbuy + 0.57 THEN 'email_click'
-                       WHEN t.u1 < t.pbuy + 0.59 THEN 'form_submit'
-                       WHEN t.u1 < t.pbuy + 0.60 THEN 'newsletter_signup'
-                       WHEN t.u1 < t.pbuy + 0.62 THEN 'custom'
+                       WHEN t.u1 < t.pbuy + 0.61 THEN 'email_open'
+                       WHEN t.u1 < t.pbuy + 0.66 THEN 'email_click'
+                       WHEN t.u1 < t.pbuy + 0.68 THEN 'form_submit'
+                       WHEN t.u1 < t.pbuy + 0.69 THEN 'newsletter_signup'
+                       WHEN t.u1 < t.pbuy + 0.71 THEN 'custom'
                        ELSE 'page_view'
                    END AS type
             FROM (
@@ -1009,14 +1015,14 @@ def demo_segments_refresh() -> list[str]:
     refresh = getattr(services, "segment_refresh", None)
     if refresh is None:
         return []
+    import inspect
+
     from segments.models import Segment
 
+    by_id = "segment_id" in inspect.signature(refresh).parameters
     done = []
     for segment in Segment.objects.all():
-        try:
-            refresh(segment=segment)
-        except TypeError:
-            refresh(segment.id)
+        refresh(segment.id) if by_id else refresh(segment=segment)
         done.append(segment.name)
     return done
 

@@ -78,14 +78,15 @@ TIME_RELATIVE_LEAVES = {"inactive_days", "age", "temperature"}
 
 
 # --- small helpers ------------------------------------------------------------------------------
-def _as_sql_number(value: Any) -> int | Decimal:
+def _as_sql_number(value: Any) -> int | Value:
     """Integers stay integers (the planner keeps int columns' indexes); other numbers become
-    exact decimals, so SQL and Python compare the same value (0.1 is 0.1, not a binary float)."""
+    exact decimal *expressions*: SQL and Python then compare the same value (0.1 is 0.1, not a
+    binary float), and Django does not round them to the integer field's type."""
     if isinstance(value, int):
         return value
     if float(value).is_integer():
         return int(value)
-    return Decimal(repr(value))
+    return Value(Decimal(repr(value)), output_field=DecimalField())
 
 
 NUMBER_LOOKUPS = {"eq": "exact", "gt": "gt", "gte": "gte", "lt": "lt", "lte": "lte"}
@@ -97,7 +98,12 @@ def number_q(field: str, op: str, value: Any) -> Q:
         low, high = (_as_sql_number(item) for item in value)
         return Q(**{f"{field}__gte": low, f"{field}__lte": high})
     if op == "in":
-        return Q(**{f"{field}__in": sorted({_as_sql_number(item) for item in value})})
+        whole = sorted({int(item) for item in value if float(item).is_integer()})
+        fractional = [item for item in value if not float(item).is_integer()]
+        condition = Q(**{f"{field}__in": whole}) if whole else FALSE
+        for item in fractional:
+            condition |= Q(**{f"{field}__exact": _as_sql_number(item)})
+        return condition
     if op == "ne":
         return ~Q(**{f"{field}__exact": _as_sql_number(value)})
     return Q(**{f"{field}__{NUMBER_LOOKUPS[op]}": _as_sql_number(value)})
@@ -536,9 +542,7 @@ def _false_from_one(op: str, value: Any) -> bool:
     if op == "between":
         return True  # 0 is inside, 1 is outside: the range is [≤0, <1]
     if op == "in":
-        return all(not number_holds("eq", count, value) for count in range(1, 2)) and all(
-            (isinstance(item, int | float) and item < 1) for item in value
-        )
+        return all(float(item) < 1 for item in value)  # 0 is listed, no count from 1 up is
     return False
 
 

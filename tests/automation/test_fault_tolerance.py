@@ -3,9 +3,10 @@ restart every effect has happened exactly once."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.db import connection, connections
-from django.test.utils import CaptureQueriesContext  # noqa: F401  (documentation: no query asserts here)
 
 from automation.models import EventReceipt, RuleApplication
 from automation.tasks import events_sweep_task
@@ -93,7 +94,7 @@ def test_sigkill_mid_batch_then_restart_applies_everything_once(celery_worker_pr
     assert _status()["pending"] == EVENTS
     # when the worker comes back and the beat's sweeper runs
     celery_worker_process.start()
-    events_sweep_task()
+    events_sweep_task(stuck_after_seconds=0)
     wait_for(lambda: _status()["pending"] == 0, timeout=120, message="pending to reach 0")
     # then every effect happened exactly once
     _assert_exactly_once([rule])
@@ -114,8 +115,9 @@ def test_broker_losing_its_messages_is_recovered_by_the_sweeper(celery_worker_pr
         broker.default_channel.queue_purge(celery_worker_process.queue)
     celery_worker_process.start()
     # then nothing happens by itself…
+    time.sleep(1.5)
     assert _status()["pending"] == EVENTS
     # …until the sweeper (beat, every 5 s) sees events waiting and re-enqueues processing
-    assert events_sweep_task() is True
+    assert events_sweep_task(stuck_after_seconds=1) is True
     wait_for(lambda: _status()["pending"] == 0, timeout=120, message="pending to reach 0")
     _assert_exactly_once([rule])

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 def run_job_body(job: Job) -> Job:
     """The task body, called directly (unit tests never run Celery eagerly)."""
-    contacts_bulk_task.__wrapped__(job.pk) if hasattr(contacts_bulk_task, "__wrapped__") else contacts_bulk_task.run(job.pk)
+    contacts_bulk_task.run(job.pk)
     job.refresh_from_db()
     return job
 

@@ -10,7 +10,15 @@ from django.utils import timezone
 
 from contacts.models import ContactTag
 from loyalty.models import ContactTier, Program, Tier, TierChange
-from loyalty.services import TierSpec, program_recompute, program_save, tier_pin, tier_unpin, tiers_apply_due, tiers_preview
+from loyalty.services import (
+    TierSpec,
+    program_recompute,
+    program_save,
+    tier_pin,
+    tier_unpin,
+    tiers_apply_due,
+    tiers_preview,
+)
 from tests.factories import ContactFactory, give_tag
 from tests.loyalty.factories import make_program, tier_of
 

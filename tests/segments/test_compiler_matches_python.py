@@ -4,10 +4,12 @@ exactly the contacts the plain-Python evaluator selects — also when restricted
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.db import transaction
 from django.utils import timezone
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from contacts.models import Contact
@@ -15,17 +17,21 @@ from segments.compiler import compile_definition
 from segments.models import Segment
 from segments.validation import validate_definition
 from tests.segments.evaluator import World
-from tests.segments.world import build_world, tree_strategy, world_strategy
+from tests.segments.world import build_world, ensure_event_partitions, tree_strategy, world_strategy
 
 
-@pytest.mark.django_db
+@pytest.fixture
+def event_partitions(db):
+    ensure_event_partitions(timezone.now())
+
+
 @settings(
-    max_examples=250,
+    max_examples=int(os.environ.get("SEGMENT_PROPERTY_EXAMPLES", "250")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(data=st.data())
-def test_compiled_sql_selects_what_the_python_evaluator_selects(data):
+def test_compiled_sql_selects_what_the_python_evaluator_selects(event_partitions, data):
     with transaction.atomic():
         # given a random small world and saved segments to nest
         now = timezone.now()
@@ -40,6 +46,7 @@ def test_compiled_sql_selects_what_the_python_evaluator_selects(data):
         definition = data.draw(tree_strategy(segment_ids), label="definition")
         validate_definition(definition)
         expected = World(now).members(definition)
+        event("selects " + ("nobody" if not expected else "everybody" if len(expected) == len(contact_ids) else "some"))
 
         # when the definition is compiled and run
         selected = set(Contact.objects.filter(compile_definition(definition, now=now)).values_list("pk", flat=True))

@@ -17,6 +17,9 @@ def reset_generated_data() -> None:
     tables = ", ".join(datagen.GENERATED_TABLES + ["segments_segmentmember", "segments_segmentsize",
                                                    "loyalty_tierchange"])
     with connection.cursor() as cursor:
+        if connection.in_atomic_block:
+            # TRUNCATE refuses tables with deferred FK checks still pending in this transaction
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute(f"TRUNCATE {tables} CASCADE")
 
 

@@ -1,0 +1,357 @@
+"""Segment workflows: live counts, saving, materialised membership (full and incremental
+refresh), overlap. Everything over many contacts is one set-based statement."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Value
+from django.utils import timezone
+
+from contacts.models import Contact
+from segments.compiler import Compiler, compile_definition, effective_definition, is_time_relative
+from segments.models import Segment, SegmentMember, SegmentSize
+from segments.validation import DefinitionError, validate_definition
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_SIZE = 20
+# A live count that takes longer than this is cancelled; the builder says so and the saved
+# segment is counted by the worker instead. Never blocks typing: the page keeps working.
+PREVIEW_TIMEOUT_MS = getattr(settings, "SEGMENT_PREVIEW_TIMEOUT_MS", 8000)
+# With more saved segments than this, the per-batch incremental refresh skips the
+# time-relative ones (the schedule refreshes those fully anyway) to keep ingestion fast.
+INCREMENTAL_MAX_SEGMENTS = getattr(settings, "SEGMENT_INCREMENTAL_MAX_SEGMENTS", 50)
+# Full refresh cadence: time-relative segments drift with the clock; the others only miss
+# changes that bypass the rules engine (manual tag edits, imports, consent changes).
+REFRESH_MINUTES_TIME_RELATIVE = getattr(settings, "SEGMENT_REFRESH_MINUTES_TIME_RELATIVE", 15)
+REFRESH_MINUTES_OTHER = getattr(settings, "SEGMENT_REFRESH_MINUTES_OTHER", 60)
+
+
+def for_sending_definition(definition: Any, for_sending: bool) -> Any:
+    return effective_definition(_Unsaved(definition, for_sending))
+
+
+@dataclass
+class _Unsaved:
+    definition: Any
+    for_sending: bool
+
+
+# --- live -----------------------------------------------------------------------------------------
+@dataclass
+class Preview:
+    count: int | None
+    sample: list[dict]  # {"id", "email"}
+    timed_out: bool = False
+
+    @property
+    def emails(self) -> list[str]:
+        return [row["email"] for row in self.sample]
+
+
+def segment_queryset(definition: Any, *, for_sending: bool = False, now: dt.datetime | None = None):
+    """The contacts a (valid) definition selects, as a lazy queryset: one SQL query."""
+    return Contact.objects.filter(compile_definition(for_sending_definition(definition, for_sending), now=now))
+
+
+def segment_count(definition: Any, *, for_sending: bool = False, now: dt.datetime | None = None) -> int:
+    """The app's count of a (valid) definition. The benchmark calls this."""
+    return segment_queryset(definition, for_sending=for_sending, now=now).count()
+
+
+def segment_preview(definition: Any, *, for_sending: bool = False, sample_size: int = SAMPLE_SIZE,
+                    timeout_ms: int | None = PREVIEW_TIMEOUT_MS) -> Preview:
+    """Count and a sample (sorted by email) of a (valid) definition, within a time limit."""
+    queryset = segment_queryset(definition, for_sending=for_sending)
+    try:
+        with transaction.atomic():
+            if timeout_ms:
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL statement_timeout = %s", [int(timeout_ms)])
+            count = queryset.count()
+            # Any sample rows, then sorted: ORDER BY email would make the planner walk the email
+            # index and filter it, which is slow for selective segments.
+            sample = sorted(queryset.values("id", "email")[:sample_size], key=lambda row: row["email"]) if count else []
+    except DatabaseError as exc:
+        if isinstance(exc.__cause__, psycopg.errors.QueryCanceled):
+            return Preview(count=None, sample=[], timed_out=True)
+        raise
+    return Preview(count=count, sample=sample)
+
+
+# --- saving ---------------------------------------------------------------------------------------
+def segment_save(*, segment: Segment | None = None, name: str, definition: Any, description: str = "",
+                 for_sending: bool = False, user=None, refresh: bool = True) -> Segment:
+    """Create or update a segment (validated: raises ``DefinitionError``), with the count as of
+    now, and queue the worker's full refresh that materialises the membership."""
+    validate_definition(definition, segment_id=segment.pk if segment else None)
+    now = timezone.now()
+    count = segment_count(definition, for_sending=for_sending, now=now)
+    with transaction.atomic():
+        if segment is None:
+            segment = Segment(created_by=user if getattr(user, "is_authenticated", False) else None, created_at=now)
+        definition_changed = segment.pk is None or segment.definition != definition or segment.for_sending != for_sending
+        segment.name = name.strip()[:200]
+        segment.description = description
+        segment.definition = definition
+        segment.for_sending = for_sending
+        segment.updated_at = now
+        if definition_changed:
+            # Members are stale until the worker's refresh: readers fall back to live evaluation.
+            segment.count = count
+            segment.refreshed_at = None
+        segment.save()
+        if definition_changed and refresh:
+            segment_refresh_enqueue(segment, user=user)
+    return segment
+
+
+def segment_refresh_enqueue(segment: Segment, *, user=None):
+    """Start a "Refresh now" job (progress on the Jobs page)."""
+    from automation.jobs import job_start
+    from segments.tasks import segment_refresh_task
+
+    return job_start(
+        segment_refresh_task, title=f"Refresh segment “{segment.name}”", params={"segment_id": segment.pk}, user=user
+    )
+
+
+# --- full refresh (versioned) ---------------------------------------------------------------------
+def segment_refresh(segment_id: int, *, now: dt.datetime | None = None, progress=None) -> int | None:
+    """Recompute a saved segment's membership over all contacts and record its size.
+
+    One evaluation into a temporary table, then only the differences are written: new members
+    inserted (anti-join), departed members deleted (anti-join). Refreshes of one segment are
+    serialised by an advisory lock; the incremental hook may run alongside (it touches only its
+    own contacts). Returns the member count, or None when the segment is gone.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext('segment_refresh'), %s)", [segment_id])
+        segment = Segment.objects.filter(pk=segment_id).first()
+        if segment is None:
+            return None
+        if progress:
+            progress.update(0, 4)
+        members_sql, params = (
+            Contact.objects.filter(compile_definition(effective_definition(segment), now=now))
+            .values("id")
+            .query.sql_with_params()
+        )
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS segment_refresh_ids")
+            cursor.execute(f"CREATE TEMP TABLE segment_refresh_ids ON COMMIT DROP AS {members_sql}", params)
+            cursor.execute("ALTER TABLE segment_refresh_ids ADD PRIMARY KEY (id)")
+            cursor.execute("ANALYZE segment_refresh_ids")
+            count = _scalar(cursor, "SELECT count(*) FROM segment_refresh_ids")
+            if progress:
+                progress.update(1, 4)
+            cursor.execute(
+                """
+                INSERT INTO segments_segmentmember (segment_id, contact_id, added_at)
+                SELECT %s, t.id, %s FROM segment_refresh_ids t
+                WHERE NOT EXISTS (SELECT 1 FROM segments_segmentmember m WHERE m.segment_id = %s AND m.contact_id = t.id)
+                ON CONFLICT DO NOTHING
+                """,
+                [segment_id, now, segment_id],
+            )
+            added = cursor.rowcount
+            if progress:
+                progress.update(2, 4)
+            cursor.execute(
+                """
+                DELETE FROM segments_segmentmember m WHERE m.segment_id = %s
+                AND NOT EXISTS (SELECT 1 FROM segment_refresh_ids t WHERE t.id = m.contact_id)
+                """,
+                [segment_id],
+            )
+            removed = cursor.rowcount
+            if progress:
+                progress.update(3, 4)
+        Segment.objects.filter(pk=segment_id).update(
+            count=count, refreshed_at=now, version=segment.version + 1
+        )
+        SegmentSize.objects.create(segment_id=segment_id, count=count, measured_at=now)
+    logger.info("segment %s refreshed: %s members (+%s, -%s)", segment_id, count, added, removed)
+    if progress:
+        progress.update(4, 4)
+    return count
+
+
+def _scalar(cursor, sql: str, params: list | None = None):
+    cursor.execute(sql, params or [])
+    return cursor.fetchone()[0]
+
+
+def segments_refresh_due(*, now: dt.datetime | None = None) -> list[int]:
+    """Full-refresh the segments whose materialisation is older than their cadence. Each in
+    its own transaction; one failing segment does not stop the others."""
+    now = now or timezone.now()
+    refreshed = []
+    for segment in Segment.objects.only("pk", "definition", "refreshed_at").order_by("refreshed_at"):
+        minutes = REFRESH_MINUTES_TIME_RELATIVE if is_time_relative(segment.definition) else REFRESH_MINUTES_OTHER
+        if segment.refreshed_at and segment.refreshed_at > now - dt.timedelta(minutes=minutes):
+            continue
+        try:
+            segment_refresh(segment.pk, now=now)
+        except Exception:  # logged; the next schedule tries again
+            logger.exception("scheduled refresh of segment %s failed", segment.pk)
+            continue
+        refreshed.append(segment.pk)
+    return refreshed
+
+
+# --- incremental refresh (called by the rules engine, inside its transaction) ----------------------
+def segment_members_refresh_for_contacts(contact_ids: list[int]) -> None:
+    """Re-evaluate ``contact_ids`` against every saved segment and write only the membership
+    changes: ONE statement (per-segment matches as a ``UNION ALL``, inserted and deleted in
+    data-modifying CTEs), then the member counts of the segments that changed.
+
+    Runs inside the rules engine's transaction after each batch, so it must be fast and must
+    never break that transaction: it runs under a savepoint and logs instead of raising.
+    """
+    ids = sorted({int(pk) for pk in contact_ids})
+    if not ids:
+        return
+    segments = list(Segment.objects.only("pk", "definition", "for_sending").order_by("pk"))
+    if not segments:
+        return
+    if len(segments) > INCREMENTAL_MAX_SEGMENTS:
+        segments = [segment for segment in segments if not is_time_relative(segment.definition)]
+    compiler = Compiler(contact_ids=ids)
+    definitions = {segment.pk: effective_definition(segment) for segment in segments}
+    compiler.prefetch(definitions.values())
+    parts: list[str] = []
+    params: list = []
+    for segment_id, definition in definitions.items():
+        try:
+            condition = compiler.compile(definition)
+        except Exception:  # a definition broken by a concurrent edit: skip it, log it
+            logger.exception("segment %s could not be compiled for the incremental refresh", segment_id)
+            continue
+        sql, part_params = (
+            Contact.objects.filter(pk__in=ids)
+            .filter(condition)
+            .annotate(member_of=Value(segment_id))
+            .values_list("member_of", "pk")
+            .query.sql_with_params()
+        )
+        parts.append(f"({sql})")
+        params.extend(part_params)
+    if not parts:
+        return
+    segment_ids = list(definitions)
+    now = timezone.now()
+    sql = f"""
+        WITH matching (segment_id, contact_id) AS MATERIALIZED ({" UNION ALL ".join(parts)}),
+        inserted AS (
+            INSERT INTO segments_segmentmember (segment_id, contact_id, added_at)
+            SELECT segment_id, contact_id, %s FROM matching
+            ON CONFLICT DO NOTHING
+            RETURNING segment_id
+        ),
+        removed AS (
+            DELETE FROM segments_segmentmember m
+            WHERE m.contact_id = ANY(%s) AND m.segment_id = ANY(%s)
+              AND NOT EXISTS (SELECT 1 FROM matching x WHERE x.segment_id = m.segment_id AND x.contact_id = m.contact_id)
+            RETURNING m.segment_id
+        )
+        SELECT segment_id, sum(delta)::bigint FROM (
+            SELECT segment_id, 1 AS delta FROM inserted
+            UNION ALL SELECT segment_id, -1 FROM removed
+        ) changes GROUP BY segment_id HAVING sum(delta) <> 0 ORDER BY segment_id
+    """
+    try:
+        with transaction.atomic():  # a savepoint: a failure here leaves the caller's work intact
+            with connection.cursor() as cursor:
+                cursor.execute(sql, [*params, now, ids, segment_ids])
+                deltas = cursor.fetchall()
+                if deltas:
+                    changed = [segment_id for segment_id, _ in deltas]
+                    # Lock in id order so that concurrent batches never deadlock on these rows.
+                    cursor.execute(
+                        "SELECT id FROM segments_segment WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", [changed]
+                    )
+                    cursor.execute(
+                        """
+                        UPDATE segments_segment s SET count = s.count + d.delta
+                        FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, delta)
+                        WHERE s.id = d.id AND s.count IS NOT NULL
+                        """,
+                        [changed, [delta for _, delta in deltas]],
+                    )
+    except DatabaseError:
+        logger.exception("incremental segment refresh failed for %s contacts; the schedule will catch up", len(ids))
+
+
+# --- reading --------------------------------------------------------------------------------------
+def segment_members_queryset(segment: Segment):
+    """Members of a saved segment as contacts: the materialised rows once the worker has
+    refreshed it, the live definition until then (so a new segment is never empty)."""
+    if segment.refreshed_at is None:
+        return Contact.objects.filter(compile_definition(effective_definition(segment)))
+    return Contact.objects.filter(segment_memberships__segment=segment)
+
+
+def segment_overlap(segment_ids: list[int]) -> dict:
+    """Counts of every region of 2–3 segments' (materialised) memberships, in one query with
+    ``COUNT(*) FILTER``: ``{"sizes": {id: n}, "regions": {(ids...): n}}`` where a region key
+    lists the segments a contact is in (exactly)."""
+    ids = list(dict.fromkeys(segment_ids))[:3]
+    flags = ", ".join(f"bool_or(segment_id = %s) AS in_{index}" for index in range(len(ids)))
+    combos: list[tuple[int, ...]] = []
+    for mask in range(1, 2 ** len(ids)):
+        combos.append(tuple(index for index in range(len(ids)) if mask & (1 << index)))
+    filters = []
+    for combo in combos:
+        condition = " AND ".join(
+            (f"in_{index}" if index in combo else f"NOT in_{index}") for index in range(len(ids))
+        )
+        filters.append(f"count(*) FILTER (WHERE {condition})")
+    sql = f"""
+        SELECT {", ".join(filters)} FROM (
+            SELECT contact_id, {flags} FROM segments_segmentmember
+            WHERE segment_id = ANY(%s) GROUP BY contact_id
+        ) membership
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*ids, ids])
+        row = cursor.fetchone()
+    regions = {tuple(ids[index] for index in combo): count for combo, count in zip(combos, row, strict=True)}
+    sizes = {pk: sum(count for key, count in regions.items() if pk in key) for pk in ids}
+    return {"ids": ids, "sizes": sizes, "regions": regions}
+
+
+def segment_trend(segment: Segment, *, days: int = 7) -> int | None:
+    """Change of the member count against the last size recorded at least ``days`` ago."""
+    if segment.count is None:
+        return None
+    since = timezone.now() - dt.timedelta(days=days)
+    before = segment.sizes.filter(measured_at__lte=since).order_by("-measured_at").values_list("count", flat=True).first()
+    if before is None:
+        before = segment.sizes.order_by("measured_at").values_list("count", flat=True).first()
+    return None if before is None else segment.count - before
+
+
+__all__ = [
+    "DefinitionError",
+    "Preview",
+    "SegmentMember",
+    "segment_count",
+    "segment_members_queryset",
+    "segment_members_refresh_for_contacts",
+    "segment_overlap",
+    "segment_preview",
+    "segment_refresh",
+    "segment_save",
+    "segment_trend",
+    "segments_refresh_due",
+]

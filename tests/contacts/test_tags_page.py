@@ -1,0 +1,68 @@
+"""The tags page: counts and scores, rename, merge (scores add up), delete; all audited."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from contacts.models import ContactTag, Tag, TagEvent, TagScoreChange
+from tests.factories import ContactFactory, give_tag
+
+pytestmark = pytest.mark.django_db
+
+
+def test_tags_page_lists_counts_totals_and_averages(marketer_client):
+    first, second = ContactFactory.create_batch(2)
+    give_tag(first, "kurtki", 4)
+    give_tag(second, "kurtki", 2)
+    give_tag(second, "buty", 1)
+    response = marketer_client.get(reverse("contacts:tags"))
+    tags = {tag.name: (tag.contact_count, tag.total_score, tag.average_score) for tag in response.context["tags"]}
+    assert tags == {"kurtki": (2, 6, 3), "buty": (1, 1, 1)}
+    assert 'id="tag-score-distribution"' in response.content.decode()
+
+
+def test_rename_keeps_contacts_and_refuses_a_taken_name(marketer_client, marketer):
+    contact = ContactFactory()
+    tag = give_tag(contact, "kurtki", 4).tag
+    give_tag(contact, "buty", 1)
+    marketer_client.post(reverse("contacts:tag_edit", args=[tag.pk]), {"name": "Kurtki zimowe", "colour": "#E11D48"})
+    tag.refresh_from_db()
+    assert (tag.name, tag.key, tag.colour) == ("Kurtki zimowe", "kurtki zimowe", "#e11d48")
+    marketer_client.post(reverse("contacts:tag_edit", args=[tag.pk]), {"name": "BUTY"})
+    tag.refresh_from_db()
+    assert tag.name == "Kurtki zimowe"
+    # the rename is in the audit trail with the user who made it
+    event = TagEvent.objects.filter(pgh_obj_id=tag.pk, pgh_label="changed").first()
+    assert event is not None and event.name == "Kurtki zimowe"
+    assert event.pgh_context.metadata.get("user") == marketer.pk
+
+
+def test_merge_adds_scores_and_moves_history(marketer_client):
+    # given contacts with one, the other or both tags
+    both, only_source, only_target = ContactFactory.create_batch(3)
+    source = give_tag(both, "jackets", 2).tag
+    target = give_tag(both, "kurtki", 3).tag
+    give_tag(only_source, "jackets", 5)
+    give_tag(only_target, "kurtki", 1)
+    TagScoreChange.objects.create(contact=only_source, tag=source, delta=5, score_after=5, source="manual")
+    # when jackets is merged into kurtki
+    marketer_client.post(reverse("contacts:tag_merge", args=[source.pk]), {"into": target.pk})
+    # then scores added up, the source is gone, its history moved, and the merge was recorded
+    assert not Tag.objects.filter(pk=source.pk).exists()
+    assert dict(ContactTag.objects.values_list("contact_id", "score")) == {both.pk: 5, only_source.pk: 5,
+                                                                            only_target.pk: 1}
+    assert set(TagScoreChange.objects.values_list("tag_id", flat=True)) == {target.pk}
+    assert TagScoreChange.objects.filter(source="merge").count() == 2
+    assert TagEvent.objects.filter(pgh_obj_id=source.pk, pgh_label="merged").exists()
+
+
+def test_delete_removes_it_everywhere(marketer_client):
+    contacts = ContactFactory.create_batch(3)
+    for contact in contacts:
+        tag = give_tag(contact, "old", 1).tag
+    response = marketer_client.get(reverse("contacts:tags"))
+    assert "3 contacts will lose it" in response.content.decode()
+    marketer_client.post(reverse("contacts:tag_delete", args=[tag.pk]))
+    assert not Tag.objects.exists() and not ContactTag.objects.exists()
+    assert TagEvent.objects.filter(pgh_obj_id=tag.pk, pgh_label="deleted").exists()
