@@ -71,6 +71,8 @@ class ContactQuerySet(models.QuerySet):
         """Add ``score`` to tag ``name`` on every contact of the queryset, set-based. → contacts changed."""
         from contacts.scoring import tag_scores_add_selected, tags_ensure
 
+        if not tag_key(name):
+            raise ValueError("A tag name must not be empty.")
         sql, params = self.ids_sql()
         with transaction.atomic(), connection.cursor() as cursor:
             tag_id = tags_ensure(cursor, [name])[name]
@@ -158,6 +160,8 @@ class Contact(models.Model):
         """Add ``score`` to tag ``name`` (created if new); a result ≤ 0 removes it. → the new score (0: removed)."""
         from contacts.scoring import tag_scores_add, tags_ensure
 
+        if not tag_key(name):
+            raise ValueError("A tag name must not be empty.")
         with transaction.atomic(), connection.cursor() as cursor:
             tag_id = tags_ensure(cursor, [name])[name]
             tag_scores_add(

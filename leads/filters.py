@@ -41,7 +41,8 @@ class HotLeadFilter(django_filters.FilterSet):
         method="filter_temperature", empty_label=None,
     )
     owner = django_filters.ChoiceFilter(
-        choices=[("mine", "Mine"), ("unassigned", "Unassigned"), ("others", "Held by others")],
+        # "none" is the contact list's spelling of unassigned; both work here.
+        choices=[("mine", "Mine"), ("unassigned", "Unassigned"), ("none", "Unassigned"), ("others", "Held by others")],
         method="filter_owner", empty_label="Anyone's",
     )
     status = django_filters.ChoiceFilter(
@@ -93,7 +94,7 @@ class HotLeadFilter(django_filters.FilterSet):
     def filter_owner(self, queryset, name, value):
         if value == "mine" and self.user is not None:
             return queryset.filter(owner=self.user)
-        if value == "unassigned":
+        if value in ("unassigned", "none"):
             return queryset.filter(owner__isnull=True)
         if value == "others" and self.user is not None:
             return queryset.filter(owner__isnull=False).exclude(owner=self.user)

@@ -6,6 +6,8 @@ import os
 
 from celery import Celery
 
+import marketing_hub.broker  # noqa: F401  (registers the "mhsqla" broker transport)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketing_hub.settings")
 
 app = Celery("marketing_hub")

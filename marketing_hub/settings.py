@@ -166,18 +166,19 @@ CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "").strip()
 if not CELERY_BROKER_URL:
     _dbs = DATABASES["default"]
     if EMBEDDED_DATABASE:
-        CELERY_BROKER_URL = f"sqla+postgresql+psycopg://postgres@/{_dbs['NAME']}?host={_dbs['HOST']}"
+        CELERY_BROKER_URL = f"mhsqla+postgresql+psycopg://postgres@/{_dbs['NAME']}?host={_dbs['HOST']}"
     else:
-        CELERY_BROKER_URL = "sqla+" + DATABASE_URL.replace("postgres://", "postgresql://", 1).replace(
+        CELERY_BROKER_URL = "mhsqla+" + DATABASE_URL.replace("postgres://", "postgresql://", 1).replace(
             "postgresql://", "postgresql+psycopg://", 1
         )
     CELERY_BROKER_IS_DATABASE = True
 else:
-    if not CELERY_BROKER_URL.split("://", 1)[0] in {"redis", "rediss", "amqp", "amqps", "pyamqp", "sqla+postgresql"}:
+    _scheme = CELERY_BROKER_URL.split("://", 1)[0]
+    if _scheme not in {"redis", "rediss", "amqp", "amqps", "pyamqp"} and not _scheme.startswith(("sqla+", "mhsqla+")):
         raise ImproperlyConfigured(
             f"CELERY_BROKER_URL must be a redis://, amqp:// or sqla+postgresql:// URL, got {CELERY_BROKER_URL!r}"
         )
-    CELERY_BROKER_IS_DATABASE = CELERY_BROKER_URL.startswith("sqla+")
+    CELERY_BROKER_IS_DATABASE = _scheme.startswith(("sqla+", "mhsqla+"))
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True

@@ -174,29 +174,13 @@ def _segment_from_post(request: HttpRequest) -> Segment | None:
     return Segment.objects.filter(pk=int(segment_id)).first() if segment_id.isdigit() else None
 
 
-@require_POST
-@role_required(MARKETER)
-def builder_editor(request: HttpRequest) -> HttpResponse:
-    """A structural edit (add / remove / negate / change type / where rows): the tree again."""
-    root = builder.nodes_from_post(request.POST)
-    name, _, target = request.POST.get("op", "").partition(":")
-    builder.apply_operation(root, name, target)
-    segment = _segment_from_post(request)
-    return render(request, "segments/builder.html#editor", _editor_context(root, segment=segment))
-
-
-@require_POST
-@role_required(MARKETER)
-def builder_preview(request: HttpRequest) -> HttpResponse:
-    """The live count, a sample and the sentence — plus each row's errors (out of band)."""
-    root = builder.nodes_from_post(request.POST)
+def _preview_context(root: builder.UINode, request: HttpRequest, segment: Segment | None) -> dict[str, Any]:
+    """Validate the tree (errors land on their rows) and, when valid, count it live."""
     definition = builder.definition_from_nodes(root)
-    segment = _segment_from_post(request)
     for_sending = request.POST.get("for_sending") in ("on", "true", "1")
     problems = definition_problems(definition, segment_id=segment.pk if segment else None)
     unclaimed = builder.attach_errors(root, problems)
-    nodes = _flatten(root)
-    context: dict[str, Any] = {"nodes": nodes, "problems": problems, "unclaimed_errors": unclaimed}
+    context: dict[str, Any] = {"problems": problems, "unclaimed_errors": unclaimed}
     if not problems:
         preview = segment_preview(definition, for_sending=for_sending)
         context.update({
@@ -204,6 +188,32 @@ def builder_preview(request: HttpRequest) -> HttpResponse:
             "sentence": describe(definition, for_sending=for_sending),
             "definition_json": json.dumps(definition, ensure_ascii=False, indent=1),
         })
+    return context
+
+
+@require_POST
+@role_required(MARKETER)
+def builder_editor(request: HttpRequest) -> HttpResponse:
+    """A structural edit (add / remove / negate / change type / where rows): the tree again,
+    with the new live count swapped into the preview panel in the same response."""
+    root = builder.nodes_from_post(request.POST)
+    name, _, target = request.POST.get("op", "").partition(":")
+    builder.apply_operation(root, name, target)
+    segment = _segment_from_post(request)
+    context = _editor_context(root, segment=segment)
+    context.update(_preview_context(root, request, segment))
+    context["unclaimed_errors"] = context["unclaimed_errors"]
+    return render(request, "segments/builder.html#editor_and_preview", context)
+
+
+@require_POST
+@role_required(MARKETER)
+def builder_preview(request: HttpRequest) -> HttpResponse:
+    """The live count, a sample and the sentence — plus each row's errors (out of band)."""
+    root = builder.nodes_from_post(request.POST)
+    segment = _segment_from_post(request)
+    context = _preview_context(root, request, segment)
+    context["nodes"] = _flatten(root)
     return render(request, "segments/builder.html#preview", context)
 
 

@@ -1,0 +1,107 @@
+"""The main flow in a real browser: a marketer builds
+``(tag kurtki ≥ 3 AND email consent) OR (score ≥ 100 AND NOT inactive 365 days)`` with nested
+groups, watches the live count at every step, saves, and finds the segment with that count in
+the list."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from contacts.models import Contact
+from tests.factories import ContactFactory, give_tag
+from tests.segments.factories import consent
+
+SHOTS = Path(os.environ.get("SHOTS_DIR", "/tmp/shots"))
+
+
+def _contact(email: str, *, score: int = 0, active_days_ago: int | None = None) -> Contact:
+    last = timezone.now() - dt.timedelta(days=active_days_ago) if active_days_ago is not None else None
+    return ContactFactory(email=email, score=score, last_activity_at=last)
+
+
+@pytest.fixture
+def shop():
+    ala = _contact("ala@example.com", score=10)
+    give_tag(ala, "kurtki", 5)
+    consent(ala, "email", True)
+    bartek = _contact("bartek@example.com", score=20, active_days_ago=0)
+    give_tag(bartek, "kurtki", 4)
+    _contact("celina@example.com", score=150, active_days_ago=10)
+    _contact("dawid@example.com", score=150, active_days_ago=400)
+    ewa = _contact("ewa@example.com", score=200, active_days_ago=1)
+    give_tag(ewa, "Kurtki", 3)
+    consent(ewa, "email", True)
+    _contact("filip@example.com")
+    _contact("gosia@example.com", score=120)
+
+
+def _shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_marketer_builds_nested_segment_with_live_count(live_server, login_page, marketer, shop):
+    page = login_page(marketer)
+    count = page.locator("[data-testid=live-count] .num")
+
+    # given the builder, emptied of its starter row: no conditions match everyone with email
+    # consent (the "for sending" switch is on by default) …
+    page.goto(f"{live_server.url}/segments/new/")
+    page.get_by_role("button", name="Remove this condition").click()
+    expect(count).to_have_text("2")
+    # … and everyone once the switch is off (this segment states its consent condition itself)
+    page.get_by_label("For sending: exclude contacts without email consent").uncheck()
+    expect(count).to_have_text("7")
+
+    # when the root becomes ANY (OR): an empty OR matches nobody
+    page.select_option('select[name="r.join"]', "any")
+    expect(count).to_have_text("0")
+
+    # and a nested ALL group gets "tag kurtki score ≥ 3"
+    page.locator("#node-r > .seg-group-actions").get_by_role("button", name="Group").click()
+    tag = page.locator('input[name="r-0-0.tag"]')
+    expect(page.locator('select[name="r-0-0.type"]')).to_be_focused()
+    tag.fill("kurtki")
+    expect(count).to_have_text("3")
+
+    # and "AND email consent given" in that group
+    page.locator("#node-r-0 > .seg-group-actions").get_by_role("button", name="Condition").click()
+    page.select_option('select[name="r-0-1.type"]', "consent")
+    expect(page.locator('input[name="r-0-1.channel"]')).to_have_value("email")
+    expect(count).to_have_text("2")
+
+    # and a second group: contact score ≥ 100
+    page.locator("#node-r > .seg-group-actions").get_by_role("button", name="Group").click()
+    page.select_option('select[name="r-1-0.type"]', "score")
+    expect(page.locator('input[name="r-1-0.value"]')).to_have_value("100")
+    expect(count).to_have_text("5")
+
+    # and in it "inactive for 365 days" …
+    page.locator("#node-r-1 > .seg-group-actions").get_by_role("button", name="Condition").click()
+    page.select_option('select[name="r-1-1.type"]', "inactive_days")
+    expect(page.locator('input[name="r-1-1.value"]')).to_have_value("365")
+    expect(count).to_have_text("4")
+
+    # … negated with the keyboard
+    page.locator('input[name="r-1-1.negate"]').focus()
+    page.keyboard.press("Space")
+    expect(count).to_have_text("3")
+    expect(page.locator(".preview-sentence")).to_contain_text("were active in the last 365 days")
+    _shot(page, "segments-builder")
+
+    # then saving shows the segment, and the list has it with the same count
+    page.fill("#id_name", "Kurtki or engaged high scorers")
+    page.get_by_role("button", name="Save segment").click()
+    expect(page.locator("h1")).to_contain_text("Kurtki or engaged high scorers")
+    page.goto(f"{live_server.url}/segments/")
+    row = page.locator("tr", has_text="Kurtki or engaged high scorers")
+    expect(row.locator("[data-testid=segment-count]")).to_have_text("3")
+    _shot(page, "segments-list")
