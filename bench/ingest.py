@@ -145,9 +145,12 @@ def _wait_http(port: int, process: subprocess.Popen, timeout: float = 60) -> Non
     raise RuntimeError("the web server did not answer /healthz in time")
 
 
-def _drain(client: Client, admin_key: str, timeout: float) -> None:
+def _drain(client: Client, admin_key: str, timeout: float, worker: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
+    body: dict = {}
     while time.monotonic() < deadline:
+        if worker is not None and worker.poll() is not None:
+            raise RuntimeError(f"the Celery worker exited with {worker.returncode}")
         status, body = client.request("GET", "/api/v1/events/status", key=admin_key)
         if status == 200 and body.get("pending") == 0:
             return
@@ -191,7 +194,8 @@ def run_ingest(
         status, body = client.request("POST", "/api/v1/events", warm[0])
         if status != 202:
             raise RuntimeError(f"POST /api/v1/events answered {status}: {body}")
-        _drain(client, admin_key, 180)
+        # a worker that cannot reach its broker never drains: give up early, the log says why
+        _drain(client, admin_key, 90, worker)
 
         batches = make_batches(emails, total, run_id)
         errors = 0
@@ -217,7 +221,7 @@ def run_ingest(
         for t in workers:
             t.join()
         posted = time.perf_counter() - started
-        _drain(client, admin_key, timeout)
+        _drain(client, admin_key, timeout, worker)
         elapsed = time.perf_counter() - started
         return IngestResult(broker=broker, events=total, seconds=elapsed, post_seconds=posted,
                             events_per_s=total / elapsed, errors=errors)

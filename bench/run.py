@@ -49,8 +49,15 @@ def bench_database_name() -> str:
     return "marketing_hub_bench"
 
 
+_SIGNATURE: str | None = None
+
+
 def generator_signature() -> str:
-    return hashlib.sha256(GENERATOR.read_bytes()).hexdigest()[:16]
+    """The generator's hash as it was when this run started (the code that generates the data)."""
+    global _SIGNATURE
+    if _SIGNATURE is None:
+        _SIGNATURE = hashlib.sha256(GENERATOR.read_bytes()).hexdigest()[:16]
+    return _SIGNATURE
 
 
 def _server_connection(settings_db: dict, dbname: str):
@@ -249,15 +256,19 @@ def measure_views(contacts: int) -> list[dict]:
         try:
             for path in paths[:5]:  # warm-up: templates, caches, connections
                 client.get(path)
-            samples, statuses = [], {}
+            samples, statuses, by_path = [], {}, {}
             for path in paths:
                 started = time.perf_counter()
                 response = client.get(path)
-                samples.append((time.perf_counter() - started) * 1000)
+                elapsed = (time.perf_counter() - started) * 1000
+                samples.append(elapsed)
+                by_path[path] = max(by_path.get(path, 0.0), elapsed)
                 statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            slowest = sorted(by_path.items(), key=lambda item: -item[1])[:5]
             result = {"name": name, "value": round(p95(samples), 1), "unit": "ms",
                       "p50_ms": round(statistics.median(samples), 1), "max_ms": round(max(samples), 1),
-                      "requests": len(samples), "statuses": {str(k): v for k, v in sorted(statuses.items())}}
+                      "requests": len(samples), "statuses": {str(k): v for k, v in sorted(statuses.items())},
+                      "slowest": [{"path": p, "ms": round(ms, 1)} for p, ms in slowest]}
             bad = {k: v for k, v in statuses.items() if k != 200}
             if bad:
                 result["note"] = f"non-200 answers: {bad}"
@@ -469,8 +480,19 @@ def measure_ingest(database_name: str, total: int) -> list[dict]:
             out.append({"name": name, "value": round(result.events_per_s), "unit": "events/s", **result.as_dict()})
         except Exception as exc:
             traceback.print_exc()
-            out.append(missing(name, f"{type(exc).__name__}: {exc} (logs: bench/results/ingest-*-{broker}.log)"))
+            cause = _last_error_line(RESULTS / f"ingest-worker-{broker}.log")
+            out.append(missing(name, f"{type(exc).__name__}: {exc}" + (f"; worker log: {cause}" if cause else "")
+                               + f" (logs: bench/results/ingest-*-{broker}.log)"))
     return out
+
+
+def _last_error_line(path: Path) -> str | None:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    errors = [line.strip() for line in lines if "Error" in line and not line.startswith(" ")]
+    return errors[-1][:300] if errors else None
 
 
 # --- 5. Sizes -----------------------------------------------------------------------------------
@@ -529,6 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
 
     started = time.perf_counter()
+    generator_signature()
     os.environ["MH_DATABASE_NAME"] = bench_database_name()
     os.environ.setdefault("DEBUG", "0")  # no query log, cached templates: production-like timings
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketing_hub.settings")

@@ -117,6 +117,7 @@ TEMP_TABLES = ["mh_gen_contact", "mh_tag_delta", "mh_match", "mh_score", "mh_sta
 GENERATED_TABLES = BULK_TABLES + [
     "contacts_tag", "contacts_note", "leads_leadstatuschange", "automation_rule", "leads_funnel",
     "leads_stage", "loyalty_program", "loyalty_tier", "segments_segment", "leads_temperaturesettings",
+    "leads_scoretrend",
 ]
 
 
@@ -401,6 +402,7 @@ def generate(
                 _generate_rows(run, contacts=contacts, demo=demo, anchor=anchor, ref=ref)
             _set_sequences(run)
             run.run("functions", "DROP TABLE IF EXISTS " + ", ".join(f"pg_temp.{t}" for t in TEMP_TABLES))
+        _derived_tables(anchor)
         if demo:
             _demo_objects(anchor)
     report.steps["rules source: " + ref["rules_source"]] = 0.0
@@ -410,6 +412,16 @@ def generate(
     report.seconds = time.perf_counter() - started
     report.rows = row_counts()
     return report
+
+
+def _derived_tables(anchor: datetime) -> None:
+    """Tables other areas derive from the generated rows with their own set-based functions (the
+    hot-leads growth counters); skipped when that function is not there."""
+    try:
+        from leads.tasks import score_trend_refresh
+    except ImportError:
+        return
+    score_trend_refresh(now=anchor)
 
 
 def vacuum_analyze() -> None:
@@ -630,7 +642,7 @@ def _generate_rows(run: _Runner, *, contacts: int, demo: bool, anchor: datetime,
     tag_sql, tag_defaults = _insert_select(
         _tag_model(),
         {"name": "d.tag_name", "key": "d.tag_key", "colour": "'#64748b'", "created_at": "d.at"},
-        """FROM (SELECT DISTINCT ON (tag_key) tag_key, tag_name, at FROM mh_tag_delta ORDER BY tag_key, at) d
+        """FROM (SELECT tag_key, min(tag_name) AS tag_name, min(at) AS at FROM mh_tag_delta GROUP BY tag_key) d
            ON CONFLICT (key) DO NOTHING""",
     )
     run.run("tags", tag_sql, tag_defaults)

@@ -8,6 +8,7 @@ CELERY_BROKER_URL the broker is that same database through kombu's SQLAlchemy tr
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -46,7 +47,8 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 PRODUCTION = env_bool("MH_PRODUCTION", False)
 DEBUG = env_bool("DEBUG", not PRODUCTION)
-TESTING = env_bool("MH_TESTING", False)
+# pytest-django loads settings before any conftest runs, so the test run is recognised here.
+TESTING = env_bool("MH_TESTING", "pytest" in sys.modules)
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
@@ -284,3 +286,8 @@ LOGGING = {
 }
 
 NINJA_PAGINATION_PER_PAGE = 50
+
+# Event ingestion: requests per minute per API key (0 switches the limit off; per process unless
+# the cache is shared) and the largest accepted body.
+INGEST_RATE_LIMIT_PER_MINUTE = env_int("INGEST_RATE_LIMIT_PER_MINUTE", 3000)
+INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 5 * 1024 * 1024)

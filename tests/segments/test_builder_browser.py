@@ -41,6 +41,13 @@ def shop():
     _contact("gosia@example.com", score=120)
 
 
+def _choose_type(page, path: str, leaf_type: str) -> None:
+    """Pick a new row's condition type once htmx has settled the row (it takes the focus)."""
+    select = page.locator(f'select[name="{path}.type"]')
+    expect(select).to_be_focused()
+    select.select_option(leaf_type)
+
+
 def _shot(page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
@@ -74,19 +81,19 @@ def test_marketer_builds_nested_segment_with_live_count(live_server, login_page,
 
     # and "AND email consent given" in that group
     page.locator("#node-r-0 > .seg-group-actions").get_by_role("button", name="Condition").click()
-    page.select_option('select[name="r-0-1.type"]', "consent")
+    _choose_type(page, "r-0-1", "consent")
     expect(page.locator('input[name="r-0-1.channel"]')).to_have_value("email")
     expect(count).to_have_text("2")
 
     # and a second group: contact score ≥ 100
     page.locator("#node-r > .seg-group-actions").get_by_role("button", name="Group").click()
-    page.select_option('select[name="r-1-0.type"]', "score")
+    _choose_type(page, "r-1-0", "score")
     expect(page.locator('input[name="r-1-0.value"]')).to_have_value("100")
     expect(count).to_have_text("5")
 
     # and in it "inactive for 365 days" …
     page.locator("#node-r-1 > .seg-group-actions").get_by_role("button", name="Condition").click()
-    page.select_option('select[name="r-1-1.type"]', "inactive_days")
+    _choose_type(page, "r-1-1", "inactive_days")
     expect(page.locator('input[name="r-1-1.value"]')).to_have_value("365")
     expect(count).to_have_text("4")
 
