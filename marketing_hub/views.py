@@ -8,6 +8,7 @@ from django.contrib.auth.models import Group
 from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -68,7 +69,19 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @require_GET
 @role_required(ADMIN)
 def settings_home(request: HttpRequest) -> HttpResponse:
-    return render(request, "marketing_hub/settings.html", {})
+    links = [
+        ("leads:settings", "Lead temperature", "Cold, warm and hot thresholds, with a preview before saving; score decay."),
+        ("leads:model_check", "Scoring model check", "Won vs lost deals: each rule's lift and a suggested hot threshold."),
+        ("loyalty:programs", "Loyalty tiers", "Programmes, tier thresholds and benefits."),
+        ("automation:events", "Event processing", "What the worker still has to apply, and events that failed."),
+    ]
+    settings_links = []
+    for url_name, title, text in links:
+        try:
+            settings_links.append({"url": reverse(url_name), "title": title, "text": text})
+        except NoReverseMatch:
+            continue
+    return render(request, "marketing_hub/settings.html", {"settings_links": settings_links})
 
 
 @require_http_methods(["GET", "POST"])
