@@ -233,6 +233,9 @@ def dashboard_context(request: HttpRequest) -> dict:
     contacts = data["contacts"]
     temps = contacts["temperatures"]
     hot_url = _url("leads:hot") if has_role(request.user, SALES, MARKETER) else contact_list_url(temperature="hot")
+    # Rules and event processing are Marketer/Admin pages: Sales get the figures without links.
+    manager = has_role(request.user, MARKETER)
+    events_url = _url("automation:events") if manager else ""
     kpis = [
         {"label": "Contacts", "value": f"{contacts['total']:,}", "icon": "users", "href": contact_list_url()},
         {
@@ -244,9 +247,10 @@ def dashboard_context(request: HttpRequest) -> dict:
         {
             "label": "Events today", "value": f"{data['events_today']:,}", "icon": "activity",
             "delta": f"{_signed(data['events_today'] - data['events_yesterday'])} vs yesterday",
-            "href": _url("automation:events"),
+            "href": events_url,
         },
-        {"label": "Active rules", "value": f"{data['active_rules']:,}", "icon": "zap", "href": _url("automation:rules")},
+        {"label": "Active rules", "value": f"{data['active_rules']:,}", "icon": "zap",
+         "href": _url("automation:rules") if manager else ""},
     ]
     temperature_links = [contact_list_url(temperature=name) for name in ("cold", "warm", "hot")]
     # The contact list has no score-range filter; the hot-leads list does (all staff may open it).
@@ -286,6 +290,6 @@ def dashboard_context(request: HttpRequest) -> dict:
         "figures": figures,
         "dash": data,
         "funnel_url": _url("leads:funnels") if data["funnel"] is None else reverse("leads:funnel_detail", kwargs={"funnel_id": data["funnel"]["id"]}),
-        "events_url": _url("automation:events"),
+        "events_url": events_url,
         "hot_url": hot_url,
     }

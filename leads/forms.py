@@ -51,7 +51,7 @@ class FunnelForm(forms.Form):
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     stages = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 6, "placeholder": "New\nEngaged\nMQL\nSQL\nCustomer"}),
-        help_text="One stage per line, in order. Renaming a line keeps the contacts in that stage.",
+        help_text="One stage per line, in order. Stages are matched by name (ignoring case), so reordering keeps their contacts.",
     )
 
     def __init__(self, *args, funnel: Funnel | None = None, **kwargs):

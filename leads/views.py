@@ -112,7 +112,7 @@ def _row_context(request: HttpRequest, lead: Contact, thresholds: TemperatureSet
 def hot(request: HttpRequest) -> HttpResponse:
     thresholds = TemperatureSettings.current()
     lead_filter = HotLeadFilter(request.GET, queryset=hot_leads_base(), user=request.user, thresholds=thresholds)
-    queryset = lead_filter.qs if lead_filter.is_valid() else hot_leads_base().none()
+    queryset = lead_filter.leads() if lead_filter.is_valid() else hot_leads_base().none()
     paginator = CappedPaginator(queryset, HOT_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
     leads = list(page.object_list)

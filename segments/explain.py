@@ -124,6 +124,8 @@ def leaf_phrase(leaf: dict, segment_names: dict[int, str] | None = None) -> tupl
         if leaf.get("where"):
             where = " where " + " and ".join(describe_condition(condition) for condition in leaf["where"])
         count = _words(COUNT_WORDS, leaf["op"], leaf["value"])
+        if leaf["value"] == 1 and leaf["op"] in ("eq", "gte", "lte", "ne"):
+            noun = noun[:-1] if noun.endswith("s") else noun  # "at least 1 purchase"
         text = f"{count} {noun}{where}{_window(leaf)}"
         return f"had {text}", f"did not have {text}"
     if kind == "inactive_days":

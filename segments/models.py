@@ -36,6 +36,9 @@ class SegmentMember(models.Model):
     class Meta:
         indexes = [models.Index(fields=["contact"], name="segmentmember_contact_idx")]
 
+    def __str__(self) -> str:
+        return f"{self.segment_id}:{self.contact_id}"
+
 
 class SegmentSize(models.Model):
     """Size history of a saved segment, one row per refresh."""
@@ -47,3 +50,6 @@ class SegmentSize(models.Model):
     class Meta:
         ordering = ["measured_at"]
         indexes = [models.Index(fields=["segment", "measured_at"], name="segmentsize_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.segment_id}: {self.count} at {self.measured_at:%Y-%m-%d %H:%M}"

@@ -122,3 +122,12 @@ def test_report_date_range_limits_entered(admin_api):
 
 def test_report_unknown_funnel_is_404(admin_api):
     assert admin_api.get("/api/v1/funnels/999999/report").status_code == 404
+
+
+def test_openapi_schema_lists_the_leads_operations(admin_api):
+    from django.test import Client
+
+    schema = Client().get("/api/v1/openapi.json").json()
+    for path in ("/api/v1/settings/temperature", "/api/v1/funnels", "/api/v1/funnels/{funnel_id}/report",
+                 "/api/v1/contacts/{email}/stages"):
+        assert path in schema["paths"], path

@@ -64,3 +64,11 @@ def test_score_buckets_cover_every_contact():
     data = dashboard_data(use_cache=False)
     assert sum(count for _, _, count in data["buckets"]) == 6
     assert data["buckets"][0][0] < 0
+
+
+def test_sales_dashboard_links_only_to_pages_sales_may_open(sales_client):
+    ContactFactory(score=500)
+    response = sales_client.get(reverse("dashboard"))
+    assert response.status_code == 200
+    hrefs = [kpi["href"] for kpi in response.context["kpis"] if kpi["href"]]
+    assert hrefs and all(sales_client.get(href).status_code == 200 for href in hrefs)

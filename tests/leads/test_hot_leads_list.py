@@ -96,3 +96,28 @@ def test_query_count_does_not_grow_with_the_page(sales_client, django_assert_max
         response = sales_client.get(reverse("leads:hot"))
     assert len(response.context["leads"]) == 12
     assert [tag.tag.name for tag in response.context["leads"][0].top_tags] == ["Sport", "kurtki"]
+
+
+def test_growth_pages_equal_the_plain_growth_order(sales):
+    # given leads with rising, flat, falling and no recent points, some tied
+    from django.db.models import F
+    from django.http import QueryDict
+
+    from leads.filters import HotLeadFilter, hot_leads_base
+    from leads.models import ScoreTrend
+
+    TemperatureSettings.objects.update_or_create(pk=1, defaults={"warm": 1, "hot": 2})
+    growths = [5, 0, -3, None, 5, 12, 0, -1, None, 7, 5, -3, 0, 2, None]
+    for index, growth in enumerate(growths):
+        contact = ContactFactory(score=10 + (index * 7) % 13)
+        if growth is not None:
+            ScoreTrend.objects.create(contact=contact, points_7d=growth, points_30d=growth)
+    lead_filter = HotLeadFilter(QueryDict("sort=growth"), queryset=hot_leads_base(), user=sales)
+    assert lead_filter.is_valid()
+    plain = list(hot_leads_base().filter(score__gte=2).order_by(F("points_7d").desc(), "-score", "id").values_list("pk", flat=True))
+    paged = lead_filter.leads()
+    # when read in pages of any size, then the concatenation is the plain order
+    for size in (1, 2, 4, 7, 15, 20):
+        pages = [lead.pk for start in range(0, len(plain), size) for lead in paged[start : start + size]]
+        assert pages == plain, size
+    assert paged.count() == len(plain)
