@@ -200,8 +200,8 @@ def _contact_defaults() -> tuple[list[str], list[str], list[Any]]:
     from the model so a field added later (with a default) needs no change here."""
     columns, placeholders, values = [], [], []
     for model_field in Contact._meta.concrete_fields:
-        if model_field.primary_key or model_field.attname == "email":
-            continue
+        if model_field.primary_key or model_field.attname == "email" or getattr(model_field, "generated", False):
+            continue  # generated columns (the search document) are the database's to fill
         if model_field.has_default():
             value = model_field.get_default()
         elif model_field.null:
