@@ -1,5 +1,5 @@
 """What other areas must bring up to date, inside the same transaction, when the rules engine has
-applied a batch of events. ``events/status`` reads 0 only when these have run, so tiers (and
+applied a batch of events (and when tags change by hand or in bulk: contacts calls the same hooks). ``events/status`` reads 0 only when these have run, so tiers (and
 segment memberships) are as current as tags and scores.
 
 Each hook takes ``contact_ids`` (a list of ints: the contacts whose tags, scores or stages the batch

@@ -40,6 +40,14 @@ def email_hash(email: str) -> str:
 _SEARCH_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
+def _dependents_refresh(contact_ids: list[int]) -> None:
+    """Tiers and saved-segment memberships follow a manual tag edit at once, in its transaction
+    (the same hooks the rules engine runs after each batch of events)."""
+    from automation.hooks import run_after_events_applied
+
+    run_after_events_applied(contact_ids)
+
+
 def search_tsquery(text: str) -> str:
     """A raw tsquery matching every word of ``text`` as a prefix: ``"Jan Kow"`` → ``jan:* & kow:*``."""
     words = _SEARCH_WORD.findall((text or "").lower())[:8]
@@ -177,6 +185,7 @@ class Contact(models.Model):
                 "SELECT score FROM contacts_contacttag WHERE contact_id = %s AND tag_id = %s", [self.pk, tag_id]
             )
             row = cursor.fetchone()
+            _dependents_refresh([self.pk])
         return row[0] if row else 0
 
     def remove_tag(self, name: str, *, user=None, source: str = "manual") -> bool:
@@ -187,10 +196,13 @@ class Contact(models.Model):
         if tag is None:
             return False
         with transaction.atomic(), connection.cursor() as cursor:
-            return bool(
+            removed = bool(
                 tag_remove(cursor, contact_ids=[self.pk], tag_ids=[tag.pk], source=source,
                            user_id=getattr(user, "pk", None))
             )
+            if removed:
+                _dependents_refresh([self.pk])
+        return removed
 
     @property
     def full_name(self) -> str:

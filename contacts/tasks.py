@@ -57,6 +57,11 @@ def contacts_bulk_task(job: Job, progress) -> dict:
             for start in range(low, high + 1, ID_RANGE):
                 part = queryset.filter(pk__gte=start, pk__lt=start + ID_RANGE)
                 changed += bulk_apply(part, params, user=user)
+                if params["action"] in ("add_tag", "remove_tag"):
+                    # tiers and segment memberships follow the new tag scores, range by range
+                    from automation.hooks import run_after_events_applied
+
+                    run_after_events_applied(list(part.values_list("pk", flat=True)))
                 done = min(total, round(total * (start + ID_RANGE - low) / (high - low + 1)))
                 progress.update(done, total)
     return {"matched": total, "changed": changed}
