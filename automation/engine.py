@@ -8,9 +8,16 @@ One batch is one transaction:
 2. claim up to N pending receipts (``FOR UPDATE SKIP LOCKED``) with their events into a temp table;
 3. for each active rule, ONE ``INSERT INTO automation_ruleapplication … SELECT … WHERE <conditions
    compiled to SQL> ON CONFLICT DO NOTHING RETURNING`` — the guard: only pairs inserted now act;
-4. the actions of those pairs, set-based: tags (``contacts.scoring``), points (``leads.scoring``),
-   stages (``leads.funnels``); then ``last_activity_at``, the after-events hooks (tiers, segments)
-   and the receipts marked done.
+4. the actions of those pairs, set-based: tags (``contacts.scoring``), points and
+   ``last_activity_at`` in one UPDATE per contact (``leads.scoring.score_add(activity=…)``),
+   stages (``leads.funnels``); then the after-events hooks — loyalty tiers in the transaction,
+   the batch's contacts appended to the segments' dirty queue (``automation.hooks``; drained by
+   ``segments_dirty_refresh`` in its own task) — and the receipts marked done.
+
+Where a batch's time went at 250k contacts (2,000 fresh events, before this design): saved-segment
+re-evaluation ~40%, two rewrites of each contact row (last_activity_at, then score: ~15 index
+entries per row version) ~30%, tiers ~7%; now ~5,900 events/s in one process with 5,000-event
+batches, the contact-row UPDATE being the largest part.
 
 A SIGKILL anywhere before the commit rolls all of it back and the receipts are pending again; after
 the commit the guard rows say the pairs took effect, so a redelivered task cannot apply them twice.
@@ -25,7 +32,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 
@@ -35,7 +42,15 @@ from automation.rules import rule_points, template_parts, template_sql
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 2000
+# Per batch the cost is mostly per event (contact rows, guard rows, ledger); the fixed part (claim,
+# rules, hooks' setup, savepoints) is amortised better by 5,000 than by 2,000 (+18% events/s at
+# 250k contacts) while a batch still commits within about a second.
+BATCH_SIZE = 5000
+# The segments' dirty queue is drained in chunks of this many queue rows (repeated contacts merge).
+SEGMENTS_DIRTY_CHUNK = 20000
+SEGMENTS_LOCK_KEY = 7_310_042_002
+# Longest a queued contact waits for its membership refresh while events keep arriving.
+SEGMENTS_DIRTY_MAX_WAIT = timedelta(seconds=30)
 MAX_ATTEMPTS = 3
 # pg_advisory_xact_lock key of the engine (any constant unique in the project)
 ENGINE_LOCK_KEY = 7_310_042_001
@@ -334,9 +349,10 @@ def _apply_tags(cursor, effects: Effects) -> None:
     add(after)
 
 
-def _apply_effects(cursor, effects: Effects) -> None:
+def _apply_effects(cursor, effects: Effects, *, activity: list[tuple] | None = None) -> None:
+    """``activity``: (contact_id, latest occurred_at) of the batch's contacts, for last_activity_at."""
     _apply_tags(cursor, effects)
-    if effects.points:
+    if effects.points or activity:
         from leads.scoring import score_add
 
         score_add(
@@ -346,6 +362,7 @@ def _apply_effects(cursor, effects: Effects) -> None:
             rule_ids=[change[2] for change in effects.points],
             event_pks=[change[3] for change in effects.points],
             reason="rule",
+            activity=activity,
         )
     if effects.stages:
         from leads.funnels import stages_set
@@ -386,35 +403,32 @@ def batch_apply(
 ) -> tuple[Effects, list[int]]:
     """Apply ``rules`` and ``matrices`` to the events in ``mh_batch``; returns the effects and the
     ids of the contacts of the batch (sorted). The caller owns the transaction."""
-    cursor.execute("SELECT DISTINCT contact_id FROM mh_batch ORDER BY contact_id")
-    contact_ids = [row[0] for row in cursor.fetchall()]
+    cursor.execute("SELECT contact_id, max(occurred_at) FROM mh_batch GROUP BY contact_id ORDER BY contact_id")
+    latest = cursor.fetchall()
+    contact_ids = [row[0] for row in latest]
     if touch_contacts and contact_ids:
         # Lock in id order (as leads.scoring does) before any UPDATE that may visit rows in
-        # another order, then bring last_activity_at forward.
+        # another order. last_activity_at is brought forward by the same UPDATE that adds the
+        # points (``score_add(activity=…)``): every contact row version costs ~15 index entries,
+        # so one UPDATE per contact and batch instead of two.
         cursor.execute(
             "SELECT 1 FROM contacts_contact WHERE id = ANY(%s::bigint[]) ORDER BY id FOR NO KEY UPDATE", [contact_ids]
-        )
-        cursor.execute(
-            """
-            UPDATE contacts_contact c SET last_activity_at = m.latest
-            FROM (SELECT contact_id, max(occurred_at) AS latest FROM mh_batch GROUP BY contact_id) m
-            WHERE c.id = m.contact_id AND (c.last_activity_at IS NULL OR c.last_activity_at < m.latest)
-            """
         )
     effects = Effects()
     _collect_rules(cursor, rules, effects, respect_activation=respect_activation)
     for matrix in matrices:
         _collect_matrix(cursor, matrix, effects, respect_activation=respect_activation)
-    _apply_effects(cursor, effects)
+    _apply_effects(cursor, effects, activity=latest if touch_contacts else None)
     return effects, contact_ids
 
 
 def _apply_subset(cursor, event_pks: list[int] | None, rules, matrices) -> Effects:
-    from automation.hooks import run_after_events_applied
+    from automation.hooks import deferring, run_after_events_applied
 
     _make_batch(cursor, event_pks)
     effects, contact_ids = batch_apply(cursor, rules=rules, matrices=matrices)
-    run_after_events_applied(contact_ids)
+    with deferring():  # tiers now; segment memberships are queued (automation.hooks)
+        run_after_events_applied(contact_ids)
     cursor.execute(
         """
         UPDATE automation_eventreceipt r SET state = 1, processed_at = now(), error = ''
@@ -502,6 +516,26 @@ def _process_claimed(cursor, outcome: BatchOutcome) -> None:
     _apply_isolating(cursor, event_pks[middle:], rules, matrices, outcome)
 
 
+def engine_busy() -> bool:
+    """Another session holds the engine lock right now (a batch of a running loop or backfill).
+    Every holder re-checks ``pending_exists()`` after releasing it, so events committed before
+    this call are picked up without a new task (see ``automation.tasks.events_process_enqueue``)."""
+    key = ENGINE_LOCK_KEY
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT EXISTS (
+                SELECT 1 FROM pg_locks
+                WHERE locktype = 'advisory' AND granted AND database = (
+                    SELECT oid FROM pg_database WHERE datname = current_database())
+                  AND classid = %s::oid AND objid = %s::oid AND objsubid = 1
+            )
+            """,
+            [key >> 32, key & 0xFFFFFFFF],
+        )
+        return cursor.fetchone()[0]
+
+
 def pending_exists() -> bool:
     with connection.cursor() as cursor:
         cursor.execute("SELECT EXISTS (SELECT 1 FROM automation_eventreceipt WHERE state = 0)")
@@ -510,7 +544,16 @@ def pending_exists() -> bool:
 
 def events_process_pending(*, batch_size: int = BATCH_SIZE, time_budget: float = 20.0) -> dict:
     """Process batches until nothing is pending, another process holds the lock, or the time
-    budget is spent. Returns counts and ``more`` (pending events remain: enqueue again)."""
+    budget is spent. Returns counts and ``more`` (pending events remain: enqueue again).
+    When batches ran, the drain of the segments' dirty queue is enqueued once at the end: while
+    events flow the CPU goes to them, and the drain then merges the contacts of many batches."""
+    totals = _events_process_loop(batch_size=batch_size, time_budget=time_budget)
+    if totals["batches"]:
+        segments_dirty_enqueue()
+    return totals
+
+
+def _events_process_loop(*, batch_size: int, time_budget: float) -> dict:
     deadline = time.monotonic() + time_budget
     totals = {"batches": 0, "events": 0, "failed": 0, "applications": 0, "busy": False, "more": False}
     while True:
@@ -529,6 +572,83 @@ def events_process_pending(*, batch_size: int = BATCH_SIZE, time_budget: float =
             return totals
         if time.monotonic() > deadline:
             totals["more"] = pending_exists()
+            return totals
+
+
+# --- deferred segment memberships ------------------------------------------------------------------
+def segments_dirty_enqueue() -> None:
+    """Enqueue the drain of the segments' dirty queue after the current transaction commits."""
+    from automation.tasks import segments_dirty_refresh_enqueue
+
+    transaction.on_commit(segments_dirty_refresh_enqueue)
+
+
+def _segments_dirty_chunk(limit: int) -> int | None:
+    """Take up to ``limit`` queue rows and re-evaluate their contacts' memberships, in one
+    transaction (a SIGKILL puts the rows back). None when another drain holds the lock."""
+    from automation.hooks import SEGMENTS_HOOK, _resolve
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [SEGMENTS_LOCK_KEY])
+        if not cursor.fetchone()[0]:
+            return None
+        cursor.execute(
+            """
+            DELETE FROM automation_segmentdirtycontact d
+            WHERE d.id IN (SELECT id FROM automation_segmentdirtycontact ORDER BY id LIMIT %s)
+            RETURNING d.contact_id
+            """,
+            [limit],
+        )
+        rows = cursor.fetchall()
+        contact_ids = sorted({row[0] for row in rows})
+        hook = _resolve(SEGMENTS_HOOK)
+        if contact_ids and hook is not None:
+            hook(contact_ids)
+        return len(rows)
+
+
+def segments_dirty_exists() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM automation_segmentdirtycontact)")
+        return cursor.fetchone()[0]
+
+
+def _segments_dirty_should_wait() -> bool:
+    """While events are pending the CPU goes to them (events/status is what callers wait on), as
+    long as no queued contact has waited longer than SEGMENTS_DIRTY_MAX_WAIT: the engine enqueues
+    the drain again when its run ends, and the beat safety net bounds the wait under a steady
+    stream. Waiting also lets one drain merge the contacts of many batches."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM automation_eventreceipt WHERE state = 0) "
+            "AND NOT EXISTS (SELECT 1 FROM automation_segmentdirtycontact WHERE marked_at < now() - %s)",
+            [SEGMENTS_DIRTY_MAX_WAIT],
+        )
+        return cursor.fetchone()[0]
+
+
+def segments_dirty_refresh(*, chunk: int = SEGMENTS_DIRTY_CHUNK, time_budget: float = 60.0) -> dict:
+    """Drain the segments' dirty queue: re-evaluate the queued contacts against every saved
+    segment until the queue is empty, another drain holds the lock, or the budget is spent."""
+    deadline = time.monotonic() + time_budget
+    totals = {"chunks": 0, "rows": 0, "busy": False, "more": False, "deferred": False}
+    if _segments_dirty_should_wait():
+        totals["deferred"] = True
+        return totals
+    while True:
+        taken = _segments_dirty_chunk(chunk)
+        if taken is None:
+            totals["busy"] = True
+            return totals
+        if taken:
+            totals["chunks"] += 1
+            totals["rows"] += taken
+        elif not segments_dirty_exists():
+            # Checked after our lock was released: a drain refused while we held it is covered.
+            return totals
+        if time.monotonic() > deadline:
+            totals["more"] = segments_dirty_exists()
             return totals
 
 

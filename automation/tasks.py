@@ -29,11 +29,43 @@ def events_process_task() -> dict:
 
 
 def events_process_enqueue() -> None:
-    """Called after an ingest commits: one task per accepted request."""
+    """Called after an ingest commits: a task, unless a batch holds the engine lock right now —
+    its loop re-checks for pending events after releasing the lock and takes these too, so a
+    message per request would only bounce off the lock (a broker round trip and a poll each)."""
+    try:
+        if engine.engine_busy():
+            return
+    except Exception:  # cannot tell: enqueue, a spare task is harmless
+        logger.exception("could not read the engine lock; enqueueing")
     try:
         events_process_task.delay()
     except Exception:  # the broker is down: the events are stored, the sweeper will pick them up
         logger.exception("could not enqueue event processing; the sweeper will retry")
+
+
+@shared_task(name="automation.tasks.segments_dirty_refresh_task", acks_late=True)
+def segments_dirty_refresh_task() -> dict:
+    """Re-evaluate the saved-segment memberships of the contacts the rules engine queued."""
+    totals = engine.segments_dirty_refresh()
+    if totals["more"]:
+        segments_dirty_refresh_task.delay()
+    return totals
+
+
+def segments_dirty_refresh_enqueue() -> None:
+    try:
+        segments_dirty_refresh_task.delay()
+    except Exception:  # the broker is down: the queue is in the database, the beat entry retries
+        logger.exception("could not enqueue the segments' dirty drain; the schedule will retry")
+
+
+@shared_task(name="automation.tasks.segments_dirty_sweep_task")
+def segments_dirty_sweep_task() -> bool:
+    """Beat safety net: a lost drain message (or a killed drain) leaves queued contacts behind."""
+    if engine.segments_dirty_exists():
+        segments_dirty_refresh_task.delay()
+        return True
+    return False
 
 
 @shared_task(name="automation.tasks.events_sweep_task", acks_late=True)

@@ -296,9 +296,15 @@ def tier_sql() -> tuple[str, dict[str, Any]]:
     """The hand-written full tier recompute: one statement computing every contact's metric and
     tier, writing only the rows whose tier or metric changes, and logging tier changes. Columns
     other areas add to their models later are filled with the model defaults."""
-    from loyalty.models import ContactTier, TierChange
+    from loyalty.models import ContactTier, Program, TierChange
     from marketing_hub.datagen import _insert_select, _positional
 
+    # the tiers are a handful of constants: a CASE, highest threshold first
+    tier_rows = Program.objects.get(name="Klub Stylu").tiers.all()
+    if hasattr(tier_rows, "active"):
+        tier_rows = tier_rows.active()  # retired tiers take nobody
+    tiers = list(tier_rows.order_by("-min").values_list("min", "id"))
+    tier_case = "CASE " + " ".join(f"WHEN m.v >= {minimum} THEN {tier_id}" for minimum, tier_id in tiers) + " END"
     upsert, upsert_defaults = _insert_select(
         ContactTier,
         {"program_id": "%(p)s", "contact_id": "contact_id", "tier_id": "tier_id", "metric_value": "v",
@@ -324,9 +330,7 @@ def tier_sql() -> tuple[str, dict[str, Any]]:
         FROM contacts_contact c
         LEFT JOIN contacts_contacttag ct ON ct.contact_id = c.id AND ct.tag_id = %(tag)s
     ), target AS (
-        SELECT m.contact_id, m.v, (SELECT t.id FROM loyalty_tier t WHERE t.program_id = %(p)s AND t.min <= m.v
-                                   ORDER BY t.min DESC LIMIT 1) AS tier_id
-        FROM metric m
+        SELECT m.contact_id, m.v, {tier_case} AS tier_id FROM metric m
     ), changed AS MATERIALIZED (
         SELECT t.*, cur.tier_id AS old_tier FROM target t
         LEFT JOIN loyalty_contacttier cur ON cur.program_id = %(p)s AND cur.contact_id = t.contact_id

@@ -277,8 +277,10 @@ def _tags_chart(tags: list[dict]) -> dict | None:
 
 def _tags_context(request: HttpRequest, contact: Contact) -> dict:
     tags = _contact_tags(contact)
+    # ~18px a bar: at a fixed 200px Plotly drops every other tag name once there are ~10 tags
+    tags_chart_height = 60 + 18 * min(len(tags), 15)
     return {"contact": contact, "tags": tags, "tags_chart": _tags_chart(tags),
-            "can_edit_tags": _can_edit_tags(request.user)}
+            "tags_chart_height": tags_chart_height, "can_edit_tags": _can_edit_tags(request.user)}
 
 
 def _timeline_context(contact: Contact, data: QueryDict) -> dict:
@@ -387,6 +389,9 @@ def _notes_context(request: HttpRequest, contact: Contact, *, form: NoteForm | N
     notes = list(Note.objects.filter(contact=contact).select_related("author")[:30])
     for note in notes:
         note.editable = note.author_id == request.user.pk
+        # created_at and updated_at both default to now() on insert, microseconds apart: only a
+        # later save is an edit
+        note.was_edited = (note.updated_at - note.created_at).total_seconds() > 1
     return {"contact": contact, "notes": notes, "note_form": form or NoteForm()}
 
 

@@ -8,6 +8,7 @@ import json
 from collections.abc import Sequence
 
 import plotly.graph_objects as go
+from django.utils import timezone
 
 HOT = "#e11d48"
 WARM = "#d97706"
@@ -26,30 +27,48 @@ def _as_dict(figure: go.Figure, links: Sequence[str] | None = None) -> dict:
 
 
 def score_line(series: Sequence[tuple], current_score: int) -> dict:
-    """The contact's score over time: the ledger summed per day, cumulated."""
+    """The contact's score over time: the ledger summed per day, cumulated, held flat up to today.
+
+    Without the last flat stretch a contact whose points stopped months ago gets an axis that ends
+    at the last change, which reads as "recent".
+    """
     days = [day.isoformat() for day, _ in series]
     scores = [int(score) for _, score in series]
+    marker_sizes = [5] * len(days)
+    today = timezone.localdate()
+    if series and series[-1][0] < today:
+        days.append(today.isoformat())
+        scores.append(int(current_score))
+        marker_sizes.append(0)  # not a change, just "still this score today"
     figure = go.Figure(
         go.Scatter(
             x=days, y=scores, mode="lines+markers" if len(days) < 40 else "lines", line={"color": PRIMARY, "width": 2, "shape": "hv"},
-            fill="tozeroy", fillcolor="rgba(79,70,229,0.08)", marker={"size": 5},
-            hovertemplate="%{x|%d %b %Y}<br>score %{y}<extra></extra>",
+            fill="tozeroy", fillcolor="rgba(79,70,229,0.08)", marker={"size": marker_sizes},
+            hovertemplate="%{x|%d %b %Y}<br>score %{y:,}<extra></extra>",
         )
     )
     figure.update_layout(showlegend=False, yaxis={"rangemode": "tozero"}, xaxis={"type": "date"})
     return _as_dict(figure)
 
 
-def funnel_chart(stages: Sequence[dict], *, links: Sequence[str] | None = None, text: str = "value+percent initial") -> dict:
+_FUNNEL_TEXT = {
+    "value": "%{value:,}",
+    "value+percent initial": "%{value:,}<br>%{percentInitial:.0%}",
+}
+
+
+def funnel_chart(stages: Sequence[dict], *, links: Sequence[str] | None = None, text: str = "value+percent initial",
+                 hover_noun: str = "entered") -> dict:
     """Contacts per stage (the report's ``entered``, or the current counts), as a Plotly funnel."""
     figure = go.Figure(
         go.Funnel(
             y=[stage["name"] for stage in stages],
             x=[stage["entered"] for stage in stages],
-            textinfo=text,
+            # texttemplate rather than textinfo: textinfo prints 5000, not 5,000
+            texttemplate=_FUNNEL_TEXT.get(text, "%{value:,}"),
             marker={"color": [PRIMARY] * len(stages)},
             connector={"fillcolor": "#eef2ff", "line": {"color": "#c7d2fe", "width": 1}},
-            hovertemplate="%{y}: %{x} entered<extra></extra>",
+            hovertemplate="%{y}: %{x:,} " + hover_noun + "<extra></extra>",
         )
     )
     figure.update_layout(showlegend=False, yaxis={"automargin": True})

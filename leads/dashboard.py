@@ -281,7 +281,7 @@ def dashboard_context(request: HttpRequest) -> dict:
                                        links=[contact_list_url(tag=name) for name in tag_names]) if tag_names else None,
         "funnel": charts.funnel_chart(
             [{"name": name, "entered": count} for _, name, count in data["funnel_stages"]], links=funnel_links,
-            text="value",
+            text="value", hover_noun="in this stage now",
         ) if data["funnel_stages"] else None,
         "events": charts.events_over_time(data["event_days"], data["event_series"]) if data["event_series"] else None,
     }

@@ -8,12 +8,20 @@ from marketing_hub.models import ApiKey
 from marketing_hub.roles import ALL_ROLES
 
 
-class ApiKeyForm(forms.Form):
+class _PlainLabels(forms.Form):
+    """Labels without Django's trailing colon, like every hand-written form in the app."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+
+
+class ApiKeyForm(_PlainLabels):
     name = forms.CharField(max_length=100, help_text="Who uses it, e.g. “Shop website”.")
     scope = forms.ChoiceField(choices=ApiKey.SCOPES, initial=ApiKey.SCOPE_INGEST)
 
 
-class UserCreateForm(forms.Form):
+class UserCreateForm(_PlainLabels):
     username = forms.CharField(max_length=150)
     first_name = forms.CharField(max_length=150, required=False)
     last_name = forms.CharField(max_length=150, required=False)

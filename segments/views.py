@@ -247,8 +247,11 @@ def tag_options(request: HttpRequest) -> HttpResponse:
 # --- a segment ----------------------------------------------------------------------------------
 def _size_chart(segment: Segment) -> dict | None:
     sizes = list(segment.sizes.order_by("-measured_at").values_list("measured_at", "count")[:500])[::-1]
-    if not sizes:
-        return None
+    if len(sizes) < 2:
+        return None  # one dot is no history; the card says when sizes are recorded instead
+    # Dates on the axis: Plotly's automatic ticks over a few minutes read "18:23:17.205".
+    span = sizes[-1][0] - sizes[0][0]
+    tick_format = "%d %b" if span.total_seconds() >= 2 * 86400 else "%d %b %H:%M"
     return {
         "data": [{
             "type": "scatter", "mode": "lines+markers",
@@ -257,7 +260,8 @@ def _size_chart(segment: Segment) -> dict | None:
             "line": {"shape": "hv", "width": 2}, "marker": {"size": 5},
             "hovertemplate": "%{x|%d %b %H:%M}: %{y:,} contacts<extra></extra>",
         }],
-        "layout": {"margin": {"l": 56, "r": 16, "t": 8, "b": 40}, "yaxis": {"rangemode": "tozero"}},
+        "layout": {"margin": {"l": 56, "r": 16, "t": 8, "b": 40}, "yaxis": {"rangemode": "tozero", "tickformat": ","},
+                   "xaxis": {"type": "date", "tickformat": tick_format, "nticks": 5}},
     }
 
 

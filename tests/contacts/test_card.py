@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
 
@@ -119,6 +121,20 @@ def test_only_the_author_edits_a_note(marketer_client, sales_client, sales):
     assert sales_client.post(url, {"text": "second"}).status_code == 200
     note.refresh_from_db()
     assert note.text == "second"
+
+
+def test_a_new_note_is_not_marked_edited_until_it_is_changed(sales_client, sales):
+    # given a note just added (created_at and updated_at both default to now, microseconds apart)
+    contact = ContactFactory()
+    sales_client.post(reverse("contacts:card_note_add", args=[contact.pk]), {"text": "first"})
+    note = Note.objects.get(contact=contact)
+    # when the card is shown, then again after the author changes the note a little later
+    before = sales_client.get(card_url(contact)).content.decode()
+    Note.objects.filter(pk=note.pk).update(updated_at=note.created_at + timedelta(minutes=5))
+    after = sales_client.get(card_url(contact)).content.decode()
+    # then only the changed note says "edited"
+    assert "· edited" not in before
+    assert "· edited" in after
 
 
 def test_timeline_filters_by_type_and_pages(marketer_client):

@@ -40,9 +40,15 @@ def test_list_stays_constant_in_queries(sales_client, django_assert_max_num_quer
 
 
 def test_detail_lists_members_and_history(sales_client, kurtki_segment):
+    # given one full refresh so far: a single size, no line to draw yet
+    first = sales_client.get(f"/segments/{kurtki_segment.pk}/").content.decode()
+    # when a second refresh records another size
+    segment_refresh(kurtki_segment.pk)
     content = sales_client.get(f"/segments/{kurtki_segment.pk}/").content.decode()
+    # then the members and the definition are listed, and the size history is drawn from two points
     assert "k1@example.com" in content and "k2@example.com" in content and "k0@example.com" not in content
     assert "Contacts who have the tag “kurtki” with a score of at least 3." in content
+    assert 'id="segment-size"' not in first and "the line appears from the second one" in first
     assert 'id="segment-size"' in content
 
 
