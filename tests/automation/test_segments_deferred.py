@@ -1,0 +1,103 @@
+"""Segment memberships after events: the engine queues the batch's contacts instead of
+re-evaluating every saved segment inside its batch; the drain brings memberships up to date."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import pytest
+from django.db import connections
+
+from automation.engine import (
+    ENGINE_LOCK_KEY,
+    engine_busy,
+    events_status,
+    segments_dirty_refresh,
+)
+from automation.ingestion import events_ingest
+from automation.models import SegmentDirtyContact
+from automation.tasks import events_process_enqueue
+from segments.models import Segment, SegmentMember
+from segments.services import segment_refresh
+from tests.automation.factories import event, make_rule, process_all
+
+KURTKI_2 = {"type": "tag_score", "tag": "kurtki", "op": "gte", "value": 2}
+
+
+@pytest.fixture(autouse=True)
+def no_enqueue():
+    with mock.patch("automation.tasks.events_process_enqueue"), \
+            mock.patch("automation.tasks.segments_dirty_refresh_enqueue"):
+        yield
+
+
+def members(segment: Segment) -> set[str]:
+    return set(SegmentMember.objects.filter(segment=segment).values_list("contact__email", flat=True))
+
+
+@pytest.mark.django_db
+def test_events_queue_their_contacts_and_the_drain_updates_memberships():
+    # given a refreshed (empty) segment and a rule tagging the category
+    segment = Segment.objects.create(name="Kurtki", definition=KURTKI_2)
+    segment_refresh(segment.pk)
+    make_rule(actions=[{"type": "add_tag", "tag": "{category}", "score": 1}])
+    events_ingest([event(category="kurtki"), event(category="kurtki")])
+    # when the engine applies the events
+    process_all()
+    # then events/status reads 0 with the tag applied, and the contact waits in the queue
+    assert events_status()["pending"] == 0
+    assert SegmentDirtyContact.objects.count() == 1
+    assert members(segment) == set()
+    # when the queue is drained
+    totals = segments_dirty_refresh()
+    # then the membership and the count follow, and the queue is empty
+    assert totals["rows"] == 1
+    assert members(segment) == {"anna@example.com"}
+    assert Segment.objects.get(pk=segment.pk).count == 1
+    assert not SegmentDirtyContact.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_drain_waits_while_events_are_pending_unless_contacts_waited_too_long():
+    # given a queued contact and a pending event
+    segment = Segment.objects.create(name="Kurtki", definition=KURTKI_2)
+    make_rule()
+    events_ingest([event(category="kurtki"), event(category="kurtki")])
+    process_all()
+    events_ingest([event(category="buty")])
+    # when the drain runs while the event is pending
+    totals = segments_dirty_refresh()
+    # then it leaves the work for after the events
+    assert totals["deferred"] is True
+    assert SegmentDirtyContact.objects.count() == 1
+    # when the queued contact has waited longer than the limit
+    SegmentDirtyContact.objects.update(marked_at="2000-01-01T00:00:00Z")
+    totals = segments_dirty_refresh()
+    # then it drains anyway
+    assert totals["rows"] == 1
+    assert members(segment) == {"anna@example.com"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ingest_does_not_enqueue_while_a_batch_holds_the_engine_lock():
+    # given another session holding the engine lock (a running batch: its loop re-checks for
+    # pending events after releasing it)
+    other = connections.create_connection("default")
+    other.set_autocommit(False)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ENGINE_LOCK_KEY])
+        # when an ingest asks for processing (the real function, imported before the patch)
+        with mock.patch("automation.tasks.events_process_task.delay") as delay:
+            events_process_enqueue()
+        # then no message bounces off the lock
+        assert engine_busy() is True
+        assert delay.call_count == 0
+    finally:
+        other.rollback()
+        other.close()
+    # and with the lock free a task is sent
+    with mock.patch("automation.tasks.events_process_task.delay") as delay:
+        events_process_enqueue()
+    assert engine_busy() is False
+    assert delay.call_count == 1
