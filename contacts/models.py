@@ -124,8 +124,11 @@ class Contact(models.Model):
     city = models.CharField(max_length=100, blank=True, default="")
     birth_date = models.DateField(null=True, blank=True)
     properties = models.JSONField(default=dict, blank=True)
+    # No index of its own: contact_owner_score_idx (owner, -score) serves owner look-ups, and every
+    # index on this table is paid for on each contact row the rules engine rewrites.
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_contacts"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_contacts",
+        db_index=False,
     )
     # The lead score, maintained from the ledger (leads.ScoreChange) in the same statement batch.
     score = models.IntegerField(default=0)
@@ -150,14 +153,13 @@ class Contact(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["-score", "id"], name="contact_score_idx"),
-            models.Index(fields=["last_activity_at"], name="contact_last_activity_idx"),
-            models.Index(fields=["created_at"], name="contact_created_idx"),
             models.Index(fields=["owner", "-score"], name="contact_owner_score_idx"),
             models.Index(fields=["country", "city"], name="contact_country_city_idx"),
             models.Index(Lower("city"), name="contact_city_lower_idx"),
             models.Index(fields=["birth_date"], name="contact_birth_date_idx"),
             models.Index(fields=["lead_status", "-score"], name="contact_status_score_idx"),
-            # Keyset pagination of "recently active first" and "newest first" (ties broken by id).
+            # Keyset pagination of "recently active first" and "newest first" (ties broken by id); they
+            # also serve range filters on last_activity_at (inactive_days) and created_at.
             models.Index(
                 models.F("last_activity_at").desc(nulls_last=True), models.F("id").desc(),
                 name="contact_activity_id_idx",
