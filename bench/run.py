@@ -4,7 +4,8 @@
    ``<name>_bench`` next to ``DATABASE_URL`` — migrated, and filled by ``marketing_hub.datagen``
    unless it already holds data of that size from the same generator (a marker table says so).
 2. The measurements of ``spec/benchmark.md``, each the median of ``--runs`` warm runs: segment
-   counts (app compiler vs hand-written SQL), p95 server time of the contact list / card / hot
+   counts (``segments.services.segment_count`` vs hand-written SQL, interleaved, at least 7 runs)
+   and the full segment refresh, p95 server time of the contact list / card / hot
    leads views, end-to-end ingestion with a real worker (PostgreSQL and Redis brokers), full
    recomputes (app vs SQL), table sizes.
 3. One JSON document on stdout and in ``bench/results/latest.json``. Progress goes to stderr.
@@ -32,6 +33,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 GENERATOR = ROOT / "marketing_hub" / "datagen.py"
+PARTS = ("segments", "views", "recompute", "ingest", "sizes")
+SEGMENT_MIN_RUNS = 7
 
 
 def say(message: str) -> None:
@@ -129,6 +132,52 @@ def timed_ms(fn: Callable[[], Any], runs: int, *, setup: Callable[[], Any] | Non
     return statistics.median(samples), samples, result
 
 
+def timed_pair_ms(app: Callable[[], Any], sql: Callable[[], Any], runs: int, *, rollback: bool = False,
+                  warmup: int = 1) -> tuple[tuple[float, Any], tuple[float, Any]]:
+    """Medians of the app and its SQL twin measured **interleaved** (app, SQL, app, SQL, …) so
+    that the load of other processes on the machine hits both sides alike."""
+    app_samples: list[float] = []
+    sql_samples: list[float] = []
+    app_result: Any = None
+    sql_result: Any = None
+    for _ in range(warmup + runs):
+        app_ms, _, app_result = timed_ms(app, 1, rollback=rollback, warmup=0)
+        sql_ms, _, sql_result = timed_ms(sql, 1, rollback=rollback, warmup=0)
+        app_samples.append(app_ms)
+        sql_samples.append(sql_ms)
+    return ((statistics.median(app_samples[warmup:]), app_result),
+            (statistics.median(sql_samples[warmup:]), sql_result))
+
+
+class StatementPlans:
+    """``connection.execute_wrapper`` that records every statement the app runs and, for the
+    SELECTs, their ``EXPLAIN (ANALYZE, BUFFERS)`` on the same connection and transaction (so
+    session settings the app sets, e.g. ``SET LOCAL``, shape the recorded plan too)."""
+
+    def __init__(self) -> None:
+        self.statements: list[dict[str, Any]] = []
+
+    def __call__(self, execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        entry: dict[str, Any] = {"sql": sql if params is None else _inline(sql, params)}
+        if not many and sql.lstrip().upper().startswith(("SELECT", "WITH")):
+            raw = context["connection"].connection.cursor()
+            try:
+                raw.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
+                entry["plan"] = "\n".join(row[0] for row in raw.fetchall())
+            finally:
+                raw.close()
+        self.statements.append(entry)
+        return result
+
+
+def _inline(sql: str, params: Any) -> str:
+    try:
+        return sql % tuple(repr(p) for p in params)
+    except (TypeError, ValueError):
+        return f"{sql} -- params {params!r}"
+
+
 def sql_value(sql: str, params: Any = None) -> Any:
     from django.db import connection
 
@@ -175,26 +224,32 @@ def p95(samples: list[float]) -> float:
 
 # --- 1. Segment counts --------------------------------------------------------------------------
 def measure_segments(runs: int, plans: dict) -> list[dict]:
+    """Each case: the app's real count — ``segments.services.segment_count`` (what the live
+    count, the API preview and saving call) — against the hand-written SQL, interleaved."""
+    from django.db import connection
+
     from bench.cases import SEGMENT_CASES
-    from contacts.models import Contact
 
     try:
-        from segments.compiler import compile_definition
+        from segments.services import segment_count
     except ImportError as exc:
-        return [missing(case.name, f"segments.compiler not importable: {exc}") for case in SEGMENT_CASES]
+        return [missing(case.name, f"segments.services not importable: {exc}") for case in SEGMENT_CASES]
     out = []
     for case in SEGMENT_CASES:
         try:
             def app(definition: dict = case.definition) -> int:
-                return Contact.objects.filter(compile_definition(definition)).count()
+                return segment_count(definition)
 
-            app_ms, app_samples, app_count = timed_ms(app, runs)
-            sql_ms, sql_samples, sql_count = timed_ms(lambda sql=case.sql: sql_value(sql), runs)
-            queryset = Contact.objects.filter(compile_definition(case.definition))
+            (app_ms, app_count), (sql_ms, sql_count) = timed_pair_ms(app, lambda sql=case.sql: sql_value(sql), runs)
+            recorder = StatementPlans()
+            with connection.execute_wrapper(recorder):
+                app()
             plans[case.name] = {
                 "definition": case.definition,
-                "app_sql": str(queryset.query),
-                "app_plan": queryset.explain(analyze=True, buffers=True),
+                # every statement segment_count ran (name look-ups, SET LOCAL, the count) with plans
+                "app_statements": recorder.statements,
+                "app_sql": next((st["sql"] for st in reversed(recorder.statements) if "plan" in st), None),
+                "app_plan": next((st["plan"] for st in reversed(recorder.statements) if "plan" in st), None),
                 "sql": " ".join(case.sql.split()),
                 "sql_plan": explain(case.sql),
             }
@@ -394,8 +449,6 @@ def measure_recomputes(runs: int, plans: dict) -> list[dict]:
         out.append(missing("tier_recompute", f"{type(exc).__name__}: {exc}"))
         traceback.print_exc()
 
-    # segment refresh --------------------------------------------------------------------------
-    out.append(_measure_segment_refresh(runs))
     return out
 
 
@@ -429,8 +482,6 @@ def _measure_segment_refresh(runs: int) -> dict:
         def app() -> Any:
             return refresh(segment.pk) if by_id else refresh(segment=segment)
 
-        # the refresh writes every member (the segment starts empty in each rolled-back run)
-        app_ms, _, _ = timed_ms(app, runs, rollback=True)
         member_sql = " ".join(case.sql.split()).replace("SELECT count(*) FROM contacts_contact c", "SELECT c.id FROM contacts_contact c", 1)
         sql = f"""
         WITH target AS MATERIALIZED ({member_sql}),
@@ -443,7 +494,8 @@ def _measure_segment_refresh(runs: int) -> dict:
         UPDATE segments_segment SET count = (SELECT count FROM size), refreshed_at = now(), version = version + 1
         WHERE id = %(s)s AND (SELECT count(*) FROM ins) >= 0 AND (SELECT count(*) FROM del) >= 0
         """
-        sql_ms, _, _ = timed_ms(lambda: sql_run(sql, {"s": segment.pk}), runs, rollback=True)
+        # the refresh writes every member (the segment starts empty in each rolled-back run)
+        (app_ms, _), (sql_ms, _) = timed_pair_ms(app, lambda: sql_run(sql, {"s": segment.pk}), runs, rollback=True)
         say(f"segment_refresh: app {app_ms:.0f} ms, SQL {sql_ms:.0f} ms")
         return figure("segment_refresh", app_ms, sql_ms, description="full refresh of a saved segment (" + case.description + ") from empty")
     except ImportError as exc:
@@ -547,13 +599,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="warm runs per figure (median)")
     parser.add_argument("--ingest-events", type=int, default=None,
                         help="events posted per broker (default: 30,000 up to 200k contacts, else 60,000)")
-    parser.add_argument("--skip", default="", help="comma-separated parts to skip: segments,views,recompute,ingest,sizes")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: " + ",".join(PARTS))
+    parser.add_argument("--only", default="", help="comma-separated parts to run (the others are skipped), e.g. "
+                        "--only segments: the segment counts and segment_refresh")
     parser.add_argument("--regenerate", action="store_true", help="drop and regenerate the bench database")
     parser.add_argument("--out", default=str(RESULTS / "latest.json"))
     args = parser.parse_args(argv)
     if args.contacts < 100:
         parser.error("--contacts must be at least 100")
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    if unknown := (skip | only) - set(PARTS):
+        parser.error(f"unknown part(s): {', '.join(sorted(unknown))}; parts are {', '.join(PARTS)}")
+    if only:
+        skip |= set(PARTS) - only
 
     started = time.perf_counter()
     generator_signature()
@@ -594,7 +653,10 @@ def main(argv: list[str] | None = None) -> int:
     plans: dict[str, Any] = {}
     figures: list[dict] = []
     if "segments" not in skip:
-        figures += measure_segments(args.runs, plans)
+        # other processes load the machine: the segment pairs take at least 7 interleaved runs
+        segment_runs = max(args.runs, SEGMENT_MIN_RUNS)
+        figures += measure_segments(segment_runs, plans)
+        figures.append(_measure_segment_refresh(segment_runs))
     if "views" not in skip:
         figures += measure_views(args.contacts)
     if "recompute" not in skip:
@@ -611,6 +673,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "marketing-hub",
         "contacts": args.contacts,
         "runs_per_figure": args.runs,
+        "runs_per_segment_figure": max(args.runs, SEGMENT_MIN_RUNS),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "duration_s": round(time.perf_counter() - started, 1),
         "machine": machine(),

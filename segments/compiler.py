@@ -249,10 +249,24 @@ def event_where_q(conditions: list[dict]) -> Q:
         if op in ("eq", "in") and all(isinstance(item, str) for item in strings):
             text = Lower(_KeyText(name))
             matches = reduce(operator.or_, (Q(Exact(text, Lower(Value(item)))) for item in strings))
-            result &= matches & Q(Exact(_JsonbTypeof(name), "string"))
+            if not all(_only_strings_render_as(item) for item in strings):
+                matches &= Q(Exact(_JsonbTypeof(name), "string"))
+            result &= matches
         else:
             result &= Q(JsonbCondition("properties", condition))
     return result
+
+
+def _only_strings_render_as(value: str) -> bool:
+    """Whether only a JSON *string* can have ``->>`` text equal to ``value`` case-insensitively.
+
+    ``->>`` renders a non-string as JSON text: numbers start with ``-`` or a digit, booleans are
+    ``true``/``false``, objects and arrays start with ``{``/``[`` and null is SQL NULL. A value
+    that starts with an ASCII letter and is not a boolean word cannot equal any of those, so the
+    ``jsonb_typeof = 'string'`` guard is redundant for it — and dropping it lets the planner
+    estimate the category index's rows from statistics (the extra filter made it guess 1 row and
+    sort instead of hashing)."""
+    return value[:1].isascii() and value[:1].isalpha() and value.lower() not in ("true", "false")
 
 
 class _KeyText(Expression):
@@ -385,14 +399,78 @@ class Compiler:
     # --- tree -------------------------------------------------------------------------------
     def compile(self, node: Any, _segment_stack: tuple[int, ...] = ()) -> Q:
         if "all" in node:
-            children = [self.compile(child, _segment_stack) for child in node["all"]]
+            children = self._compile_all(node["all"], _segment_stack)
             return reduce(operator.and_, children) if children else TRUE
         if "any" in node:
-            children = [self.compile(child, _segment_stack) for child in node["any"]]
+            # Column tests first: PostgreSQL evaluates an OR's arms in the written order, so a
+            # contact that passes ``score >= 100`` never probes the subquery arms.
+            ordered = sorted(node["any"], key=lambda child: 0 if _is_column_test(child) else 1)
+            children = [self.compile(child, _segment_stack) for child in ordered]
             return reduce(operator.or_, children) if children else FALSE
         if "not" in node:
             return ~self.compile(node["not"], _segment_stack)
         return getattr(self, f"leaf_{node['type']}")(node, _segment_stack)
+
+    def _compile_all(self, nodes: list, stack: tuple[int, ...]) -> list[Q]:
+        """The conditions of an AND. Two or more conditions answered from contact-keyed tables
+        become ONE semi-join driven by a membership table: ``id IN (SELECT contact_id FROM
+        contacttag WHERE tag = A AND contact_id IN (… tag B …))``. Under OR / NOT that is one
+        hashed set of the intersection instead of one per condition (each built by every
+        parallel worker); at the top level PostgreSQL flattens it into the same semi-joins."""
+        keyed = [node for node in nodes if self.keyed_only(node)]
+        driver_index = next((index for index, node in enumerate(keyed) if _driver_kind(node)), None)
+        if len(keyed) < 2 or driver_index is None:
+            return [self.compile(child, stack) for child in nodes]
+        driver, rest = keyed[driver_index], keyed[:driver_index] + keyed[driver_index + 1:]
+        rows = self.leaf_rows(driver)
+        if rows is None:
+            return [FALSE]  # an unknown tag / stage / tier: nobody matches the AND
+        by_contact = self.with_key("contact_id")
+        rows = rows.filter(reduce(operator.and_, (by_contact.compile(child, stack) for child in rest)))
+        others = [self.compile(child, stack) for child in nodes if not any(child is item for item in keyed)]
+        return [self._member_of(rows), *others]
+
+    def keyed_only(self, node: Any) -> bool:
+        """Whether ``node`` reads only contact-keyed tables (no ``contacts_contact`` column), so
+        it can be compiled against any table's ``contact_id``. Conservative: a referenced segment
+        that was not looked up yet counts as needing the contacts table."""
+        for leaf in iter_leaves(node):
+            kind = leaf.get("type")
+            if kind == "segment":
+                if leaf["segment_id"] not in self.segments:
+                    return False
+            elif kind not in RELATED_ONLY_LEAVES:
+                return False
+        return not needs_contact_row(node, self)
+
+    def leaf_rows(self, leaf: dict):
+        """The membership rows of a driver leaf (``_driver_kind``), or None when its name is
+        unknown (nobody matches)."""
+        kind = leaf["type"]
+        if kind in ("has_tag", "tag_score"):
+            key = tag_key(leaf["tag"])
+            if key not in self.tag_ids:
+                self.prefetch([leaf])
+            tag_id = self.tag_ids.get(key)
+            if tag_id is None:
+                return None
+            rows = ContactTag.objects.filter(tag_id=tag_id)
+            return rows.filter(number_q("score", leaf["op"], leaf["value"])) if kind == "tag_score" else rows
+        if kind == "consent":
+            return Consent.objects.filter(channel=leaf["channel"].strip().lower(), granted=True)
+        if kind == "stage":
+            from leads.models import ContactStage
+
+            key = (leaf["funnel"].strip().lower(), leaf["stage"].strip().lower())
+            if key not in self.stage_ids:
+                self.prefetch([leaf])
+            return ContactStage.objects.filter(stage_id__in=self.stage_ids[key]) if self.stage_ids[key] else None
+        from loyalty.models import ContactTier
+
+        key = (leaf["program"].strip().lower(), leaf["tier"].strip().lower())
+        if key not in self.tier_ids:
+            self.prefetch([leaf])
+        return ContactTier.objects.filter(tier_id__in=self.tier_ids[key]) if self.tier_ids[key] else None
 
     def _member_of(self, rows) -> Q:
         """``<key> IN (SELECT contact_id FROM rows)``: a semi-join at the top level, a hashed
@@ -409,23 +487,15 @@ class Compiler:
         return self.now - dt.timedelta(days=int(days))
 
     # --- leaves -----------------------------------------------------------------------------
-    def _tag_exists(self, name: str, score: Q | None = None) -> Q:
-        key = tag_key(name)
-        if key not in self.tag_ids:
-            self.prefetch([{"type": "has_tag", "tag": name}])
-        tag_id = self.tag_ids.get(key)
-        if tag_id is None:
-            return FALSE  # an unknown tag: nobody carries it
-        rows = ContactTag.objects.filter(tag_id=tag_id)
-        if score is not None:
-            rows = rows.filter(score)
-        return self._member_of(rows)
+    def _rows_member_of(self, leaf: dict) -> Q:
+        rows = self.leaf_rows(leaf)
+        return FALSE if rows is None else self._member_of(rows)  # unknown name: nobody
 
     def leaf_has_tag(self, leaf: dict, _stack) -> Q:
-        return self._tag_exists(leaf["tag"])
+        return self._rows_member_of(leaf)
 
     def leaf_tag_score(self, leaf: dict, _stack) -> Q:
-        return self._tag_exists(leaf["tag"], number_q("score", leaf["op"], leaf["value"]))
+        return self._rows_member_of(leaf)
 
     def leaf_score(self, leaf: dict, _stack) -> Q:
         return number_q("score", leaf["op"], leaf["value"])
@@ -466,20 +536,41 @@ class Compiler:
             return ~Q(**{f"{self.key}__in": grouped.filter(~holds).values("contact_id")})
         return Q(**{f"{self.key}__in": grouped.filter(holds).values("contact_id")})
 
-    def leaf_event_count(self, leaf: dict, _stack) -> Q:
-        events = Event.objects.filter(type=leaf["event_type"])
+    def _aggregate_source(self, leaf: dict):
+        """``(events, aggregate, exists_shortcuts)`` of an event_count / purchase_total leaf."""
+        if leaf["type"] == "event_count":
+            events = Event.objects.filter(type=leaf["event_type"])
+            aggregate: Any = Count("*")
+        else:
+            events = Event.objects.filter(type="purchase")
+            aggregate = Coalesce(Sum("value"), Value(Decimal(0)), output_field=DecimalField(max_digits=20, decimal_places=2))
         if leaf.get("within_days") is not None:
             events = events.filter(occurred_at__gte=self._days_ago(leaf["within_days"]))
         if leaf.get("where"):
             events = events.filter(event_where_q(leaf["where"]))
-        return self._aggregate_leaf(events, Count("*"), leaf["op"], leaf["value"], exists_shortcuts=True)
+        return events, aggregate, leaf["type"] == "event_count"
+
+    def aggregate_rows(self, leaf: dict):
+        """For a count driven by events: one row per contact (``contact_id``) that satisfies an
+        event_count / purchase_total leaf, or None when a contact without events satisfies it
+        (then the events cannot enumerate the members)."""
+        events, aggregate, exists_shortcuts = self._aggregate_source(leaf)
+        op, value = leaf["op"], leaf["value"]
+        if number_holds(op, 0, value):
+            return None
+        events = self._restricted(events).order_by()
+        if exists_shortcuts and number_holds(op, 1, value) and _monotone_from_one(op, value):
+            return events.values("contact_id").distinct()
+        grouped = events.values("contact_id").annotate(aggregate_value=aggregate)
+        return grouped.filter(number_q("aggregate_value", op, value)).values("contact_id")
+
+    def leaf_event_count(self, leaf: dict, _stack) -> Q:
+        events, aggregate, exists_shortcuts = self._aggregate_source(leaf)
+        return self._aggregate_leaf(events, aggregate, leaf["op"], leaf["value"], exists_shortcuts=exists_shortcuts)
 
     def leaf_purchase_total(self, leaf: dict, _stack) -> Q:
-        events = Event.objects.filter(type="purchase")
-        if leaf.get("within_days") is not None:
-            events = events.filter(occurred_at__gte=self._days_ago(leaf["within_days"]))
-        total = Coalesce(Sum("value"), Value(Decimal(0)), output_field=DecimalField(max_digits=20, decimal_places=2))
-        return self._aggregate_leaf(events, total, leaf["op"], leaf["value"], exists_shortcuts=False)
+        events, aggregate, exists_shortcuts = self._aggregate_source(leaf)
+        return self._aggregate_leaf(events, aggregate, leaf["op"], leaf["value"], exists_shortcuts=exists_shortcuts)
 
     def leaf_inactive_days(self, leaf: dict, _stack) -> Q:
         # Written as "not active since": under NOT it becomes the plain range
@@ -531,7 +622,7 @@ class Compiler:
         return age_q(leaf["op"], leaf["value"], self.today)
 
     def leaf_consent(self, leaf: dict, _stack) -> Q:
-        granted = self._member_of(Consent.objects.filter(channel=leaf["channel"].strip().lower(), granted=True))
+        granted = self._member_of(self.leaf_rows(leaf))
         return granted if leaf["value"] else ~granted
 
     def leaf_segment(self, leaf: dict, stack: tuple[int, ...]) -> Q:
@@ -546,26 +637,10 @@ class Compiler:
         return self.compile(definition, (*stack, segment_id))
 
     def leaf_stage(self, leaf: dict, _stack) -> Q:
-        from leads.models import ContactStage
-
-        key = (leaf["funnel"].strip().lower(), leaf["stage"].strip().lower())
-        if key not in self.stage_ids:
-            self.prefetch([leaf])
-        stage_ids = self.stage_ids[key]
-        if not stage_ids:
-            return FALSE
-        return self._member_of(ContactStage.objects.filter(stage_id__in=stage_ids))
+        return self._rows_member_of(leaf)
 
     def leaf_tier(self, leaf: dict, _stack) -> Q:
-        from loyalty.models import ContactTier
-
-        key = (leaf["program"].strip().lower(), leaf["tier"].strip().lower())
-        if key not in self.tier_ids:
-            self.prefetch([leaf])
-        tier_ids = self.tier_ids[key]
-        if not tier_ids:
-            return FALSE
-        return self._member_of(ContactTier.objects.filter(tier_id__in=tier_ids))
+        return self._rows_member_of(leaf)
 
 
 # Leaves answered from tables keyed by contact_id alone (no contacts_contact column): a
@@ -588,13 +663,15 @@ def needs_contact_row(node: Any, compiler: Compiler, _seen: frozenset[int] = fro
 
 def count_driver(definition: Any, compiler: Compiler):
     """For a count: ``(queryset, remaining nodes)`` when the definition is an AND whose every
-    condition is answered from contact-keyed tables and one of them is a tag (or consent)
-    condition. The count then runs on that table — ``tag_id = X AND score >= N`` is an
-    index-only count — with the other conditions as semi-joins on its ``contact_id``; the
-    contacts table is never read. ``None`` when the plain query is the right one.
+    condition is answered from contact-keyed tables and one of them can enumerate its members
+    one row per contact: a tag (``tag_id = X AND score >= N`` is an index-only count), a stage
+    or tier, an event aggregate that 0 does not satisfy (the grouped events), or email consent.
+    The count then runs on those rows with the other conditions as semi-joins on their
+    ``contact_id``; the contacts table is never read. ``None`` when the plain query is the
+    right one.
 
-    Correct because each of those rows is unique per contact for a fixed tag (or channel)
-    and its contact always exists (foreign key)."""
+    Correct because each driver row is unique per contact (a tag / channel / funnel / programme
+    row per contact; one group per contact) and its contact always exists (foreign key)."""
     children = [definition]
     flattened: list[Any] = []
     while children:
@@ -603,22 +680,60 @@ def count_driver(definition: Any, compiler: Compiler):
             children = list(node["all"]) + children
         else:
             flattened.append(node)
-    if not flattened or needs_contact_row({"all": flattened}, compiler):
+    if not flattened or not compiler.keyed_only({"all": flattened}):
         return None
+
+    def rest_of(index: int) -> list:
+        return flattened[:index] + flattened[index + 1:]
+
+    # Preference: the most selective kinds first (a tag is usually a few % of contacts; email
+    # consent is most of them).
     for index, node in enumerate(flattened):
-        kind = node.get("type") if isinstance(node, dict) else None
-        rest = flattened[:index] + flattened[index + 1:]
+        kind = _driver_kind(node)
         if kind in ("has_tag", "tag_score"):
-            # The tag id as a scalar subquery: no separate lookup round trip for the driver.
+            # The tag id as a scalar subquery when it was not looked up: no extra round trip.
             key = tag_key(node["tag"])
             known = compiler.tag_ids.get(key) if key in compiler.tag_ids else None
-            tag_id = known if known is not None else Subquery(Tag.objects.filter(key=key).values("pk")[:1])
+            tag_id = known if known is not None else Subquery(Tag.objects.filter(key=key).order_by().values("pk")[:1])
             rows = ContactTag.objects.filter(tag_id=tag_id)
             if kind == "tag_score":
                 rows = rows.filter(number_q("score", node["op"], node["value"]))
-            return rows, rest
-        if kind == "consent" and node.get("value") is True:
-            return Consent.objects.filter(channel=node["channel"].strip().lower(), granted=True), rest
+            return rows, rest_of(index)
+    for index, node in enumerate(flattened):
+        if _driver_kind(node) in ("stage", "tier"):
+            rows = compiler.leaf_rows(node)
+            if rows is None:
+                return ContactTag.objects.none(), []
+            # ContactStage is unique per (contact, funnel), ContactTier per (contact, programme):
+            # several matching stage/tier ids may span funnels — count distinct contacts then.
+            return rows.values("contact_id").distinct(), rest_of(index)
+    for index, node in enumerate(flattened):
+        if isinstance(node, dict) and node.get("type") in ("event_count", "purchase_total"):
+            rows = compiler.aggregate_rows(node)
+            if rows is not None:
+                return rows, rest_of(index)
+    for index, node in enumerate(flattened):
+        if _driver_kind(node) == "consent":
+            return compiler.leaf_rows(node), rest_of(index)
+    return None
+
+
+# Leaves on contacts_contact's own columns: cheap to test per row (no subquery).
+COLUMN_LEAVES = {"score", "temperature", "inactive_days", "attribute", "age"}
+
+
+def _is_column_test(node: Any) -> bool:
+    leaves = list(iter_leaves(node))
+    return bool(leaves) and all(leaf.get("type") in COLUMN_LEAVES for leaf in leaves)
+
+
+def _driver_kind(node: Any) -> str | None:
+    """The leaves whose rows can drive a contact-keyed semi-join (``Compiler.leaf_rows``)."""
+    if not isinstance(node, dict):
+        return None
+    kind = node.get("type")
+    if kind in ("has_tag", "tag_score", "stage", "tier") or (kind == "consent" and node.get("value") is True):
+        return kind
     return None
 
 

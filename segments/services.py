@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import operator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import reduce
 from typing import Any
@@ -17,7 +18,14 @@ from django.db.models import Q, Value
 from django.utils import timezone
 
 from contacts.models import Contact
-from segments.compiler import Compiler, compile_definition, count_driver, effective_definition, is_time_relative
+from segments.compiler import (
+    COLUMN_LEAVES,
+    Compiler,
+    compile_definition,
+    count_driver,
+    effective_definition,
+    is_time_relative,
+)
 from segments.models import Segment, SegmentMember, SegmentSize
 from segments.validation import DefinitionError, segment_references, validate_definition
 
@@ -79,9 +87,61 @@ def segment_count(definition: Any, *, for_sending: bool = False, now: dt.datetim
             compiler.prefetch(rest)
         keyed = compiler.with_key("contact_id")
         condition = reduce(operator.and_, (keyed.compile(node) for node in rest), Q())
-        return rows.filter(condition).count()
-    compiler.prefetch([definition])
-    return Contact.objects.filter(compiler.compile(definition)).count()
+        queryset = rows.filter(condition)
+    else:
+        compiler.prefetch([definition])
+        queryset = Contact.objects.filter(compiler.compile(definition))
+    if not subqueries_under_or_not(definition, compiler):
+        return queryset.count()
+    with serial_plan():
+        return queryset.count()
+
+
+@contextmanager
+def serial_plan():
+    """Run the enclosed statements without parallel workers (restored afterwards).
+
+    A subquery under OR / NOT becomes a *hashed SubPlan*, and PostgreSQL (≤ 16) builds it once
+    per parallel worker: with a Gather the hash of, say, a tag intersection is built three
+    times, which the planner does not cost. Measured at 100k contacts (nested AND/OR/NOT case):
+    parallel 156 ms, serial 122 ms (the hand-written SQL 123 ms, serial either way)."""
+    nested = connection.in_atomic_block
+    with transaction.atomic(), connection.cursor() as cursor:
+        previous = None
+        if nested:
+            cursor.execute("SELECT current_setting('max_parallel_workers_per_gather')")
+            previous = cursor.fetchone()[0]
+        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        # On an error the savepoint's rollback undoes the SET LOCAL (and the transaction is
+        # aborted: nothing may run here then), so the restore is for the success path only.
+        yield
+        if nested:
+            # Inside a caller's transaction SET LOCAL would outlive this block: undo it.
+            cursor.execute("SELECT set_config('max_parallel_workers_per_gather', %s, true)", [previous])
+
+
+def subqueries_under_or_not(definition: Any, compiler: Compiler, _seen: frozenset[int] = frozenset()) -> bool:
+    """Whether the compiled query has a subquery (a non-column condition) under OR or NOT,
+    also through referenced segments (inlined by the compiler)."""
+
+    def walk(node: Any, under: bool, seen: frozenset[int]) -> bool:
+        if not isinstance(node, dict):
+            return False
+        if "all" in node:
+            return any(walk(child, under, seen) for child in node["all"] or [])
+        if "any" in node:
+            children = node["any"] or []
+            return any(walk(child, under or len(children) > 1, seen) for child in children)
+        if "not" in node:
+            return walk(node["not"], True, seen)
+        kind = node.get("type")
+        if kind == "segment":
+            segment_id = node["segment_id"]
+            nested = compiler.segments.get(segment_id)
+            return segment_id not in seen and nested is not None and walk(nested, under, seen | {segment_id})
+        return under and kind not in COLUMN_LEAVES
+
+    return walk(definition, False, _seen)
 
 
 def segment_preview(definition: Any, *, for_sending: bool = False, sample_size: int = SAMPLE_SIZE,
@@ -145,10 +205,13 @@ def segment_refresh_enqueue(segment: Segment, *, user=None):
 def segment_refresh(segment_id: int, *, now: dt.datetime | None = None, progress=None) -> int | None:
     """Recompute a saved segment's membership over all contacts and record its size.
 
-    One evaluation into a temporary table, then only the differences are written: new members
-    inserted (anti-join), departed members deleted (anti-join). Refreshes of one segment are
-    serialised by an advisory lock; the incremental hook may run alongside (it touches only its
-    own contacts). Returns the member count, or None when the segment is gone.
+    ONE statement evaluates the definition once (a materialised CTE) and writes only the
+    differences: new members inserted (anti-join against the current members, ``ON CONFLICT``
+    as the guard against the incremental hook), departed members deleted (anti-join), and
+    returns the size. No temporary table, no index build, no ANALYZE, no second evaluation.
+    Refreshes of one segment are serialised by an advisory lock; the incremental hook may run
+    alongside (it touches only its own contacts). Returns the member count, or None when the
+    segment is gone.
     """
     now = now or timezone.now()
     with transaction.atomic():
@@ -158,55 +221,45 @@ def segment_refresh(segment_id: int, *, now: dt.datetime | None = None, progress
         if segment is None:
             return None
         if progress:
-            progress.update(0, 4)
+            progress.update(0, 2)
         members_sql, params = (
             Contact.objects.filter(compile_definition(effective_definition(segment), now=now))
             .values("id")
             .query.sql_with_params()
         )
+        # A data-modifying statement never runs parallel workers, so no serial_plan() here.
         with connection.cursor() as cursor:
-            cursor.execute("DROP TABLE IF EXISTS segment_refresh_ids")
-            cursor.execute(f"CREATE TEMP TABLE segment_refresh_ids ON COMMIT DROP AS {members_sql}", params)
-            cursor.execute("ALTER TABLE segment_refresh_ids ADD PRIMARY KEY (id)")
-            cursor.execute("ANALYZE segment_refresh_ids")
-            count = _scalar(cursor, "SELECT count(*) FROM segment_refresh_ids")
-            if progress:
-                progress.update(1, 4)
             cursor.execute(
-                """
-                INSERT INTO segments_segmentmember (segment_id, contact_id, added_at)
-                SELECT %s, t.id, %s FROM segment_refresh_ids t
-                WHERE NOT EXISTS (SELECT 1 FROM segments_segmentmember m WHERE m.segment_id = %s AND m.contact_id = t.id)
-                ON CONFLICT DO NOTHING
+                f"""
+                WITH target (id) AS MATERIALIZED ({members_sql}),
+                inserted AS (
+                    INSERT INTO segments_segmentmember (segment_id, contact_id, added_at)
+                    SELECT %s, t.id, %s FROM target t
+                    WHERE NOT EXISTS (SELECT 1 FROM segments_segmentmember m
+                                      WHERE m.segment_id = %s AND m.contact_id = t.id)
+                    ON CONFLICT DO NOTHING
+                    RETURNING 1
+                ),
+                removed AS (
+                    DELETE FROM segments_segmentmember m WHERE m.segment_id = %s
+                    AND NOT EXISTS (SELECT 1 FROM target t WHERE t.id = m.contact_id)
+                    RETURNING 1
+                )
+                SELECT (SELECT count(*) FROM target), (SELECT count(*) FROM inserted), (SELECT count(*) FROM removed)
                 """,
-                [segment_id, now, segment_id],
+                [*params, segment_id, now, segment_id, segment_id],
             )
-            added = cursor.rowcount
-            if progress:
-                progress.update(2, 4)
-            cursor.execute(
-                """
-                DELETE FROM segments_segmentmember m WHERE m.segment_id = %s
-                AND NOT EXISTS (SELECT 1 FROM segment_refresh_ids t WHERE t.id = m.contact_id)
-                """,
-                [segment_id],
-            )
-            removed = cursor.rowcount
-            if progress:
-                progress.update(3, 4)
+            count, added, removed = cursor.fetchone()
+        if progress:
+            progress.update(1, 2)
         Segment.objects.filter(pk=segment_id).update(
             count=count, refreshed_at=now, version=segment.version + 1
         )
         SegmentSize.objects.create(segment_id=segment_id, count=count, measured_at=now)
     logger.info("segment %s refreshed: %s members (+%s, -%s)", segment_id, count, added, removed)
     if progress:
-        progress.update(4, 4)
+        progress.update(2, 2)
     return count
-
-
-def _scalar(cursor, sql: str, params: list | None = None):
-    cursor.execute(sql, params or [])
-    return cursor.fetchone()[0]
 
 
 def segments_refresh_due(*, now: dt.datetime | None = None) -> list[int]:
