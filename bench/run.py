@@ -159,7 +159,7 @@ class StatementPlans:
 
     def __call__(self, execute, sql, params, many, context):
         result = execute(sql, params, many, context)
-        entry: dict[str, Any] = {"sql": sql if params is None else _inline(sql, params)}
+        entry: dict[str, Any] = {"sql": sql if params is None else _inline(context["connection"], sql, params)}
         if not many and sql.lstrip().upper().startswith(("SELECT", "WITH")):
             raw = context["connection"].connection.cursor()
             try:
@@ -171,10 +171,11 @@ class StatementPlans:
         return result
 
 
-def _inline(sql: str, params: Any) -> str:
+def _inline(connection: Any, sql: str, params: Any) -> str:
+    """The statement with its parameters bound as PostgreSQL literals (for reading the plans)."""
     try:
-        return sql % tuple(repr(p) for p in params)
-    except (TypeError, ValueError):
+        return connection.ops.compose_sql(sql, params)
+    except Exception:  # a statement the client cannot bind alone: keep the parameters beside it
         return f"{sql} -- params {params!r}"
 
 

@@ -29,6 +29,18 @@ segment                 the referenced segment's definition, inlined (evaluated 
 stage, tier             ``id IN`` ``leads_contactstage`` / ``loyalty_contacttier`` by stage/tier id
 ======================  ==============================================================================
 
+Shapes (measured with ``EXPLAIN (ANALYZE, BUFFERS)`` against the benchmark's hand-written SQL):
+
+* an AND with two or more conditions on contact-keyed tables compiles to ONE semi-join driven by
+  a membership table (``Compiler._compile_all``): under OR / NOT that is one hashed set of the
+  intersection rather than one set per condition;
+* an OR tests contacts' own columns first (PostgreSQL evaluates an OR's arms in order);
+* a category match (``where``) on a plain word needs no ``jsonb_typeof`` guard
+  (``_only_strings_render_as``), so the planner estimates the category index from statistics;
+* counts (``segments.services.segment_count``) start from a driver table when the contacts table
+  is not needed (``count_driver``) and run without parallel workers when a subquery sits under
+  OR / NOT (each worker would rebuild the hashed subquery).
+
 Every leaf compiles to a two-valued condition (never NULL), so ``NOT`` means exactly "the leaf
 does not hold", as in the Python evaluator the property test compares against.
 
@@ -374,7 +386,7 @@ class Compiler:
                         pending.append(self.segments[segment_id])
         missing_tags = tag_keys - set(self.tag_ids)
         if missing_tags:
-            found_tags = dict(Tag.objects.filter(key__in=missing_tags).values_list("key", "pk"))
+            found_tags = dict(Tag.objects.filter(key__in=missing_tags).order_by().values_list("key", "pk"))
             for key in missing_tags:
                 self.tag_ids[key] = found_tags.get(key)
         for key in stages - set(self.stage_ids):
