@@ -48,6 +48,13 @@ def _choose_type(page, path: str, leaf_type: str) -> None:
     select.select_option(leaf_type)
 
 
+def _settled(page) -> None:
+    """Wait until htmx has no request in flight and has finished settling the last swap: a swapped
+    row takes the focus (autofocus) when it settles, and keys pressed before that go to it."""
+    page.wait_for_function("!document.querySelector('.htmx-request, .htmx-settling, .htmx-swapping')")
+    page.wait_for_timeout(50)
+
+
 def _shot(page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
@@ -97,7 +104,8 @@ def test_marketer_builds_nested_segment_with_live_count(live_server, login_page,
     expect(page.locator('input[name="r-1-1.value"]')).to_have_value("365")
     expect(count).to_have_text("4")
 
-    # … negated with the keyboard
+    # … negated with the keyboard (once the retyped row has settled and taken the focus)
+    _settled(page)
     page.locator('input[name="r-1-1.negate"]').focus()
     page.keyboard.press("Space")
     expect(count).to_have_text("3")
