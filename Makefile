@@ -30,7 +30,7 @@ test-integration: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest -m integration -p no:cacheprovider --create-db
 
 bench: $(VENV)/.installed
-	$(BIN)/python -m bench.run --contacts $(CONTACTS)
+	@$(BIN)/python -m bench.run --contacts $(CONTACTS)
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
