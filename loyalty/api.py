@@ -81,12 +81,17 @@ def program_create(request: HttpRequest):
     cleaned, errors = program_input_clean(data)
     if errors:
         return _errors(errors)
-    tiers = cleaned.pop("tiers")
+    return Status(201, _save_and_recompute(request, None, cleaned, reason="Programme created"))
+
+
+def _save_and_recompute(request: HttpRequest, program: Program | None, cleaned: dict, *, reason: str) -> dict:
+    """Save and recompute in one transaction, so a following GET is current and a failure writes nothing."""
+    tiers = cleaned.pop("tiers", None)
     with transaction.atomic(), pghistory.context(**_actor(request)):
-        program = program_save(None, tiers=tiers, **cleaned)
-        result = program_recompute(program, reason="Programme created")
+        program = program_save(program, tiers=tiers, **cleaned)
+        result = program_recompute(program, reason=reason)
     program.refresh_from_db()
-    return Status(201, {**program_representation(program), "recompute": result})
+    return {**program_representation(program), "recompute": result}
 
 
 @router.get("/loyalty/programs/{program_id}", response={200: dict, 404: dict})
@@ -108,12 +113,7 @@ def program_update(request: HttpRequest, program_id: int):
     cleaned, errors = program_input_clean(data, program=program)
     if errors:
         return _errors(errors)
-    tiers = cleaned.pop("tiers", None)
-    with transaction.atomic(), pghistory.context(**_actor(request)):
-        program = program_save(program, tiers=tiers, **cleaned)
-        result = program_recompute(program, reason="Programme changed through the API")
-    program.refresh_from_db()
-    return Status(200, {**program_representation(program), "recompute": result})
+    return Status(200, _save_and_recompute(request, program, cleaned, reason="Programme changed through the API"))
 
 
 @router.delete("/loyalty/programs/{program_id}", response={204: None, 404: dict})
