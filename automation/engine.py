@@ -350,7 +350,9 @@ def _apply_tags(cursor, effects: Effects) -> None:
 
 
 def _apply_effects(cursor, effects: Effects, *, activity: list[tuple] | None = None) -> None:
-    """``activity``: (contact_id, latest occurred_at) of the batch's contacts, for last_activity_at."""
+    """``activity``: (contact_id, latest occurred_at) of the batch's contacts, for last_activity_at;
+    given only when ``batch_apply`` has locked exactly those contacts (a superset of the points'
+    contacts), so ``score_add`` need not lock them again."""
     _apply_tags(cursor, effects)
     if effects.points or activity:
         from leads.scoring import score_add
@@ -363,6 +365,7 @@ def _apply_effects(cursor, effects: Effects, *, activity: list[tuple] | None = N
             event_pks=[change[3] for change in effects.points],
             reason="rule",
             activity=activity,
+            contacts_locked=bool(activity),
         )
     if effects.stages:
         from leads.funnels import stages_set

@@ -62,6 +62,7 @@ def score_add(
     user_id: int | None = None,
     reason: str = "",
     activity: Sequence[tuple] | None = None,
+    contacts_locked: bool = False,
 ) -> None:
     """Add ``deltas[i]`` points to contact ``contact_ids[i]`` for every i, recording each change in
     the ledger with its rule, event, user and reason. Zero deltas are skipped. A contact may appear
@@ -70,6 +71,10 @@ def score_add(
     ``activity``: optional (contact_id, occurred_at) pairs (one per contact) that bring
     ``last_activity_at`` forward in the SAME UPDATE (the rules engine's batch): a contact row
     rewritten once instead of twice — each row version costs an entry in every contact index.
+
+    ``contacts_locked``: the caller already holds ``FOR NO KEY UPDATE`` on every contact in
+    ``contact_ids`` and ``activity``, taken in id order in this transaction (the rules engine
+    locks its batch's contacts first): the second lock pass is skipped.
 
     Call it inside the caller's transaction (the rules engine's batch); it opens one itself otherwise.
     """
@@ -99,7 +104,8 @@ def score_add(
     with transaction.atomic(savepoint=False):
         # Lock in id order first: the UPDATE … FROM below may visit rows in any order, and two
         # batches that lock the same contacts in different orders would deadlock.
-        cursor.execute(_LOCK_CONTACTS_SQL, [sorted(set(contact_ids) | set(params["activity_ids"]))])
+        if not contacts_locked:
+            cursor.execute(_LOCK_CONTACTS_SQL, [sorted(set(contact_ids) | set(params["activity_ids"]))])
         cursor.execute(_SCORE_ADD_SQL, params)
 
 
