@@ -58,6 +58,20 @@ def _funnel_stage(values: dict[str, str]) -> dict[str, str]:
     return {"funnel": funnel, "stage": stage}
 
 
+def _action_from_row(values: dict) -> dict:
+    """One action row of the rule editor or the ad-hoc form as the contract's Action JSON."""
+    kind = values.get("type", "")
+    if kind == "add_tag":
+        return {"type": kind, "tag": values.get("tag", ""), "score": _int_or_text(values.get("score", "") or "1")}
+    if kind == "remove_tag":
+        return {"type": kind, "tag": values.get("tag", "")}
+    if kind == "add_score":
+        return {"type": kind, "points": _int_or_text(values.get("points", ""))}
+    if kind == "set_stage":
+        return {"type": kind, **_funnel_stage(values)}
+    return {"type": kind}
+
+
 def _action_values(action: dict) -> dict[str, str]:
     values = {key: value_text(value) for key, value in action.items()}
     if action.get("type") == "set_stage":
@@ -189,19 +203,7 @@ class RuleEditor:
              "value": parse_value(row.values.get("op", ""), row.values.get("value", ""))}
             for row in condition_rows
         ]
-        actions = []
-        for row in action_rows:
-            kind = row.values.get("type", "")
-            if kind == "add_tag":
-                actions.append({"type": kind, "tag": row.values.get("tag", ""), "score": _int_or_text(row.values.get("score", "") or "1")})
-            elif kind == "remove_tag":
-                actions.append({"type": kind, "tag": row.values.get("tag", "")})
-            elif kind == "add_score":
-                actions.append({"type": kind, "points": _int_or_text(row.values.get("points", ""))})
-            elif kind == "set_stage":
-                actions.append({"type": kind, **_funnel_stage(row.values)})
-            else:
-                actions.append({"type": kind})
+        actions = [_action_from_row(row.values) for row in action_rows]
         cap_text = values["max_points_per_contact"]
         cap: Any = None
         if cap_text:
@@ -356,19 +358,7 @@ class AdhocForm(forms.Form):
             self.add_error("segment", "Choose the segment to run the actions on.")
         if cleaned.get("target") == "filter" and not (cleaned.get("query") or "").strip():
             self.add_error("query", "Open the contact list, filter it, and use “Run actions” there (or paste its query string).")
-        actions = []
-        for row in self.action_rows:
-            kind = row.values.get("type", "")
-            if kind == "add_tag":
-                actions.append({"type": kind, "tag": row.values.get("tag", ""), "score": _int_or_text(row.values.get("score", "") or "1")})
-            elif kind == "remove_tag":
-                actions.append({"type": kind, "tag": row.values.get("tag", "")})
-            elif kind == "add_score":
-                actions.append({"type": kind, "points": _int_or_text(row.values.get("points", ""))})
-            elif kind == "set_stage":
-                actions.append({"type": kind, **_funnel_stage(row.values)})
-            else:
-                actions.append({"type": kind})
+        actions = [_action_from_row(row.values) for row in self.action_rows]
         try:
             self.actions = validate_actions(actions)
         except RuleError as exc:
