@@ -227,18 +227,20 @@ def _ensure_partitions(cursor, events: list[CleanEvent]) -> None:
 _STORE_SQL = """
 WITH input AS (
     SELECT DISTINCT ON (t.event_id) t.event_id, t.email, t.type, t.occurred_at, t.properties, t.value
-    FROM unnest(%(event_ids)s::text[], %(emails)s::text[], %(types)s::text[], %(occurred)s::timestamptz[],
-                %(properties)s::jsonb[], %(values)s::numeric[]) WITH ORDINALITY
-         AS t(event_id, email, type, occurred_at, properties, value, ord)
+    FROM jsonb_to_recordset(%(events)s::jsonb)
+         AS t(ord int, event_id text, email text, type text, occurred_at timestamptz, properties jsonb, value numeric)
     ORDER BY t.event_id, t.ord
 ), receipts AS (
-    INSERT INTO automation_eventreceipt
-        (event_id, event_pk, occurred_at, contact_id, state, attempts, error, received_at, processed_at)
-    SELECT i.event_id, nextval('automation_event_id_seq'), i.occurred_at, c.id, 0, 0, '', %(now)s, NULL
+    INSERT INTO automation_eventreceipt (event_id, event_pk, occurred_at, contact_id, received_at)
+    SELECT i.event_id, nextval('automation_event_id_seq'), i.occurred_at, c.id, %(now)s
     FROM input i JOIN contacts_contact c ON c.email = i.email
     ORDER BY i.event_id
     ON CONFLICT (event_id) DO NOTHING
-    RETURNING event_id, event_pk, contact_id
+    RETURNING event_id, event_pk, occurred_at, contact_id
+), pending AS (
+    INSERT INTO automation_pendingevent
+        (event_pk, event_id, occurred_at, contact_id, received_at, attempts, error, failed, failed_at)
+    SELECT r.event_pk, r.event_id, r.occurred_at, r.contact_id, %(now)s, 0, '', false, NULL FROM receipts r
 ), events AS (
     INSERT INTO automation_event (id, event_id, contact_id, type, occurred_at, received_at, properties, value)
     SELECT r.event_pk, r.event_id, r.contact_id, i.type, i.occurred_at, %(now)s, i.properties, i.value
@@ -249,46 +251,56 @@ SELECT count(*) FROM events
 """
 
 
+def _events_json(events: list[CleanEvent]) -> str:
+    """The batch as ONE JSON array for ``jsonb_to_recordset``: the properties are already encoded
+    by validation, and a single document costs the database one parse where arrays of JSON
+    texts cost Python an escaping pass over every element (a quarter of a request's time)."""
+    dumps = json.dumps
+    rows = []
+    for position, event in enumerate(events):
+        value = "null" if event.value is None else f'"{event.value}"'
+        rows.append(
+            f'{{"ord":{position},"event_id":{dumps(event.event_id, ensure_ascii=False)},'
+            f'"email":{dumps(event.email, ensure_ascii=False)},"type":{dumps(event.type)},'
+            f'"occurred_at":"{event.occurred_at.isoformat()}","properties":{event.properties_json},"value":{value}}}'
+        )
+    return "[" + ",".join(rows) + "]"
+
+
 def _store(events: list[CleanEvent], now: datetime) -> IngestResult:
     result = IngestResult()
     emails = sorted({event.email for event in events})
     columns, placeholders, defaults = _contact_defaults()
     with transaction.atomic(), connection.cursor() as cursor:
         _ensure_partitions(cursor, events)
+        # One statement: create the unknown contacts and name the unknown emails that stay unknown
+        # because their person was erased (suppressed).
         cursor.execute(
             f"""
-            INSERT INTO contacts_contact (email, {", ".join(columns)})
-            SELECT t.email, {", ".join(placeholders)}
-            FROM unnest(%s::text[], %s::text[]) AS t(email, email_hash)
-            WHERE NOT EXISTS (SELECT 1 FROM contacts_contact c WHERE c.email = t.email)
-              AND NOT EXISTS (SELECT 1 FROM contacts_suppression s WHERE s.email_hash = t.email_hash)
-            ORDER BY t.email
-            ON CONFLICT (email) DO NOTHING
+            WITH t AS (
+                SELECT t.email, t.email_hash FROM unnest(%s::text[], %s::text[]) AS t(email, email_hash)
+            ), missing AS (
+                SELECT t.email, t.email_hash,
+                       EXISTS (SELECT 1 FROM contacts_suppression s WHERE s.email_hash = t.email_hash) AS suppressed
+                FROM t WHERE NOT EXISTS (SELECT 1 FROM contacts_contact c WHERE c.email = t.email)
+            ), created AS (
+                INSERT INTO contacts_contact (email, {", ".join(columns)})
+                SELECT m.email, {", ".join(placeholders)}
+                FROM missing m WHERE NOT m.suppressed
+                ORDER BY m.email
+                ON CONFLICT (email) DO NOTHING
+                RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM created), ARRAY(SELECT email FROM missing WHERE suppressed)
             """,
-            [*defaults, emails, [email_hash(email) for email in emails]],
+            [emails, [email_hash(email) for email in emails], *defaults],
         )
-        result.created_contacts = cursor.rowcount
-        cursor.execute(
-            "SELECT email FROM unnest(%s::text[]) AS t(email) "
-            "WHERE NOT EXISTS (SELECT 1 FROM contacts_contact c WHERE c.email = t.email)",
-            [emails],
-        )
-        suppressed_emails = {row[0] for row in cursor.fetchall()}
+        result.created_contacts, suppressed = cursor.fetchone()
+        suppressed_emails = set(suppressed)
         kept = [event for event in events if event.email not in suppressed_emails]
         result.suppressed = len(events) - len(kept)
         if kept:
-            cursor.execute(
-                _STORE_SQL,
-                {
-                    "event_ids": [event.event_id for event in kept],
-                    "emails": [event.email for event in kept],
-                    "types": [event.type for event in kept],
-                    "occurred": [event.occurred_at for event in kept],
-                    "properties": [event.properties_json for event in kept],
-                    "values": [event.value for event in kept],
-                    "now": now,
-                },
-            )
+            cursor.execute(_STORE_SQL, {"events": _events_json(kept), "now": now})
             result.accepted = cursor.fetchone()[0]
         result.duplicates = len(kept) - result.accepted
         if result.accepted:

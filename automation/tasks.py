@@ -76,7 +76,7 @@ def events_sweep_task(stuck_after_seconds: float | None = None) -> bool:
     cutoff = timezone.now() - stuck_after
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT EXISTS (SELECT 1 FROM automation_eventreceipt WHERE state = 0 AND received_at < %s)", [cutoff]
+            "SELECT EXISTS (SELECT 1 FROM automation_pendingevent WHERE NOT failed AND received_at < %s)", [cutoff]
         )
         stuck = cursor.fetchone()[0]
     if stuck:

@@ -29,7 +29,7 @@ from automation.forms import (
     default_since,
 )
 from automation.jobs import job_restart
-from automation.models import EVENT_TYPE_CHOICES, EventReceipt, Job, Rule, SegmentationMatrix
+from automation.models import EVENT_TYPE_CHOICES, Job, PendingEvent, Rule, SegmentationMatrix
 from automation.rules import RuleError, rule_save
 from marketing_hub.htmx import render_page, wants_fragment
 from marketing_hub.roles import ADMIN, MARKETER, STAFF, role_required
@@ -342,10 +342,10 @@ def _adhoc_title(form: AdhocForm, count: int) -> str:
 @require_GET
 @role_required(*RULE_ROLES)
 def events(request: HttpRequest) -> HttpResponse:
-    failed = EventReceipt.objects.filter(state=EventReceipt.State.FAILED).select_related("contact").order_by("-received_at")
+    failed = PendingEvent.objects.filter(failed=True).select_related("contact").order_by("-received_at")
     page = Paginator(failed, 25).get_page(request.GET.get("page"))
     oldest = (
-        EventReceipt.objects.filter(state=EventReceipt.State.PENDING).order_by("received_at")
+        PendingEvent.objects.filter(failed=False).order_by("received_at")
         .values_list("received_at", flat=True).first()
     )
     context = {"status": events_status(), "page_obj": page, "oldest_pending": oldest,

@@ -124,7 +124,7 @@ class Contact(models.Model):
     city = models.CharField(max_length=100, blank=True, default="")
     birth_date = models.DateField(null=True, blank=True)
     properties = models.JSONField(default=dict, blank=True)
-    # No index of its own: contact_owner_score_idx (owner, -score) serves owner look-ups, and every
+    # No index of its own: contact_owned_score_idx (owner, -score, partial) serves owner look-ups, and every
     # index on this table is paid for on each contact row the rules engine rewrites.
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_contacts",
@@ -153,11 +153,20 @@ class Contact(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["-score", "id"], name="contact_score_idx"),
-            models.Index(fields=["owner", "-score"], name="contact_owner_score_idx"),
+            # Partial: only owned contacts and leads past "new" are ever looked up this way, and a
+            # row version outside an index's predicate costs that index nothing — the rules engine
+            # rewrites thousands of (mostly unowned, new) contacts a second.
+            models.Index(fields=["owner", "-score"], name="contact_owned_score_idx",
+                         condition=models.Q(owner__isnull=False)),
             models.Index(fields=["country", "city"], name="contact_country_city_idx"),
-            models.Index(Lower("city"), name="contact_city_lower_idx"),
+            # Covering (id, city: an expression index is index-only only with its column included):
+            # the list's capped count of a city filter then reads exactly the rows it counts; without
+            # it the planner scanned (country, city) past every city sorting before the one asked
+            # for (~50 ms at 1M contacts, 200 ms with a stale visibility map; now < 1 ms).
+            models.Index(Lower("city"), name="contact_city_lower_idx", include=["id", "city"]),
             models.Index(fields=["birth_date"], name="contact_birth_date_idx"),
-            models.Index(fields=["lead_status", "-score"], name="contact_status_score_idx"),
+            models.Index(fields=["lead_status", "-score"], name="contact_worked_status_idx",
+                         condition=~models.Q(lead_status="new")),
             # Keyset pagination of "recently active first" and "newest first" (ties broken by id); they
             # also serve range filters on last_activity_at (inactive_days) and created_at.
             models.Index(
@@ -266,7 +275,9 @@ class TagScoreChange(models.Model):
         DECAY = "decay", "Decay"
         REMOVED = "removed", "Removed"
 
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="tag_score_changes")
+    # Written for every tag change by a rule: the contact's look-ups use tagchange_contact_tag_idx
+    # (it starts with contact), and the user's index is partial (most changes have no user).
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="tag_score_changes", db_index=False)
     tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="score_changes")
     delta = models.IntegerField()
     score_after = models.IntegerField(help_text="0 when the tag was removed.")
@@ -274,7 +285,7 @@ class TagScoreChange(models.Model):
     # A plain id, not a foreign key: contacts must not depend on automation's tables, and the
     # history keeps the id of a rule that was deleted since.
     rule_id = models.BigIntegerField(null=True, blank=True)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, db_index=False)
     event_pk = models.BigIntegerField(null=True, blank=True, help_text="automation.Event id that caused it.")
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -282,6 +293,7 @@ class TagScoreChange(models.Model):
         indexes = [
             models.Index(fields=["contact", "tag", "-created_at"], name="tagchange_contact_tag_idx"),
             models.Index(fields=["event_pk"], name="tagchange_event_idx", condition=models.Q(event_pk__isnull=False)),
+            models.Index(fields=["user"], name="tagchange_user_idx", condition=models.Q(user__isnull=False)),
         ]
 
     def __str__(self) -> str:

@@ -11,10 +11,13 @@ class ScoreChange(models.Model):
     """The lead-score ledger: every point change, its cause and time. ``Contact.score`` is the
     maintained sum; a full recompute from this table must equal it."""
 
-    contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="score_changes")
+    # Ledger rows are written for every rule firing and each index is paid per row: the contact's
+    # look-ups use scorechange_contact_idx (it starts with contact), the user's index is partial.
+    contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="score_changes",
+                                db_index=False)
     delta = models.IntegerField()
     rule = models.ForeignKey("automation.Rule", null=True, blank=True, on_delete=models.SET_NULL)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, db_index=False)
     event_pk = models.BigIntegerField(null=True, blank=True)
     reason = models.CharField(max_length=200, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
@@ -23,6 +26,7 @@ class ScoreChange(models.Model):
         indexes = [
             models.Index(fields=["contact", "created_at"], name="scorechange_contact_idx"),
             models.Index(fields=["created_at"], name="scorechange_created_idx"),
+            models.Index(fields=["user"], name="scorechange_user_idx", condition=models.Q(user__isnull=False)),
             models.Index(fields=["event_pk"], name="scorechange_event_idx", condition=models.Q(event_pk__isnull=False)),
         ]
 

@@ -110,16 +110,19 @@ def score_add(
 
 
 # The full recompute: the ledger sum per contact vs the maintained value, writing only rows that
-# differ. Contacts without ledger rows must have score 0 (second statement).
+# differ, in one statement — the ledger is aggregated once and joined to every contact (a contact
+# without ledger rows must have score 0), instead of a second pass probing the ledger per contact.
 _RECOMPUTE_SQL = """
 UPDATE contacts_contact AS c
-SET score = l.total
-FROM (SELECT contact_id, sum(delta)::int AS total FROM leads_scorechange GROUP BY contact_id) AS l
-WHERE c.id = l.contact_id AND c.score <> l.total
-"""
-_RECOMPUTE_ORPHANS_SQL = """
-UPDATE contacts_contact AS c SET score = 0
-WHERE c.score <> 0 AND NOT EXISTS (SELECT 1 FROM leads_scorechange s WHERE s.contact_id = c.id)
+SET score = d.total
+FROM (
+    SELECT c.id, coalesce(l.total, 0) AS total
+    FROM contacts_contact c
+    LEFT JOIN (SELECT contact_id, sum(delta)::int AS total FROM leads_scorechange GROUP BY contact_id) AS l
+           ON l.contact_id = c.id
+    WHERE c.score <> coalesce(l.total, 0)
+) AS d
+WHERE c.id = d.id
 """
 
 
@@ -128,10 +131,7 @@ def score_recompute_all(cursor) -> int:
     (0 when the maintained scores were right, which is what the tests assert)."""
     with transaction.atomic(savepoint=False):
         cursor.execute(_RECOMPUTE_SQL)
-        changed = cursor.rowcount
-        cursor.execute(_RECOMPUTE_ORPHANS_SQL)
-        changed += cursor.rowcount
-    return changed
+        return cursor.rowcount
 
 
 def score_mismatches(cursor, *, limit: int = 100) -> list[tuple[int, int, int]]:

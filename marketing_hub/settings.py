@@ -291,3 +291,10 @@ NINJA_PAGINATION_PER_PAGE = 50
 # the cache is shared) and the largest accepted body.
 INGEST_RATE_LIMIT_PER_MINUTE = env_int("INGEST_RATE_LIMIT_PER_MINUTE", 3000)
 INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 5 * 1024 * 1024)
+
+# The rules engine runs one batch per partition of the contacts at a time (contact id modulo this
+# number; see automation/engine.py). Every worker must use the same value; a worker needs at
+# least this many processes (``--concurrency``) to use them all.
+MH_ENGINE_PARTITIONS = env_int("MH_ENGINE_PARTITIONS", 2)
+if not 1 <= MH_ENGINE_PARTITIONS <= 64:
+    raise ImproperlyConfigured(f"MH_ENGINE_PARTITIONS must be between 1 and 64, got {MH_ENGINE_PARTITIONS}")

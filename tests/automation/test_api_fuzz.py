@@ -72,3 +72,44 @@ def test_rules_never_500(admin_api, body):
     assert response.status_code in (201, 400), response.content
     if response.status_code == 400:
         assert Rule.objects.count() == before
+
+
+property_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(10**15), max_value=10**15)
+    | st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(
+        st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=6),
+        children, max_size=3),
+    max_leaves=6,
+)
+
+
+@pytest.mark.django_db
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(
+    event_id=st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zs")), min_size=1, max_size=40),
+    properties=st.dictionaries(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                                       max_size=8).filter(lambda key: key != "value"),
+                               property_values, max_size=4),
+    value=st.none() | st.decimals(min_value=-10**6, max_value=10**6, places=2, allow_nan=False, allow_infinity=False),
+)
+def test_accepted_events_are_stored_exactly_as_sent(ingest_api, event_id, properties, value):
+    # given any valid event (quotes, backslashes, unicode in ids and properties; an exact order value)
+    from decimal import Decimal
+
+    from automation.models import Event
+    from tests.automation.factories import event as make_event
+
+    body = make_event(event_id, type="purchase")
+    body["properties"] = {**properties, **({"value": str(value)} if value is not None else {})}
+    # when it is posted (the batch travels to the database as one JSON document)
+    with mock.patch("automation.tasks.events_process_enqueue"):
+        response = ingest_api.client.post("/api/v1/events", data=json.dumps({"events": [body]}),
+                                          content_type="application/json", headers=ingest_api.headers)
+    # then what is stored is exactly what was sent
+    assert response.status_code == 202, response.content
+    stored = Event.objects.get(event_id=event_id)
+    assert stored.properties == body["properties"]
+    assert stored.value == (Decimal(str(value)).quantize(Decimal("0.01")) if value is not None else None)
+    Event.objects.filter(event_id=event_id).delete()
+    EventReceipt.objects.filter(event_id=event_id).delete()

@@ -7,7 +7,7 @@ from unittest import mock
 import pytest
 
 from automation.ingestion import events_ingest
-from automation.models import EventReceipt, RuleApplication
+from automation.models import PendingEvent, RuleApplication
 from tests.automation.factories import event, make_rule, process_all, score_of, tags_of
 
 pytestmark = pytest.mark.django_db
@@ -35,7 +35,7 @@ def test_template_tag_and_points_are_applied_once():
     assert (result.accepted, result.duplicates) == (4, 0)
     assert tags_of("anna@example.com") == {"kurtki": 2, "sukienki": 1, "PURCHASE": 1}
     assert score_of("anna@example.com") == 25
-    assert not EventReceipt.objects.filter(state=EventReceipt.State.PENDING).exists()
+    assert not PendingEvent.objects.exists()
 
 
 def test_empty_template_value_skips_the_action():
@@ -142,8 +142,8 @@ def test_failing_event_is_isolated_and_marked_failed_after_retries():
         process_all()
     # then the good event is applied, the bad one failed with its error and counts as pending
     assert tags_of("anna@example.com") == {"a": 1}
-    bad = EventReceipt.objects.get(event_id="h2")
-    assert bad.state == EventReceipt.State.FAILED
+    bad = PendingEvent.objects.get()
+    assert bad.event_id == "h2" and bad.failed and bad.failed_at is not None
     assert "boom" in bad.error
     from automation.engine import events_retry_failed, events_status
 

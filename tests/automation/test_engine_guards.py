@@ -8,9 +8,16 @@ from unittest import mock
 import pytest
 from django.db import connections
 
-from automation.engine import ENGINE_LOCK_KEY, events_process_batch, events_status
+from automation.engine import (
+    ENGINE_LOCK_KEY,
+    PARTITION_LOCK_NAMESPACE,
+    engine_busy,
+    engine_partitions,
+    events_process_batch,
+    events_status,
+)
 from automation.ingestion import events_ingest
-from automation.models import EventReceipt, RuleApplication
+from automation.models import EventReceipt, PendingEvent, RuleApplication
 from automation.tasks import events_process_task, events_sweep_task
 from contacts.models import Contact
 from tests.automation.factories import event, make_rule, process_all, tags_of
@@ -40,8 +47,73 @@ def test_a_second_processor_steps_aside_while_the_lock_is_held():
     finally:
         other.rollback()
         other.close()
-    # and once the lock is free it processes them
-    assert events_process_batch().applied_events == 1
+    # and once the lock is free it processes them (in the partition of their contact)
+    partition = Contact.objects.get().pk % engine_partitions()
+    assert events_process_batch(partition=partition).applied_events == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batches_of_different_partitions_run_side_by_side(settings):
+    # given two partitions and events of contacts in each
+    settings.MH_ENGINE_PARTITIONS = 2
+    make_rule()
+    events_ingest([event(f"e{i}", email=f"p{i}@example.com", category="kurtki") for i in range(6)])
+    contacts = {c.email: c.pk for c in Contact.objects.all()}
+    assert {pk % 2 for pk in contacts.values()} == {0, 1}
+    other = connections.create_connection("default")
+    other.set_autocommit(False)
+    try:
+        # when another session holds partition 0 (a running batch)
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, 0), pg_advisory_xact_lock_shared(%s)",
+                           [PARTITION_LOCK_NAMESPACE, ENGINE_LOCK_KEY])
+        # then partition 0 steps aside, partition 1 is processed, and the engine is not "busy"
+        assert events_process_batch(partition=0) is None
+        assert engine_busy() is False
+        outcome = events_process_batch(partition=1)
+        odd = [email for email, pk in contacts.items() if pk % 2 == 1]
+        assert outcome.applied_events == len(odd)
+        assert all(tags_of(email) == {"kurtki": 1} for email in odd)
+        assert events_status()["waiting"] == 6 - len(odd)
+        # and with partition 1 held too, no batch could start: ingestion need not enqueue a task
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, 1)", [PARTITION_LOCK_NAMESPACE])
+        assert engine_busy() is True
+    finally:
+        other.rollback()
+        other.close()
+    assert engine_busy() is False
+    assert events_process_batch(partition=0).applied_events == 6 - len(odd)
+    assert events_status()["pending"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_backfill_holding_the_engine_stops_every_partition(settings):
+    # given pending events in both partitions and the engine lock held exclusively (a backfill)
+    settings.MH_ENGINE_PARTITIONS = 2
+    make_rule()
+    events_ingest([event(f"e{i}", email=f"p{i}@example.com") for i in range(4)])
+    other = connections.create_connection("default")
+    other.set_autocommit(False)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ENGINE_LOCK_KEY])
+        # then no partition runs and the engine counts as busy
+        assert events_process_batch(partition=0) is None
+        assert events_process_batch(partition=1) is None
+        assert engine_busy() is True
+    finally:
+        other.rollback()
+        other.close()
+    # and afterwards one loop drains both partitions
+    assert process_all()["events"] == 4
+
+
+@pytest.mark.django_db
+def test_a_partition_out_of_range_is_refused(settings):
+    settings.MH_ENGINE_PARTITIONS = 2
+    with pytest.raises(ValueError, match="partition"):
+        events_process_batch(partition=2)
 
 
 @pytest.mark.django_db
@@ -53,8 +125,10 @@ def test_hooks_get_every_contact_of_the_batch_in_the_same_transaction():
     # when
     with mock.patch("automation.hooks.run_after_events_applied", side_effect=lambda ids: calls.append(sorted(ids))):
         process_all()
-    # then loyalty/segments hooks see both contacts (purchase counts and event counts change too)
-    assert calls == [sorted(Contact.objects.values_list("pk", flat=True))]
+    # then loyalty/segments hooks see both contacts (purchase counts and event counts change too),
+    # each once (the contacts' partitions may put them in different batches)
+    seen = [contact_id for call in calls for contact_id in call]
+    assert sorted(seen) == sorted(Contact.objects.values_list("pk", flat=True))
 
 
 @pytest.mark.django_db
@@ -63,8 +137,11 @@ def test_reprocessing_receipts_applies_nothing_twice():
     make_rule(actions=[{"type": "add_tag", "tag": "{category}"}, {"type": "add_score", "points": 3}])
     events_ingest([event(category="kurtki")])
     process_all()
-    # when its receipt is set back to pending (as after a lost acknowledgement) and processed again
-    EventReceipt.objects.update(state=EventReceipt.State.PENDING)
+    # when it is queued again (as after a lost acknowledgement) and processed again
+    PendingEvent.objects.bulk_create(
+        PendingEvent(event_pk=r.event_pk, event_id=r.event_id, occurred_at=r.occurred_at, contact_id=r.contact_id)
+        for r in EventReceipt.objects.all()
+    )
     process_all()
     # then the guard rows stop a second effect
     assert tags_of("anna@example.com") == {"kurtki": 1}

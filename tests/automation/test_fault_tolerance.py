@@ -8,7 +8,7 @@ import time
 import pytest
 from django.db import connection, connections
 
-from automation.models import EventReceipt, RuleApplication
+from automation.models import EventReceipt, PendingEvent, RuleApplication
 from automation.tasks import events_sweep_task
 from contacts.models import TagScoreChange
 from leads.models import ScoreChange
@@ -45,7 +45,8 @@ def _ingest(ingest_api, prefix: str) -> None:
 
 def _assert_exactly_once(rules) -> None:
     assert _status()["pending"] == 0
-    assert EventReceipt.objects.filter(state=EventReceipt.State.DONE).count() == EVENTS
+    assert EventReceipt.objects.count() == EVENTS
+    assert not PendingEvent.objects.exists()
     for rule in rules:
         assert RuleApplication.objects.filter(rule=rule).count() == EVENTS
     # every event added PURCHASE +1 and 5 points, once
@@ -56,6 +57,23 @@ def _assert_exactly_once(rules) -> None:
     from contacts.models import Contact
 
     assert sum(Contact.objects.values_list("score", flat=True)) == 5 * EVENTS
+
+
+def _partition_receipts(email: str) -> tuple[int, int]:
+    """(pending, all) receipts of the engine partition that ``email``'s contact belongs to."""
+    from automation.engine import engine_partitions
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT (SELECT count(*) FROM automation_pendingevent q
+                    WHERE NOT q.failed AND mod(q.contact_id, %s) = c.partition),
+                   (SELECT count(*) FROM automation_eventreceipt r WHERE mod(r.contact_id, %s) = c.partition)
+            FROM (SELECT mod(id, %s) AS partition FROM contacts_contact WHERE email = %s) c
+            """,
+            [engine_partitions(), engine_partitions(), engine_partitions(), email],
+        )
+        return cursor.fetchone()
 
 
 def _hold_tag_lock(email: str):
@@ -89,9 +107,13 @@ def test_sigkill_mid_batch_then_restart_applies_everything_once(celery_worker_pr
     finally:
         blocker.rollback()
         blocker.close()
-    # then nothing of the killed batch is visible
+    # then nothing of the killed batch is visible: every event of f0's partition is pending again
+    # (batches of the other partitions may have finished meanwhile)
     wait_for(lambda: not _waiting_on_lock(), timeout=30, message="the killed batch to roll back")
-    assert _status()["pending"] == EVENTS
+    waiting, in_partition = _partition_receipts("f0@example.com")
+    assert in_partition > 0
+    assert waiting == in_partition
+    assert RuleApplication.objects.filter(contact__email="f0@example.com").count() == 0
     # when the worker comes back and the beat's sweeper runs
     celery_worker_process.start()
     events_sweep_task(stuck_after_seconds=0)

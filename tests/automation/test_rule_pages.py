@@ -127,13 +127,14 @@ def test_job_rerun_starts_a_new_job(marketer_client):
 
 
 def test_events_page_lists_failed_and_retries(marketer_client):
-    from automation.models import EventReceipt
+    from automation.models import PendingEvent
 
     with mock.patch("automation.tasks.events_process_enqueue"):
         events_ingest([event("bad-1")])
-        EventReceipt.objects.update(state=EventReceipt.State.FAILED, error="RuntimeError: boom", attempts=3)
+        PendingEvent.objects.update(failed=True, error="RuntimeError: boom", attempts=3)
         page = marketer_client.get("/automation/events/")
         assert "RuntimeError: boom" in page.content.decode()
         response = marketer_client.post("/automation/events/retry/", {"event_id": "bad-1"})
     assert response.status_code == 302
-    assert EventReceipt.objects.get().state == EventReceipt.State.PENDING
+    retried = PendingEvent.objects.get()
+    assert not retried.failed and retried.attempts == 0 and retried.error == ""

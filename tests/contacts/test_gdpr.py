@@ -49,3 +49,30 @@ def test_erase_needs_the_email_typed_and_removes_everything(marketer_client, mar
     assert not ContactOwnerEvent.objects.filter(pgh_obj_id=contact.pk).exists()
     assert Segment.objects.get().count == 0
     assert Suppression.objects.filter(email_hash=email_hash("ola@example.com")).exists()
+
+
+def test_erase_removes_receipts_and_queued_events_too(marketer_client):
+    # given a contact with one processed and one still queued event (receipts and the queue have
+    # no database constraint on the contact: the ORM's cascade must remove them)
+    from unittest import mock
+
+    from automation.engine import events_process_pending
+    from automation.ingestion import events_ingest
+    from automation.models import EventReceipt, PendingEvent
+    from tests.automation.factories import event
+
+    with mock.patch("automation.tasks.events_process_enqueue"):
+        events_ingest([event("done-1", email="eve@example.com")])
+        events_process_pending(time_budget=30)
+        events_ingest([event("queued-1", email="eve@example.com")])
+    contact = Contact.objects.get(email="eve@example.com")
+    assert EventReceipt.objects.filter(contact=contact).count() == 2 and PendingEvent.objects.count() == 1
+    # when the contact is erased
+    response = marketer_client.post(reverse("contacts:card_erase", args=[contact.pk]),
+                                    {"confirm_email": "eve@example.com"})
+    # then nothing about it is left for the engine or the idempotency check
+    assert response.status_code == 302
+    assert not EventReceipt.objects.exists() and not PendingEvent.objects.exists()
+    from automation.engine import events_status
+
+    assert events_status()["pending"] == 0
