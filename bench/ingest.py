@@ -31,6 +31,7 @@ class IngestResult:
     post_seconds: float
     events_per_s: float
     errors: int
+    settled_seconds: float | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -40,6 +41,8 @@ class IngestResult:
             "post_seconds": round(self.post_seconds, 2),
             "events_per_s": round(self.events_per_s),
             "http_errors": self.errors,
+            # first POST → the segments' dirty queue empty as well (memberships follow events/status)
+            "memberships_settled_seconds": None if self.settled_seconds is None else round(self.settled_seconds, 2),
         }
 
 
@@ -158,6 +161,27 @@ def _drain(client: Client, admin_key: str, timeout: float, worker: subprocess.Po
     raise RuntimeError(f"events/status did not reach 0 within {timeout:.0f}s (last: {body})")
 
 
+def _dirty_queue_length() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM automation_segmentdirtycontact")
+        return cursor.fetchone()[0]
+
+
+def _settle(timeout: float, worker: subprocess.Popen) -> float | None:
+    """Wait until the worker has drained the segments' dirty queue; seconds waited, None on timeout."""
+    started = time.perf_counter()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise RuntimeError(f"the Celery worker exited with {worker.returncode}")
+        if _dirty_queue_length() == 0:
+            return time.perf_counter() - started
+        time.sleep(0.1)
+    return None
+
+
 def run_ingest(
     *, broker: str, broker_url: str | None, database_name: str, ingest_key: str, admin_key: str,
     emails: list[str], total: int, threads: int = 3, timeout: float = 900,
@@ -196,6 +220,11 @@ def run_ingest(
             raise RuntimeError(f"POST /api/v1/events answered {status}: {body}")
         # a worker that cannot reach its broker never drains: give up early, the log says why
         _drain(client, admin_key, 90, worker)
+        # Start from a quiet system: memberships queued by earlier runs (whose workers were stopped
+        # right after events/status read 0) are re-evaluated by this worker first, not during the
+        # measurement.
+        if _settle(600, worker) is None:
+            raise RuntimeError("the segments' dirty queue did not drain within 600s before the run")
 
         batches = make_batches(emails, total, run_id)
         errors = 0
@@ -223,8 +252,10 @@ def run_ingest(
         posted = time.perf_counter() - started
         _drain(client, admin_key, timeout, worker)
         elapsed = time.perf_counter() - started
+        settle = _settle(timeout, worker)
         return IngestResult(broker=broker, events=total, seconds=elapsed, post_seconds=posted,
-                            events_per_s=total / elapsed, errors=errors)
+                            events_per_s=total / elapsed, errors=errors,
+                            settled_seconds=None if settle is None else elapsed + settle)
     finally:
         for process in (web, worker):
             if process.poll() is None:

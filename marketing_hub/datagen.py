@@ -612,8 +612,7 @@ def _generate_rows(run: _Runner, *, contacts: int, demo: bool, anchor: datetime,
         EventReceipt,
         {
             "event_id": "e.event_id", "event_pk": "e.id", "occurred_at": "e.occurred_at", "contact_id": "e.contact_id",
-            "state": "1", "attempts": "1", "error": "''", "received_at": "e.received_at",
-            "processed_at": "e.received_at + interval '1 second'",
+            "received_at": "e.received_at",
         },
         "FROM automation_event e",
     )

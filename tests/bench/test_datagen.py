@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection
 
-from automation.models import Event, EventReceipt, Rule
+from automation.models import Event, EventReceipt, PendingEvent, Rule
 from contacts.models import Consent, Contact, ContactTag, Note, Tag
 from leads.models import ContactStage, ScoreChange, StageTransition
 from loyalty.models import ContactTier
@@ -41,7 +41,7 @@ def test_generates_contacts_events_and_tags_of_the_promised_shape(generated):
     assert 5 <= tags_per_contact <= 11
     assert 150 <= Tag.objects.count() <= 260
     assert EventReceipt.objects.count() == events
-    assert not EventReceipt.objects.exclude(state=EventReceipt.State.DONE).exists()
+    assert not PendingEvent.objects.exists()
     assert set(Event.objects.values_list("type", flat=True).distinct()) >= {
         "page_view", "product_view", "purchase", "email_open", "email_click", "add_to_cart"}
     assert Contact.objects.filter(country="PL").count() > contacts * 0.7
