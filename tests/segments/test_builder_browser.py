@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from pathlib import Path
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import expect
 
 from contacts.models import Contact
+from segments import views as segment_views
 from tests.factories import ContactFactory, give_tag
-from tests.segments.factories import consent
+from tests.segments.factories import consent, make_segment
 
 SHOTS = Path(os.environ.get("SHOTS_DIR", "/tmp/shots"))
 
@@ -51,7 +54,9 @@ def _choose_type(page, path: str, leaf_type: str) -> None:
 def _settled(page) -> None:
     """Wait until htmx has no request in flight and has finished settling the last swap: a swapped
     row takes the focus (autofocus) when it settles, and keys pressed before that go to it."""
-    page.wait_for_function("!document.querySelector('.htmx-request, .htmx-settling, .htmx-swapping')")
+    # A locator, not wait_for_function: a predicate string is evaluated in the page, which our CSP
+    # (no 'unsafe-eval') refuses at times.
+    expect(page.locator(".htmx-request, .htmx-settling, .htmx-swapping")).to_have_count(0)
     page.wait_for_timeout(50)
 
 
@@ -120,3 +125,39 @@ def test_marketer_builds_nested_segment_with_live_count(live_server, login_page,
     row = page.locator("tr", has_text="Kurtki or engaged high scorers")
     expect(row.locator("[data-testid=segment-count]")).to_have_text("3")
     _shot(page, "segments-list")
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_an_edit_survives_a_slow_live_count_and_the_late_count_is_dropped(
+        live_server, login_page, marketer, shop, monkeypatch):
+    """A live count that starts while an edit is under way must neither cancel the edit nor, when
+    it arrives after the edit, put back the count of conditions that are gone."""
+    segment = make_segment({"type": "tag_score", "tag": "kurtki", "op": "gte", "value": 3}, name="Kurtki fans")
+    delays = {"preview": 0.0, "editor": 0.0}
+    preview_path = reverse("segments:builder_preview")
+    counted = segment_views._preview_context
+
+    def slow_preview_context(root, request, segment):
+        time.sleep(delays["preview" if request.path == preview_path else "editor"])
+        return counted(root, request, segment)
+
+    monkeypatch.setattr(segment_views, "_preview_context", slow_preview_context)
+    page = login_page(marketer)
+    count = page.locator("[data-testid=live-count] .num")
+    page.goto(f"{live_server.url}/segments/{segment.pk}/edit/")
+    expect(count).to_have_text("3")
+
+    # when a count (1.5 s) starts 0.4 s after a keystroke, while the removal of the only condition
+    # (1 s) is under way …
+    delays.update(preview=1.5, editor=1.0)
+    page.fill("#id_description", "jackets")
+    page.get_by_role("button", name="Remove this condition").click()
+
+    # … the removal lands, with everyone's count (nobody has email consent switched off here) …
+    expect(page.locator('select[name$=".type"]')).to_have_count(0, timeout=5000)
+    expect(count).to_have_text("7", timeout=5000)
+    # … and the late count of the removed condition (3) never replaces it
+    for _ in range(8):
+        page.wait_for_timeout(500)
+        expect(count).to_have_text("7", timeout=1)
