@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import pghistory
 from django.db import transaction
 from django.http import HttpRequest
 from ninja import Body, Field, Router, Schema, Status
@@ -22,6 +23,7 @@ from automation.ingestion import (
 from automation.models import EVENT_TYPES, Job, Rule
 from automation.rules import RuleError, rule_save, rule_to_api, validate_rule
 from marketing_hub.api import ApiKeyAuth, api
+from marketing_hub.audit import api_actor
 from marketing_hub.models import ApiKey
 
 router = Router(tags=["automation"])
@@ -189,7 +191,7 @@ def rule_create(request: HttpRequest, payload: Any = Body(...)):  # noqa: B008
     try:
         cleaned = validate_rule(payload)
         cleaned.setdefault("active", True)
-        with transaction.atomic():
+        with transaction.atomic(), pghistory.context(**api_actor(request)):
             rule = rule_save(Rule(), cleaned)
     except RuleError as exc:
         return _rule_errors(exc)
@@ -221,7 +223,7 @@ def rule_patch(request: HttpRequest, rule_id: int, payload: Any = Body(...)):  #
         return _rule_not_found(rule_id)
     try:
         cleaned = validate_rule(payload, partial=True)
-        with transaction.atomic():
+        with transaction.atomic(), pghistory.context(**api_actor(request)):
             rule = rule_save(rule, cleaned)
     except RuleError as exc:
         return _rule_errors(exc)
@@ -234,7 +236,8 @@ def rule_delete(request: HttpRequest, rule_id: int):
     rule = _rule_or_404(rule_id)
     if rule is None:
         return _rule_not_found(rule_id)
-    rule.delete()
+    with pghistory.context(**api_actor(request)):
+        rule.delete()
     return Status(204, None)
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pghistory
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -136,6 +137,14 @@ class PendingEvent(models.Model):
         return f"{self.event_id} ({'failed' if self.failed else 'waiting'})"
 
 
+# Who created, changed, switched or deleted a rule or a matrix, and what it said then, is kept by
+# pghistory triggers (automation/history.py reads it). Only people change these rows.
+# (Fresh trackers per model: pghistory fills a tracker's fields in for the model it tracks.)
+def _audited() -> tuple:
+    return pghistory.InsertEvent(), pghistory.UpdateEvent(), pghistory.DeleteEvent()
+
+
+@pghistory.track(*_audited(), exclude=["updated_at", "created_by", "created_at"])
 class Rule(models.Model):
     """An automation rule: when an event of ``event_type`` matching ``conditions`` happens, run
     ``actions``. Both are JSON as in the API contract."""
@@ -209,6 +218,7 @@ class RuleApplication(models.Model):
         return f"rule {self.rule_id} × event {self.event_pk}"
 
 
+@pghistory.track(*_audited(), exclude=["updated_at", "created_by", "created_at"])
 class SegmentationMatrix(models.Model):
     """Maps values of one event property to tags: many tagging rules in one table."""
 

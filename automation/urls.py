@@ -18,6 +18,7 @@ urlpatterns = [
     path("rules/<int:rule_id>/toggle/", views.rule_toggle, name="rule_toggle"),
     path("rules/<int:rule_id>/delete/", views.rule_delete, name="rule_delete"),
     path("rules/<int:rule_id>/run/", views.rule_run, name="rule_run"),
+    path("changes/", views.changes, name="changes"),
     path("matrices/", views.matrices, name="matrices"),
     path("matrices/new/", views.matrix_new, name="matrix_new"),
     path("matrices/row/", views.matrix_row, name="matrix_row"),

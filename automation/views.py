@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
-from automation import services
+from automation import history, services
 from automation.engine import events_retry_failed, events_status
 from automation.forms import (
     ACTION_CHOICES,
@@ -60,6 +60,7 @@ def _editor_context(editor: RuleEditor, rule: Rule | None) -> dict:
         "action_choices": ACTION_CHOICES,
         "funnels": _funnel_choices(),
         "run_form": RunForm(initial={"since": default_since()}),
+        "history": history.object_history(history.RULE, rule.pk) if rule is not None and rule.pk else [],
     }
 
 
@@ -271,7 +272,26 @@ def _matrix_editor(request: HttpRequest, matrix: SegmentationMatrix) -> HttpResp
         return redirect("automation:matrices")
     if request.method == "GET" and not matrix.pk:
         form.row_list = [EditorRow(0, {"value": "", "tag": "", "score": "1"})]
-    return render(request, "automation/matrix_edit.html", {"form": form, "matrix": matrix})
+    return render(request, "automation/matrix_edit.html", {
+        "form": form, "matrix": matrix,
+        "history": history.object_history(history.MATRIX, matrix.pk) if matrix.pk else [],
+    })
+
+
+@require_GET
+@role_required(*RULE_ROLES)
+def changes(request: HttpRequest) -> HttpResponse:
+    """Who created, changed, switched or deleted which rule or matrix, newest first."""
+    kind = request.GET.get("kind", "")
+    if kind not in history.KINDS:
+        kind = ""
+    try:
+        page = max(1, int(request.GET.get("page", "1")))
+    except ValueError:
+        page = 1
+    entries, has_next = history.recent_changes(kind=kind, page=page)
+    return render_page(request, "automation/changes.html",
+                       {"entries": entries, "has_next": has_next, "page": page, "kind": kind}, partial="results")
 
 
 @require_GET

@@ -27,6 +27,7 @@ from loyalty.services import (
     tiers_clean,
     tiers_preview,
 )
+from marketing_hub.audit import api_actor
 
 router = Router(tags=["loyalty"])
 
@@ -63,11 +64,6 @@ def program_representation(program: Program) -> dict:
     }
 
 
-def _actor(request: HttpRequest) -> dict:
-    api_key = getattr(request, "api_key", None)
-    return {"api_key": api_key.name if api_key else None}
-
-
 @router.get("/loyalty/programs")
 def programs_list(request: HttpRequest):
     return {"results": [program_representation(program) for program in Program.objects.prefetch_related("tiers")]}
@@ -87,7 +83,7 @@ def program_create(request: HttpRequest):
 def _save_and_recompute(request: HttpRequest, program: Program | None, cleaned: dict, *, reason: str) -> dict:
     """Save and recompute in one transaction, so a following GET is current and a failure writes nothing."""
     tiers = cleaned.pop("tiers", None)
-    with transaction.atomic(), pghistory.context(**_actor(request)):
+    with transaction.atomic(), pghistory.context(**api_actor(request)):
         program = program_save(program, tiers=tiers, **cleaned)
         result = program_recompute(program, reason=reason)
     program.refresh_from_db()
@@ -121,7 +117,7 @@ def program_remove(request: HttpRequest, program_id: int):
     program = Program.objects.filter(pk=program_id).first()
     if program is None:
         return _not_found(program_id)
-    with pghistory.context(**_actor(request)):
+    with pghistory.context(**api_actor(request)):
         program_delete(program)
     return Status(204, None)
 

@@ -38,6 +38,7 @@ ACCESS = {
     "automation:rule_toggle": {"roles": RULES, "method": "post", "kwargs": _rule},
     "automation:rule_delete": {"roles": RULES, "method": "post", "kwargs": _rule},
     "automation:rule_run": {"roles": RULES, "method": "post", "kwargs": _rule},
+    "automation:changes": {"roles": RULES},
     "automation:matrices": {"roles": RULES},
     "automation:matrix_new": {"roles": RULES},
     "automation:matrix_row": {"roles": RULES},

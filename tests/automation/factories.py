@@ -12,6 +12,14 @@ from automation.rules import rule_save, validate_rule
 
 _counter = itertools.count(1)
 
+# The rule editor's form as the browser posts it: "When a product_view with category = kurtki
+# happens, add tag KURTKI +1."
+JACKETS_FORM = {
+    "name": "Jackets", "event_type": "product_view", "active": "on",
+    "cond-0-property": "category", "cond-0-op": "eq", "cond-0-value": "kurtki",
+    "act-0-type": "add_tag", "act-0-tag": "KURTKI", "act-0-score": "1",
+}
+
 
 def make_rule(
     name: str | None = None,

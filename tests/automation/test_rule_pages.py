@@ -9,15 +9,11 @@ import pytest
 
 from automation.ingestion import events_ingest
 from automation.models import Job, Rule
-from tests.automation.factories import event, make_rule, process_all
+from tests.automation.factories import JACKETS_FORM, event, make_rule, process_all
 
 pytestmark = pytest.mark.django_db
 
-VALID = {
-    "name": "Jackets", "event_type": "product_view", "active": "on",
-    "cond-0-property": "category", "cond-0-op": "eq", "cond-0-value": "kurtki",
-    "act-0-type": "add_tag", "act-0-tag": "KURTKI", "act-0-score": "1",
-}
+VALID = JACKETS_FORM
 
 
 def test_list_shows_rules_with_fired_counts(marketer_client, django_assert_max_num_queries):
