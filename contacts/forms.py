@@ -87,7 +87,7 @@ class TagEditForm(forms.Form):
 
 
 class TagMergeForm(forms.Form):
-    into = forms.IntegerField(min_value=1)
+    into = forms.CharField(max_length=100, strip=True, help_text="The name of the tag to merge into.")
 
 
 class ImportUploadForm(forms.Form):

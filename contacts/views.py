@@ -512,7 +512,7 @@ def card_tag_history(request: HttpRequest, contact_id: int, tag_id: int) -> Http
 @role_required(MARKETER, SALES)
 def tag_autocomplete(request: HttpRequest) -> HttpResponse:
     """Tag names starting with (then containing) what was typed, most used first is not needed: A→Z."""
-    text = tag_key(request.GET.get("tag") or request.GET.get("q") or "")
+    text = tag_key(request.GET.get("tag") or request.GET.get("q") or request.GET.get("into") or "")
     tags = []
     if text:
         starts = list(Tag.objects.filter(key__startswith=text).order_by("key").values_list("name", flat=True)[:8])
@@ -646,8 +646,7 @@ def _tags_page_context(request: HttpRequest) -> dict:
             "layout": {"margin": {"l": 56, "r": 16, "t": 8, "b": 40}, "xaxis": {"title": {"text": "score"}, "type": "category"},
                        "yaxis": {"title": {"text": "contact-tags"}}, "bargap": 0.3},
         }
-    return {"tags": tags, "search": search, "chart": chart, "can_edit": has_role(request.user, MARKETER),
-            "all_tags": Tag.objects.order_by("name").values_list("pk", "name")}
+    return {"tags": tags, "search": search, "chart": chart, "can_edit": has_role(request.user, MARKETER)}
 
 
 @require_GET
@@ -681,9 +680,12 @@ def tag_merge_view(request: HttpRequest, tag_id: int) -> HttpResponse:
     source = get_object_or_404(Tag, pk=tag_id)
     form = TagMergeForm(request.POST)
     if form.is_valid():
-        target = Tag.objects.filter(pk=form.cleaned_data["into"]).first()
-        if target is None or target.pk == source.pk:
-            messages.error(request, "Pick another existing tag to merge into.")
+        name = form.cleaned_data["into"]
+        target = Tag.objects.filter(key=tag_key(name)).first()
+        if target is None:
+            messages.error(request, f"No tag is named “{name}”: pick an existing tag to merge into.")
+        elif target.pk == source.pk:
+            messages.error(request, f"{source.name} cannot be merged into itself: pick another tag.")
         else:
             merged = tag_merge(source, target, user=request.user)
             messages.success(request, f"Merged {source.name} into {target.name}: {merged} contacts' scores added up.")

@@ -47,7 +47,7 @@ def test_merge_adds_scores_and_moves_history(marketer_client):
     give_tag(only_target, "kurtki", 1)
     TagScoreChange.objects.create(contact=only_source, tag=source, delta=5, score_after=5, source="manual")
     # when jackets is merged into kurtki
-    marketer_client.post(reverse("contacts:tag_merge", args=[source.pk]), {"into": target.pk})
+    marketer_client.post(reverse("contacts:tag_merge", args=[source.pk]), {"into": "KURTKI "})
     # then scores added up, the source is gone, its history moved, and the merge was recorded
     assert not Tag.objects.filter(pk=source.pk).exists()
     assert dict(ContactTag.objects.values_list("contact_id", "score")) == {both.pk: 5, only_source.pk: 5,
@@ -55,6 +55,31 @@ def test_merge_adds_scores_and_moves_history(marketer_client):
     assert set(TagScoreChange.objects.values_list("tag_id", flat=True)) == {target.pk}
     assert TagScoreChange.objects.filter(source="merge").count() == 2
     assert TagEvent.objects.filter(pgh_obj_id=source.pk, pgh_label="merged").exists()
+
+
+def test_merge_into_an_unknown_tag_or_itself_says_why_and_changes_nothing(marketer_client):
+    contact = ContactFactory()
+    source = give_tag(contact, "jackets", 2).tag
+    # when the target does not exist, or is the tag itself
+    unknown = marketer_client.post(reverse("contacts:tag_merge", args=[source.pk]), {"into": "kurtkii"}, follow=True)
+    itself = marketer_client.post(reverse("contacts:tag_merge", args=[source.pk]), {"into": "Jackets"}, follow=True)
+    # then each says why, and the tag is untouched
+    assert "No tag is named “kurtkii”" in unknown.content.decode()
+    assert "jackets cannot be merged into itself" in itself.content.decode()
+    assert ContactTag.objects.get(contact=contact).tag == source and ContactTag.objects.get().score == 2
+
+
+def test_page_weight_does_not_grow_with_tags_squared(marketer_client):
+    # given 60 tags (each row has edit, merge and delete dialogs)
+    contact = ContactFactory()
+    for index in range(60):
+        give_tag(contact, f"tag-{index}", 1)
+    # when the page is shown, then no dialog lists every tag: the merge target is typed, with
+    # suggestions fetched as you type
+    page = marketer_client.get(reverse("contacts:tags")).content.decode()
+    assert page.count("<option") == 0 and page.count('list="merge-tag-options"') == 60
+    suggestions = marketer_client.get(reverse("contacts:tag_autocomplete"), {"into": "tag-1"}).content.decode()
+    assert '<option value="tag-1">' in suggestions and suggestions.count("<option") == 8
 
 
 def test_delete_removes_it_everywhere(marketer_client):
