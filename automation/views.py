@@ -429,8 +429,10 @@ def job_progress(request: HttpRequest, job_id: int) -> HttpResponse:
         "result_label": "Details",
     })
     if job.is_finished and request.htmx:
-        # 286: htmx swaps this last render and stops polling
+        # 286: htmx swaps this last render and stops polling; "<kind>-finished" lets the page
+        # that started the job refresh what it changed (e.g. the Tags page after a recount)
         stop = HttpResponseStopPolling(response.content)
+        stop["HX-Trigger"] = json.dumps({f"{job.kind}-finished": {"job": job.pk, "status": job.status}})
         return stop
     return response
 

@@ -5,6 +5,7 @@ import re
 
 import pghistory
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchQuery, SearchVector, SearchVectorField
 from django.db import connection, models, transaction
@@ -260,6 +261,29 @@ class ContactTag(models.Model):
 
     def __str__(self) -> str:
         return f"{self.contact_id}:{self.tag_id}={self.score}"
+
+
+# The score bands of the Tags page's distribution chart; TagStats.score_bands counts contact-tags
+# in each, in this order.
+SCORE_BANDS = ["1", "2", "3", "4", "5–9", "10–19", "20+"]
+
+
+class TagStats(models.Model):
+    """How many contacts carry a tag and how strongly, as counted at ``computed_at``.
+
+    Counting 8M contact-tags takes seconds, too long for every view of the Tags page, and keeping
+    counters current would make every ingestion batch lock the popular tags' rows. So large
+    databases read this snapshot, which the worker recounts every few minutes or on request
+    (contacts.services.tag_stats_refresh); small ones count live."""
+
+    tag = models.OneToOneField(Tag, on_delete=models.CASCADE, primary_key=True, related_name="stats")
+    contact_count = models.BigIntegerField(default=0)
+    total_score = models.BigIntegerField(default=0)
+    score_bands = ArrayField(models.BigIntegerField(), size=len(SCORE_BANDS), default=list)
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.tag_id}: {self.contact_count} contacts at {self.computed_at:%Y-%m-%d %H:%M}"
 
 
 class TagScoreChange(models.Model):

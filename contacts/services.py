@@ -14,11 +14,13 @@ from typing import Any
 
 import pghistory
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import F, FloatField, Min, Sum
+from django.db.models.functions import Cast, NullIf
 from django.utils import timezone
 
 from contacts.countries import ISO_COUNTRY_CODES
 from contacts.models import (
+    SCORE_BANDS,
     Consent,
     ConsentChange,
     Contact,
@@ -27,6 +29,7 @@ from contacts.models import (
     Suppression,
     Tag,
     TagScoreChange,
+    TagStats,
     email_hash,
     normalize_email,
     normalize_tag_name,
@@ -384,6 +387,8 @@ def tag_merge(source: Tag, target: Tag, *, user=None) -> int:
         cursor.execute("UPDATE contacts_tagscorechange SET tag_id = %s WHERE tag_id = %s", [target.pk, source.pk])
         cursor.execute("DELETE FROM contacts_contacttag WHERE tag_id = %s", [source.pk])
         source.delete()
+        if TagStats.objects.filter(tag=target).exists():  # the Tags page reads a snapshot: keep it right
+            tag_stats_refresh(tag_ids=[target.pk])
     return merged
 
 
@@ -397,11 +402,87 @@ def tag_delete(tag: Tag) -> int:
     return removed
 
 
-def tags_with_stats():
-    """Tags with their number of contacts, total and average score (one grouped query)."""
-    from django.db.models import Avg, Sum
+# One pass over the contact-tags: per tag its contacts, total score and how many contact-tags
+# fall in each of SCORE_BANDS (a score ≤ 0 removes the tag, so every score is ≥ 1).
+_TAG_STATS_SELECT = """
+SELECT t.id AS tag_id, count(ct.tag_id) AS contact_count, coalesce(sum(ct.score), 0) AS total_score,
+       ARRAY[count(*) FILTER (WHERE ct.score = 1), count(*) FILTER (WHERE ct.score = 2),
+             count(*) FILTER (WHERE ct.score = 3), count(*) FILTER (WHERE ct.score = 4),
+             count(*) FILTER (WHERE ct.score BETWEEN 5 AND 9), count(*) FILTER (WHERE ct.score BETWEEN 10 AND 19),
+             count(*) FILTER (WHERE ct.score >= 20)] AS score_bands
+FROM contacts_tag t LEFT JOIN contacts_contacttag ct ON ct.tag_id = t.id
+GROUP BY t.id
+"""
 
-    return Tag.objects.annotate(
-        contact_count=Count("contact_tags"), total_score=Sum("contact_tags__score"),
-        average_score=Avg("contact_tags__score"),
+
+def tag_stats_refresh(*, tag_ids: list[int] | None = None) -> int:
+    """Recount every tag (or those of ``tag_ids``) into the TagStats snapshot, in one statement.
+    Returns the tags counted."""
+    select = _TAG_STATS_SELECT if tag_ids is None else _TAG_STATS_SELECT.replace(
+        "GROUP BY t.id", "WHERE t.id = ANY(%s::bigint[]) GROUP BY t.id")
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO contacts_tagstats (tag_id, contact_count, total_score, score_bands, computed_at)
+            SELECT tag_id, contact_count, total_score, score_bands, now()
+            FROM ({select}) AS counted ORDER BY tag_id
+            ON CONFLICT (tag_id) DO UPDATE SET contact_count = EXCLUDED.contact_count,
+                total_score = EXCLUDED.total_score, score_bands = EXCLUDED.score_bands,
+                computed_at = EXCLUDED.computed_at
+            """,
+            [] if tag_ids is None else [list(tag_ids)],
+        )
+        return cursor.rowcount
+
+
+def tag_stats_counted_live() -> bool:
+    """Whether the Tags page counts live: when the planner's estimate of contact-tags is at most
+    ``MH_TAG_STATS_LIVE_MAX_ROWS`` (a count that takes well under a second)."""
+    from django.conf import settings
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = 'contacts_contacttag'::regclass")
+        estimate = cursor.fetchone()[0]
+    return max(estimate, 0) <= settings.MH_TAG_STATS_LIVE_MAX_ROWS
+
+
+@dataclass
+class TagOverview:
+    """The Tags page's numbers: tags (each with ``contact_count``, ``total_score``,
+    ``average_score``; None when not counted yet), the score bands over all tags, and when they
+    were counted (None: counted live, now)."""
+
+    tags: list
+    bands: list[int]
+    counted_at: dt.datetime | None
+    uncounted: int = 0
+
+
+def tag_overview(*, search: str = "", limit: int = 300) -> TagOverview:
+    """The most used tags first (those matching ``search``), live on a small database, from the
+    TagStats snapshot on a large one."""
+    tags = Tag.objects.all()
+    if search:
+        tags = tags.filter(key__contains=tag_key(search))
+    if tag_stats_counted_live():
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT tag_id, contact_count, total_score, score_bands FROM ({_TAG_STATS_SELECT}) AS counted")
+            counted = {row[0]: row[1:] for row in cursor.fetchall()}
+        bands = [sum(row[2][index] for row in counted.values()) for index in range(len(SCORE_BANDS))]
+        rows = list(tags)
+        for tag in rows:
+            tag.contact_count, tag.total_score, _ = counted.get(tag.pk, (0, 0, None))
+            tag.average_score = tag.total_score / tag.contact_count if tag.contact_count else None
+        rows.sort(key=lambda tag: (-tag.contact_count, tag.name))
+        return TagOverview(tags=rows[:limit], bands=bands, counted_at=None)
+    rows = list(
+        tags.annotate(
+            contact_count=F("stats__contact_count"), total_score=F("stats__total_score"),
+            average_score=Cast("stats__total_score", FloatField()) / NullIf(Cast("stats__contact_count", FloatField()), 0.0),
+        ).order_by(F("contact_count").desc(nulls_last=True), "name")[:limit]
     )
+    snapshot = TagStats.objects.aggregate(counted_at=Min("computed_at"), **{
+        f"band{index}": Sum(F(f"score_bands__{index}")) for index in range(len(SCORE_BANDS))})
+    bands = [snapshot[f"band{index}"] or 0 for index in range(len(SCORE_BANDS))]
+    uncounted = sum(1 for tag in rows if tag.contact_count is None)
+    return TagOverview(tags=rows, bands=bands, counted_at=snapshot["counted_at"], uncounted=uncounted)

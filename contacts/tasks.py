@@ -1,11 +1,16 @@
-"""Background jobs of the contacts area: bulk actions over a filtered list and CSV imports.
+"""Background jobs of the contacts area: bulk actions over a filtered list, CSV imports and the
+Tags page's counts.
 
 Thin tasks: the work is set-based SQL in ``ContactQuerySet`` and ``contacts.csvio``."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pghistory
+from celery import shared_task
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.db.models import Max, Min
 from django.http import QueryDict
 
@@ -78,3 +83,45 @@ def contacts_import_task(job: Job, progress) -> dict:
     except Exception:
         ContactImport.objects.filter(pk=contact_import.pk).update(status=ContactImport.Status.FAILED)
         raise
+
+
+# One recount at a time: the scheduled one skips while another runs; "Recount now" waits for it.
+TAG_STATS_LOCK_KEY = 731_004_301
+
+
+@contextmanager
+def _tag_stats_lock(*, wait: bool):
+    """Hold the recount lock (a session advisory lock) and yield True, or yield False when
+    ``wait`` is off and another recount holds it."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {'pg_advisory_lock' if wait else 'pg_try_advisory_lock'}(%s)", [TAG_STATS_LOCK_KEY])
+        held = wait or cursor.fetchone()[0]
+        try:
+            yield held
+        finally:
+            if held:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [TAG_STATS_LOCK_KEY])
+
+
+@shared_task(name="contacts.tasks.tag_stats_refresh_task")
+def tag_stats_refresh_task() -> int | None:
+    """Recount the Tags page's snapshot (beat, every 5 minutes). Nothing to do on a small database,
+    whose page counts live; None when another recount was running."""
+    from contacts.services import tag_stats_counted_live, tag_stats_refresh
+
+    if tag_stats_counted_live():
+        return 0
+    with _tag_stats_lock(wait=False) as held:
+        return tag_stats_refresh() if held else None
+
+
+@job_task("tag_stats")
+def tag_stats_recount_task(job: Job, progress) -> dict:
+    """"Recount now" on the Tags page, as a Job the page shows."""
+    from contacts.services import tag_stats_refresh
+
+    progress.update(0, 1)
+    with _tag_stats_lock(wait=True):
+        counted = tag_stats_refresh()
+    progress.update(1, 1)
+    return {"tags": counted}

@@ -13,6 +13,7 @@ urlpatterns = [
     path("export.csv", views.contact_export_csv, name="export"),
     path("tags/", views.tag_list, name="tags"),
     path("tags/autocomplete/", views.tag_autocomplete, name="tag_autocomplete"),
+    path("tags/recount/", views.tag_stats_recount, name="tag_stats_recount"),
     path("tags/<int:tag_id>/edit/", views.tag_edit, name="tag_edit"),
     path("tags/<int:tag_id>/merge/", views.tag_merge_view, name="tag_merge"),
     path("tags/<int:tag_id>/delete/", views.tag_delete_view, name="tag_delete"),

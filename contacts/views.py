@@ -34,6 +34,7 @@ from contacts.csvio import (
 from contacts.filters import ContactFilterSet, owner_choices
 from contacts.forms import BulkActionForm, ImportMappingForm, ImportUploadForm, NoteForm, TagEditForm, TagMergeForm
 from contacts.models import (
+    SCORE_BANDS,
     Consent,
     ConsentChange,
     Contact,
@@ -52,11 +53,11 @@ from contacts.services import (
     contact_export,
     tag_delete,
     tag_merge,
+    tag_overview,
     tag_rename,
-    tags_with_stats,
 )
-from contacts.tasks import bulk_apply, contacts_bulk_task, contacts_import_task
-from marketing_hub.htmx import render_page
+from contacts.tasks import bulk_apply, contacts_bulk_task, contacts_import_task, tag_stats_recount_task
+from marketing_hub.htmx import render_page, wants_fragment
 from marketing_hub.roles import ADMIN, MARKETER, SALES, has_role, role_required, roles_of
 
 PER_PAGE = 50
@@ -621,38 +622,38 @@ def card_erase(request: HttpRequest, contact_id: int) -> HttpResponse:
 # --- tags page ------------------------------------------------------------------------------------
 def _tags_page_context(request: HttpRequest) -> dict:
     search = (request.GET.get("q") or "").strip()
-    tags = tags_with_stats().order_by("-contact_count", "name")
-    if search:
-        tags = tags.filter(key__contains=tag_key(search))
-    tags = list(tags[:300])
+    overview = tag_overview(search=search)
     list_url = reverse("contacts:list")
-    for tag in tags:
+    for tag in overview.tags:
         tag.list_url = f"{list_url}?{urlencode({'tag': tag.name})}"
     chart = None
-    if tags:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                """
-                SELECT CASE WHEN score >= 20 THEN '20+' WHEN score >= 10 THEN '10–19' WHEN score >= 5 THEN '5–9'
-                            ELSE score::text END AS band, count(*)
-                FROM contacts_contacttag GROUP BY 1
-                """
-            )
-            counts = dict(cursor.fetchall())
-        bands = ["1", "2", "3", "4", "5–9", "10–19", "20+"]
+    if any(overview.bands):
         chart = {
-            "data": [{"type": "bar", "x": bands, "y": [counts.get(band, 0) for band in bands],
+            "data": [{"type": "bar", "x": SCORE_BANDS, "y": overview.bands,
                       "marker": {"color": "#6366f1"}, "hovertemplate": "score %{x}: %{y} contact-tags<extra></extra>"}],
             "layout": {"margin": {"l": 56, "r": 16, "t": 8, "b": 40}, "xaxis": {"title": {"text": "score"}, "type": "category"},
                        "yaxis": {"title": {"text": "contact-tags"}}, "bargap": 0.3},
         }
-    return {"tags": tags, "search": search, "chart": chart, "can_edit": has_role(request.user, MARKETER)}
+    return {"tags": overview.tags, "overview": overview, "search": search, "chart": chart,
+            "can_edit": has_role(request.user, MARKETER)}
 
 
 @require_GET
 @role_required(MARKETER)
 def tag_list(request: HttpRequest) -> HttpResponse:
     return render_page(request, "contacts/tags.html", _tags_page_context(request), partial="tag_table")
+
+
+@require_POST
+@role_required(MARKETER)
+def tag_stats_recount(request: HttpRequest) -> HttpResponse:
+    """Recount the Tags page's numbers now, as a Job whose progress the page shows."""
+    job = job_start(tag_stats_recount_task, title="Recount tags", user=request.user)
+    if not wants_fragment(request):
+        return redirect("automation:job_detail", job_id=job.pk)
+    return render(request, "contacts/tags.html#recount", {
+        "job": job, "poll_url": reverse("automation:job_progress", kwargs={"job_id": job.pk}),
+        "result_url": reverse("contacts:tags"), "result_label": "Show the new counts"})
 
 
 @require_POST

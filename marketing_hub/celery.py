@@ -32,4 +32,6 @@ app.conf.beat_schedule = {
     # (automation.hooks); this re-enqueues the drain when a message was lost.
     "automation-segments-dirty-sweep": {"task": "automation.tasks.segments_dirty_sweep_task", "schedule": 30.0},
     "automation-jobs-reap": {"task": "automation.tasks.jobs_reap_task", "schedule": 600.0},
+    # contacts: the Tags page's counts on a large database (a snapshot; small ones count live).
+    "contacts-tag-stats": {"task": "contacts.tasks.tag_stats_refresh_task", "schedule": 300.0},
 }

@@ -298,3 +298,7 @@ INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 5 * 1024 * 1024)
 MH_ENGINE_PARTITIONS = env_int("MH_ENGINE_PARTITIONS", 2)
 if not 1 <= MH_ENGINE_PARTITIONS <= 64:
     raise ImproperlyConfigured(f"MH_ENGINE_PARTITIONS must be between 1 and 64, got {MH_ENGINE_PARTITIONS}")
+
+# The Tags page counts live while the planner estimates at most this many contact-tags (a count
+# well under a second); above it, it reads a snapshot the worker recounts every 5 minutes.
+MH_TAG_STATS_LIVE_MAX_ROWS = env_int("MH_TAG_STATS_LIVE_MAX_ROWS", 300_000)
