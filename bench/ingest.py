@@ -184,9 +184,10 @@ def _settle(timeout: float, worker: subprocess.Popen) -> float | None:
 
 def run_ingest(
     *, broker: str, broker_url: str | None, database_name: str, ingest_key: str, admin_key: str,
-    emails: list[str], total: int, threads: int = 3, timeout: float = 900,
-) -> IngestResult:
-    """Start web + worker for one broker, warm up with one batch, then measure ``total`` events."""
+    emails: list[str], total: int, runs: int = 1, threads: int = 3, timeout: float = 900,
+) -> list[IngestResult]:
+    """Start web + worker for one broker, warm up with one batch, then measure ``total`` events
+    ``runs`` times, each from a settled system (new event ids each run)."""
     port = free_port()
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     env = dict(os.environ)
@@ -226,36 +227,9 @@ def run_ingest(
         if _settle(600, worker) is None:
             raise RuntimeError("the segments' dirty queue did not drain within 600s before the run")
 
-        batches = make_batches(emails, total, run_id)
-        errors = 0
-        lock = threading.Lock()
-        cursor = iter(range(len(batches)))
-
-        def post_loop() -> None:
-            nonlocal errors
-            while True:
-                with lock:
-                    index = next(cursor, None)
-                if index is None:
-                    return
-                code, _ = client.request("POST", "/api/v1/events", batches[index])
-                if code != 202:
-                    with lock:
-                        errors += 1
-
-        started = time.perf_counter()
-        workers = [threading.Thread(target=post_loop) for _ in range(threads)]
-        for t in workers:
-            t.start()
-        for t in workers:
-            t.join()
-        posted = time.perf_counter() - started
-        _drain(client, admin_key, timeout, worker)
-        elapsed = time.perf_counter() - started
-        settle = _settle(timeout, worker)
-        return IngestResult(broker=broker, events=total, seconds=elapsed, post_seconds=posted,
-                            events_per_s=total / elapsed, errors=errors,
-                            settled_seconds=None if settle is None else elapsed + settle)
+        return [_measure_once(client, admin_key, worker, make_batches(emails, total, f"{run_id}-{number}"),
+                              broker=broker, total=total, threads=threads, timeout=timeout)
+                for number in range(runs)]
     finally:
         for process in (web, worker):
             if process.poll() is None:
@@ -267,3 +241,38 @@ def run_ingest(
                 process.kill()
         web_log.close()
         worker_log.close()
+
+
+def _measure_once(client: Client, admin_key: str, worker: subprocess.Popen, batches: list[dict], *, broker: str,
+                  total: int, threads: int, timeout: float) -> IngestResult:
+    """POST ``batches`` from ``threads`` clients; time until events/status reads 0, then until the
+    segments' dirty queue is empty as well (which also leaves the next run a settled system)."""
+    errors = 0
+    lock = threading.Lock()
+    cursor = iter(range(len(batches)))
+
+    def post_loop() -> None:
+        nonlocal errors
+        while True:
+            with lock:
+                index = next(cursor, None)
+            if index is None:
+                return
+            code, _ = client.request("POST", "/api/v1/events", batches[index])
+            if code != 202:
+                with lock:
+                    errors += 1
+
+    started = time.perf_counter()
+    workers = [threading.Thread(target=post_loop) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    posted = time.perf_counter() - started
+    _drain(client, admin_key, timeout, worker)
+    elapsed = time.perf_counter() - started
+    settle = _settle(timeout, worker)
+    return IngestResult(broker=broker, events=total, seconds=elapsed, post_seconds=posted,
+                        events_per_s=total / elapsed, errors=errors,
+                        settled_seconds=None if settle is None else elapsed + settle)
