@@ -1,0 +1,64 @@
+"""The embedded broker (kombu's SQLAlchemy transport on PostgreSQL): its tables are created by one
+process at a time, so workers starting together on a fresh database do not race."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import psycopg
+import pytest
+from django.db import connection
+from kombu import Connection
+
+from marketing_hub.broker import SCHEMA_LOCK_KEY
+
+pytestmark = pytest.mark.django_db
+
+
+def _broker_url() -> str:
+    """The test database as an ``mhsqla`` broker URL, unique so that kombu's per-URL engine cache
+    misses and the channel really opens."""
+    db = connection.settings_dict
+    tag = f"application_name=broker-test-{uuid.uuid4().hex[:8]}"
+    if (db.get("HOST") or "").startswith("/"):
+        return f"mhsqla+postgresql+psycopg://{db.get('USER') or 'postgres'}@/{db['NAME']}?host={db['HOST']}&{tag}"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return (f"mhsqla+postgresql+psycopg://{db.get('USER') or 'postgres'}{password}@{db.get('HOST') or 'localhost'}"
+            f"{port}/{db['NAME']}?{tag}")
+
+
+def test_opening_the_broker_waits_for_the_schema_lock_then_has_its_tables():
+    # given another process creating the broker's tables (it holds the lock)
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    other = psycopg.connect(**params, autocommit=True)
+    other.execute("SELECT pg_advisory_lock(%s)", [SCHEMA_LOCK_KEY])
+    opened = threading.Event()
+    failures: list[BaseException] = []
+
+    def open_channel() -> None:
+        try:
+            with Connection(_broker_url()) as broker:
+                # the first queue operation opens the database and creates the tables
+                broker.default_channel.queue_declare(queue=f"broker-test-{uuid.uuid4().hex[:8]}")
+            opened.set()
+        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+            failures.append(exc)
+            opened.set()
+
+    thread = threading.Thread(target=open_channel, daemon=True)
+    try:
+        thread.start()
+        # when this process opens the broker, it waits …
+        assert not opened.wait(1.0), f"the channel opened while another process held the schema lock {failures}"
+    finally:
+        other.execute("SELECT pg_advisory_unlock(%s)", [SCHEMA_LOCK_KEY])
+        other.close()
+    # … and once the lock is free it opens, with kombu's tables in place
+    assert opened.wait(20) and not failures, failures
+    thread.join(5)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('kombu_queue') IS NOT NULL AND to_regclass('kombu_message') IS NOT NULL")
+        assert cursor.fetchone()[0]
