@@ -15,6 +15,7 @@ urlpatterns = [
     path("tags/autocomplete/", views.tag_autocomplete, name="tag_autocomplete"),
     path("tags/recount/", views.tag_stats_recount, name="tag_stats_recount"),
     path("tags/<int:tag_id>/edit/", views.tag_edit, name="tag_edit"),
+    path("tags/<int:tag_id>/dialog/<str:kind>/", views.tag_dialog, name="tag_dialog"),
     path("tags/<int:tag_id>/merge/", views.tag_merge_view, name="tag_merge"),
     path("tags/<int:tag_id>/delete/", views.tag_delete_view, name="tag_delete"),
     path("import/", views.import_upload, name="import"),

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.db import DataError, connection, transaction
-from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
@@ -634,7 +634,8 @@ def _tags_page_context(request: HttpRequest) -> dict:
             "layout": {"margin": {"l": 56, "r": 16, "t": 8, "b": 40}, "xaxis": {"title": {"text": "score"}, "type": "category"},
                        "yaxis": {"title": {"text": "contact-tags"}}, "bargap": 0.3},
         }
-    return {"tags": overview.tags, "overview": overview, "search": search, "chart": chart,
+    icons = {name: render_to_string("includes/icon.html", {"name": name}) for name in ("edit", "trash")}
+    return {"tags": overview.tags, "overview": overview, "search": search, "chart": chart, "icons": icons,
             "can_edit": has_role(request.user, MARKETER)}
 
 
@@ -642,6 +643,20 @@ def _tags_page_context(request: HttpRequest) -> dict:
 @role_required(MARKETER)
 def tag_list(request: HttpRequest) -> HttpResponse:
     return render_page(request, "contacts/tags.html", _tags_page_context(request), partial="tag_table")
+
+
+@require_GET
+@role_required(MARKETER)
+def tag_dialog(request: HttpRequest, tag_id: int, kind: str) -> HttpResponse:
+    """The edit, merge or delete form of one tag, for the Tags page's shared dialog, with the
+    exact number of contacts that carry it (one index-only count)."""
+    if kind not in ("edit", "merge", "delete"):
+        raise Http404("No such tag action.")
+    tag = get_object_or_404(Tag, pk=tag_id)
+    contact_count = ContactTag.objects.filter(tag=tag).count() if kind != "edit" else None
+    response = render(request, "contacts/tags.html#tag_dialog", {"tag": tag, "kind": kind, "contact_count": contact_count})
+    response["HX-Trigger-After-Swap"] = json.dumps({"openDialog": "tag-dialog"})
+    return response
 
 
 @require_POST

@@ -55,6 +55,7 @@ ACCESS = {
     "contacts:tags": {"roles": {MARKETER}},
     "contacts:tag_autocomplete": {"roles": BOTH},
     "contacts:tag_stats_recount": {"roles": {MARKETER}, "method": "post"},
+    "contacts:tag_dialog": {"roles": {MARKETER}, "kwargs": lambda: {**_tag_kwargs(), "kind": "merge"}},
     "contacts:tag_edit": {"roles": {MARKETER}, "method": "post", "kwargs": _tag_kwargs},
     "contacts:tag_merge": {"roles": {MARKETER}, "method": "post", "kwargs": _tag_kwargs},
     "contacts:tag_delete": {"roles": {MARKETER}, "method": "post", "kwargs": _tag_kwargs},

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from contacts.models import Contact, ContactTag
+from contacts.models import Contact, ContactTag, Tag
 from tests.factories import ContactFactory, give_tag
 
 SHOTS = os.environ.get("MH_SHOTS")
@@ -127,3 +127,36 @@ def test_marketer_imports_a_csv_with_two_bad_rows(live_server, login_page, marke
     assert report[0] == "row,column,problem"
     assert [line.split(",")[:2] for line in report[1:]] == [["3", "email"], ["4", "birth_date"]]
     assert set(Contact.objects.values_list("email", flat=True)) == {"ola@example.com", "ewa@example.com"}
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_marketer_merges_and_deletes_tags_from_the_shared_dialog(live_server, login_page, marketer):
+    # given jackets on two contacts, kurtki on one of them, and an old tag
+    first, second = ContactFactory.create_batch(2)
+    give_tag(first, "jackets", 2)
+    give_tag(second, "jackets", 1)
+    give_tag(first, "kurtki", 3)
+    give_tag(second, "old", 1)
+    page = login_page(marketer)
+    page.goto(f"{live_server.url}/contacts/tags/")
+    # when the marketer merges jackets into kurtki, typing the target's name
+    page.locator("#tag-" + str(Tag.objects.get(name="jackets").pk)).get_by_role("button", name="Merge…").click()
+    dialog = page.locator("#tag-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_role("heading")).to_have_text("Merge jackets into…")
+    expect(dialog).to_contain_text("On each of its 2 contacts")
+    expect(dialog.get_by_label("Target tag")).to_be_focused()
+    dialog.get_by_label("Target tag").fill("KURTKI")
+    shot(page, "tags-merge-dialog")
+    dialog.get_by_role("button", name="Merge").click()
+    # then the scores add up and jackets is gone
+    expect(page.locator(".toast")).to_contain_text("Merged jackets into kurtki")
+    expect(page.locator("#tag-table")).not_to_contain_text("jackets")
+    # and deleting old says how many contacts lose it
+    page.locator("#tag-" + str(Tag.objects.get(name="old").pk)).get_by_role("button", name="Delete").click()
+    expect(dialog).to_contain_text("1 contact will lose it")
+    dialog.get_by_role("button", name="Delete from 1 contact").click()
+    expect(page.locator(".toast").last).to_contain_text("old")
+    assert dict(ContactTag.objects.values_list("contact_id", "score")) == {first.pk: 5, second.pk: 1}
+    assert set(Tag.objects.values_list("name", flat=True)) == {"kurtki"}
