@@ -4,6 +4,7 @@ them, what changed, and what each version said in words. Read from the pghistory
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,31 +66,36 @@ def _matrix_changes(old: Any, new: Any) -> list[str]:
     return changes
 
 
+def _rule_version_summary(version: Any) -> str:
+    return rule_summary(event_type=version.event_type, conditions=version.conditions or [],
+                        actions=version.actions or [], once_per_contact=version.once_per_contact,
+                        max_points_per_contact=version.max_points_per_contact)
+
+
+def _matrix_version_summary(version: Any) -> str:
+    return matrix_summary(event_type=version.event_type, property=version.property, match=version.match,
+                          rows=version.rows or [])
+
+
 @dataclass(frozen=True)
 class _Kind:
+    """What is audited: rules or matrices, with how a version is told in words and compared."""
+
     label: str
     model: type
     url_name: str
     url_kwarg: str
+    summary: Callable[[Any], str]
+    changes: Callable[[Any, Any], list[str]]
 
     @property
     def events(self):
         return self.model.pgh_event_models["insert"].objects  # RuleEvent / SegmentationMatrixEvent
 
-    def summary(self, version: Any) -> str:
-        if self.model is Rule:
-            return rule_summary(event_type=version.event_type, conditions=version.conditions or [],
-                                actions=version.actions or [], once_per_contact=version.once_per_contact,
-                                max_points_per_contact=version.max_points_per_contact)
-        return matrix_summary(event_type=version.event_type, property=version.property, match=version.match,
-                              rows=version.rows or [])
 
-    def changes(self, old: Any, new: Any) -> list[str]:
-        return (_rule_changes if self.model is Rule else _matrix_changes)(old, new)
-
-
-RULE = _Kind("Rule", Rule, "automation:rule_edit", "rule_id")
-MATRIX = _Kind("Matrix", SegmentationMatrix, "automation:matrix_edit", "matrix_id")
+RULE = _Kind("Rule", Rule, "automation:rule_edit", "rule_id", _rule_version_summary, _rule_changes)
+MATRIX = _Kind("Matrix", SegmentationMatrix, "automation:matrix_edit", "matrix_id", _matrix_version_summary,
+               _matrix_changes)
 KINDS = {"rule": RULE, "matrix": MATRIX}
 
 

@@ -411,6 +411,7 @@ SELECT t.id AS tag_id, count(ct.tag_id) AS contact_count, coalesce(sum(ct.score)
              count(*) FILTER (WHERE ct.score BETWEEN 5 AND 9), count(*) FILTER (WHERE ct.score BETWEEN 10 AND 19),
              count(*) FILTER (WHERE ct.score >= 20)] AS score_bands
 FROM contacts_tag t LEFT JOIN contacts_contacttag ct ON ct.tag_id = t.id
+{where}
 GROUP BY t.id
 """
 
@@ -418,8 +419,7 @@ GROUP BY t.id
 def tag_stats_refresh(*, tag_ids: list[int] | None = None) -> int:
     """Recount every tag (or those of ``tag_ids``) into the TagStats snapshot, in one statement.
     Returns the tags counted."""
-    select = _TAG_STATS_SELECT if tag_ids is None else _TAG_STATS_SELECT.replace(
-        "GROUP BY t.id", "WHERE t.id = ANY(%s::bigint[]) GROUP BY t.id")
+    select = _TAG_STATS_SELECT.format(where="" if tag_ids is None else "WHERE t.id = ANY(%s::bigint[])")
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             f"""
@@ -466,7 +466,7 @@ def tag_overview(*, search: str = "", limit: int = 300) -> TagOverview:
         tags = tags.filter(key__contains=tag_key(search))
     if tag_stats_counted_live():
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT tag_id, contact_count, total_score, score_bands FROM ({_TAG_STATS_SELECT}) AS counted")
+            cursor.execute(_TAG_STATS_SELECT.format(where=""))
             counted = {row[0]: row[1:] for row in cursor.fetchall()}
         bands = [sum(row[2][index] for row in counted.values()) for index in range(len(SCORE_BANDS))]
         rows = list(tags)

@@ -666,9 +666,9 @@ def tag_stats_recount(request: HttpRequest) -> HttpResponse:
     job = job_start(tag_stats_recount_task, title="Recount tags", user=request.user)
     if not wants_fragment(request):
         return redirect("automation:job_detail", job_id=job.pk)
+    # when the job has finished, its progress fragment fires "tag_stats-finished" and the table reloads
     return render(request, "contacts/tags.html#recount", {
-        "job": job, "poll_url": reverse("automation:job_progress", kwargs={"job_id": job.pk}),
-        "result_url": reverse("contacts:tags"), "result_label": "Show the new counts"})
+        "job": job, "poll_url": reverse("automation:job_progress", kwargs={"job_id": job.pk})})
 
 
 @require_POST
