@@ -11,8 +11,9 @@ from __future__ import annotations
 from django.db import connection, transaction
 from django.http import QueryDict
 
-from automation.jobs import Progress, job_start
-from automation.models import Job
+from contacts.signals import contacts_changed_send
+from core.jobs import Progress, job_start
+from core.models import Job
 
 CHUNK = 5000
 
@@ -92,9 +93,7 @@ def adhoc_run(job: Job, progress: Progress) -> dict:
             if not contact_ids:
                 break
             _apply_chunk(cursor, contact_ids, actions, job.created_by_id, reason)
-            from automation.hooks import run_after_events_applied
-
-            run_after_events_applied(contact_ids)
+            contacts_changed_send(contact_ids, sender=adhoc_run)
             last_id = contact_ids[-1]
             done += len(contact_ids)
             # the resume point commits with the chunk it describes

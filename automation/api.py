@@ -20,11 +20,12 @@ from automation.ingestion import (
     ingest_max_body_bytes,
     ingest_rate_check,
 )
-from automation.models import EVENT_TYPES, Job, Rule
+from automation.models import Rule
 from automation.rules import RuleError, rule_save, rule_to_api, validate_rule
+from contacts.models import EVENT_TYPES
+from core.audit import api_actor
+from core.models import ApiKey, Job
 from marketing_hub.api import ApiKeyAuth, api
-from marketing_hub.audit import api_actor
-from marketing_hub.models import ApiKey
 
 router = Router(tags=["automation"])
 

@@ -16,9 +16,9 @@ One batch is one transaction:
    compiled to SQL> ON CONFLICT DO NOTHING RETURNING`` — the guard: only pairs inserted now act;
 4. the actions of those pairs, set-based: tags (``contacts.scoring``), points and
    ``last_activity_at`` in one UPDATE per contact (``leads.scoring.score_add(activity=…)``),
-   stages (``leads.funnels``); then the after-events hooks — loyalty tiers in the transaction,
-   the batch's contacts appended to the segments' dirty queue (``automation.hooks``; drained by
-   ``segments_dirty_refresh`` in its own task) — and the queue rows deleted.
+   stages (``leads.funnels``); then ``contacts_changed`` (deferred) — loyalty tiers in the
+   transaction, the batch's contacts appended to the segments' dirty queue (``segments.dirty``;
+   drained by ``segments_dirty_refresh`` in its own task) — and the queue rows deleted.
 
 Where a 5,000-event batch's time goes at 1M contacts (bench data, one process, ~980 ms a batch,
 ~4,700 events/s per core): ``score_add`` 415 ms (the contact rewrite for last_activity_at and
@@ -42,39 +42,36 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
+from django.conf import settings
 from django.db import connection, transaction
 
-from automation.conditions import compile_conditions
 from automation.models import PendingEvent, Rule, SegmentationMatrix
 from automation.rules import rule_points, template_parts, template_sql
+from contacts.models import tag_key
+from contacts.scoring import tag_remove, tag_scores_add, tags_ensure
+from contacts.signals import contacts_changed_send
+from core import locks
+from core.conditions import compile_conditions
+from core.locks import advisory_xact_lock, advisory_xact_try_lock
+from leads.funnels import stages_set
+from leads.scoring import score_add
+from segments.dirty import segments_dirty_enqueue
 
 logger = logging.getLogger(__name__)
 
 # Per batch the cost is mostly per event (contact rows, guard rows, ledger); the fixed part (claim,
-# rules, hooks' setup, savepoints) is amortised better by 5,000 than by 2,000 (+18% events/s at
+# rules, receivers' setup, savepoints) is amortised better by 5,000 than by 2,000 (+18% events/s at
 # 250k contacts) while a batch still commits within about a second.
 BATCH_SIZE = 5000
-# The segments' dirty queue is drained in chunks of this many queue rows (repeated contacts merge).
-SEGMENTS_DIRTY_CHUNK = 20000
-SEGMENTS_LOCK_KEY = 7_310_042_002
-# Longest a queued contact waits for its membership refresh while events keep arriving.
-SEGMENTS_DIRTY_MAX_WAIT = timedelta(seconds=30)
 MAX_ATTEMPTS = 3
-# pg_advisory_xact_lock key of the engine (any constant unique in the project): batches hold it
-# shared, a rule backfill exclusively.
-ENGINE_LOCK_KEY = 7_310_042_001
-# Two-int advisory lock keys (PARTITION_LOCK_NAMESPACE, partition) of the partitions' batches.
-PARTITION_LOCK_NAMESPACE = 731_004_203
 
 
 def engine_partitions() -> int:
     """How many batches may run at once (``settings.MH_ENGINE_PARTITIONS``): every worker must
     agree, since a contact's partition is its id modulo this number."""
-    from django.conf import settings
-
-    return int(getattr(settings, "MH_ENGINE_PARTITIONS", 1))
+    return int(settings.MH_ENGINE_PARTITIONS)
 
 
 @dataclass
@@ -308,8 +305,6 @@ def _collect_matrix(cursor, matrix: SegmentationMatrix, effects: Effects, *, res
 
 # --- effects → the other areas' set-based writers ---------------------------------------------------
 def _tag_ids_existing(cursor, names: list[str]) -> dict[str, int]:
-    from contacts.models import tag_key
-
     keys = sorted({tag_key(name)[:100] for name in names})
     cursor.execute("SELECT key, id FROM contacts_tag WHERE key = ANY(%s::text[])", [keys])
     by_key = dict(cursor.fetchall())
@@ -317,8 +312,6 @@ def _tag_ids_existing(cursor, names: list[str]) -> dict[str, int]:
 
 
 def _apply_tags(cursor, effects: Effects) -> None:
-    from contacts.scoring import tag_remove, tag_scores_add, tags_ensure
-
     if not effects.tag_adds and not effects.tag_removes:
         return
     # names in event order: a new tag keeps the spelling of its first event
@@ -376,8 +369,6 @@ def _apply_effects(cursor, effects: Effects, *, activity: list[tuple] | None = N
     contacts), so ``score_add`` need not lock them again."""
     _apply_tags(cursor, effects)
     if effects.points or activity:
-        from leads.scoring import score_add
-
         score_add(
             cursor,
             contact_ids=[change[0] for change in effects.points],
@@ -389,8 +380,6 @@ def _apply_effects(cursor, effects: Effects, *, activity: list[tuple] | None = N
             contacts_locked=bool(activity),
         )
     if effects.stages:
-        from leads.funnels import stages_set
-
         ordered = sorted(effects.stages, key=lambda change: (change[0], change[1]))
         stages_set(
             cursor,
@@ -447,12 +436,10 @@ def batch_apply(
 
 
 def _apply_subset(cursor, event_pks: list[int] | None, rules, matrices) -> Effects:
-    from automation.hooks import deferring, run_after_events_applied
-
     _make_batch(cursor, event_pks)
     effects, contact_ids = batch_apply(cursor, rules=rules, matrices=matrices)
-    with deferring():  # tiers now; segment memberships are queued (automation.hooks)
-        run_after_events_applied(contact_ids)
+    # tiers now; segment memberships are queued for their drain (deferred)
+    contacts_changed_send(contact_ids, deferred=True, sender=batch_apply)
     cursor.execute("DELETE FROM automation_pendingevent q USING mh_batch b WHERE q.event_pk = b.event_pk")
     # On an error the caller's savepoint rollback removes the table instead.
     cursor.execute("DROP TABLE mh_batch")
@@ -504,11 +491,8 @@ def events_process_batch(*, limit: int = BATCH_SIZE, partition: int = 0) -> Batc
     with transaction.atomic(), connection.cursor() as cursor:
         # The partition first: a session that gets it but not the engine lock (a backfill runs)
         # gives it back at once with the transaction.
-        cursor.execute(
-            "SELECT pg_try_advisory_xact_lock(%s, %s) AND pg_try_advisory_xact_lock_shared(%s)",
-            [PARTITION_LOCK_NAMESPACE, partition, ENGINE_LOCK_KEY],
-        )
-        if not cursor.fetchone()[0]:
+        if not (advisory_xact_try_lock(cursor, locks.ENGINE_PARTITION, partition)
+                and advisory_xact_try_lock(cursor, locks.ENGINE, shared=True)):
             return None
         cursor.execute(_CLAIM_SQL, [partitions, partition, limit])
         outcome = BatchOutcome(claimed=cursor.rowcount)
@@ -548,22 +532,15 @@ def engine_busy() -> bool:
     holds the engine. Every holder re-checks ``pending_exists()`` for its partitions after
     releasing them, so events committed before this call are picked up without a new task (see
     ``automation.tasks.events_process_enqueue``)."""
-    key = ENGINE_LOCK_KEY
+    engine_held, engine_params = locks.held_sql(locks.ENGINE)
+    partitions_held, partition_params = locks.held_sql(locks.ENGINE_PARTITION)
     with connection.cursor() as cursor:
         cursor.execute(
-            """
-            WITH held AS (
-                SELECT classid::bigint AS classid, objid::bigint AS objid, objsubid, mode
-                FROM pg_locks
-                WHERE locktype = 'advisory' AND granted AND database = (
-                    SELECT oid FROM pg_database WHERE datname = current_database())
-            )
-            SELECT EXISTS (SELECT 1 FROM held WHERE classid = %s AND objid = %s AND objsubid = 1
-                                                AND mode = 'ExclusiveLock')
-                OR (SELECT count(DISTINCT objid) FROM held
-                    WHERE classid = %s AND objsubid = 2 AND objid < %s) >= %s
+            f"""
+            SELECT EXISTS (SELECT 1 FROM pg_locks WHERE {engine_held} AND mode = 'ExclusiveLock')
+                OR (SELECT count(DISTINCT objid) FROM pg_locks WHERE {partitions_held} AND objid < %s) >= %s
             """,
-            [key >> 32, key & 0xFFFFFFFF, PARTITION_LOCK_NAMESPACE, engine_partitions(), engine_partitions()],
+            [*engine_params, *partition_params, engine_partitions(), engine_partitions()],
         )
         return cursor.fetchone()[0]
 
@@ -631,83 +608,6 @@ def _events_process_loop(*, batch_size: int, time_budget: float) -> dict:
             return totals
 
 
-# --- deferred segment memberships ------------------------------------------------------------------
-def segments_dirty_enqueue() -> None:
-    """Enqueue the drain of the segments' dirty queue after the current transaction commits."""
-    from automation.tasks import segments_dirty_refresh_enqueue
-
-    transaction.on_commit(segments_dirty_refresh_enqueue)
-
-
-def _segments_dirty_chunk(limit: int) -> int | None:
-    """Take up to ``limit`` queue rows and re-evaluate their contacts' memberships, in one
-    transaction (a SIGKILL puts the rows back). None when another drain holds the lock."""
-    from automation.hooks import SEGMENTS_HOOK, _resolve
-
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [SEGMENTS_LOCK_KEY])
-        if not cursor.fetchone()[0]:
-            return None
-        cursor.execute(
-            """
-            DELETE FROM automation_segmentdirtycontact d
-            WHERE d.id IN (SELECT id FROM automation_segmentdirtycontact ORDER BY id LIMIT %s)
-            RETURNING d.contact_id
-            """,
-            [limit],
-        )
-        rows = cursor.fetchall()
-        contact_ids = sorted({row[0] for row in rows})
-        hook = _resolve(SEGMENTS_HOOK)
-        if contact_ids and hook is not None:
-            hook(contact_ids)
-        return len(rows)
-
-
-def segments_dirty_exists() -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT EXISTS (SELECT 1 FROM automation_segmentdirtycontact)")
-        return cursor.fetchone()[0]
-
-
-def _segments_dirty_should_wait() -> bool:
-    """While events are pending the CPU goes to them (events/status is what callers wait on), as
-    long as no queued contact has waited longer than SEGMENTS_DIRTY_MAX_WAIT: the engine enqueues
-    the drain again when its run ends, and the beat safety net bounds the wait under a steady
-    stream. Waiting also lets one drain merge the contacts of many batches."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT EXISTS (SELECT 1 FROM automation_pendingevent WHERE NOT failed) "
-            "AND NOT EXISTS (SELECT 1 FROM automation_segmentdirtycontact WHERE marked_at < now() - %s)",
-            [SEGMENTS_DIRTY_MAX_WAIT],
-        )
-        return cursor.fetchone()[0]
-
-
-def segments_dirty_refresh(*, chunk: int = SEGMENTS_DIRTY_CHUNK, time_budget: float = 60.0) -> dict:
-    """Drain the segments' dirty queue: re-evaluate the queued contacts against every saved
-    segment until the queue is empty, another drain holds the lock, or the budget is spent."""
-    deadline = time.monotonic() + time_budget
-    totals = {"chunks": 0, "rows": 0, "busy": False, "more": False, "deferred": False}
-    if _segments_dirty_should_wait():
-        totals["deferred"] = True
-        return totals
-    while True:
-        taken = _segments_dirty_chunk(chunk)
-        if taken is None:
-            totals["busy"] = True
-            return totals
-        if taken:
-            totals["chunks"] += 1
-            totals["rows"] += taken
-        elif not segments_dirty_exists():
-            # Checked after our lock was released: a drain refused while we held it is covered.
-            return totals
-        if time.monotonic() > deadline:
-            totals["more"] = segments_dirty_exists()
-            return totals
-
-
 def events_status() -> dict:
     """``pending`` = accepted events whose effects are not applied: waiting or failed."""
     with connection.cursor() as cursor:
@@ -738,7 +638,7 @@ def rule_backfill_batch(rule: Rule, *, since: datetime, after: tuple | None, lim
     ``after`` = (occurred_at, id)), in one transaction under the engine lock. Pairs already applied
     are skipped by the guard. Returns (events scanned, pairs applied, the next keyset or None)."""
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ENGINE_LOCK_KEY])
+        advisory_xact_lock(cursor, locks.ENGINE)
         keyset_sql = "AND (e.occurred_at, e.id) > (%s, %s)" if after else ""
         params: list = [rule.event_type, since, *(after or ())]
         cursor.execute(
@@ -761,9 +661,7 @@ def rule_backfill_batch(rule: Rule, *, since: datetime, after: tuple | None, lim
         effects, _contact_ids = batch_apply(cursor, rules=[rule], matrices=[], respect_activation=False, touch_contacts=False)
         changed = sorted({add[2] for add in effects.tag_adds} | {rem[2] for rem in effects.tag_removes}
                          | {p[0] for p in effects.points} | {s[2] for s in effects.stages})
-        from automation.hooks import run_after_events_applied
-
-        run_after_events_applied(changed)
+        contacts_changed_send(changed, sender=rule_backfill_batch)
         cursor.execute("DROP TABLE mh_batch")
     return scanned, effects.applications, (last if scanned == limit else None)
 

@@ -13,9 +13,10 @@ from django import forms
 from django.http import QueryDict
 from django.utils import timezone
 
-from automation.conditions import OP_LABELS, OPS
-from automation.models import EVENT_TYPE_CHOICES, EVENT_TYPES, Rule, SegmentationMatrix
+from automation.models import Rule, SegmentationMatrix
 from automation.rules import ACTION_LABELS, ACTION_TYPES, RuleError, validate_actions, validate_rule
+from contacts.models import EVENT_TYPE_CHOICES, EVENT_TYPES
+from core.conditions import OP_LABELS, OPS
 
 _ROW_KEY = re.compile(r"^(cond|act|row)-(\d+)-(\w+)$")
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
@@ -287,7 +288,7 @@ class MatrixForm(forms.ModelForm):
         return max((row.index for row in self.row_list), default=-1) + 1
 
     def clean_property(self) -> str:
-        from automation.conditions import PROPERTY_NAME
+        from core.conditions import PROPERTY_NAME
 
         value = self.cleaned_data["property"].strip()
         if not PROPERTY_NAME.match(value):

@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from automation.models import Rule, SegmentationMatrix
 from automation.rules import rule_summary
-from marketing_hub.audit import actors_name
+from core.audit import actors_name
 
 HEADLINES = {"insert": "Created", "delete": "Deleted", "recorded": "History starts"}
 

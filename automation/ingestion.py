@@ -36,8 +36,7 @@ from django.db import connection, transaction
 from django.db.utils import OperationalError
 from django.utils import timezone
 
-from automation.models import EVENT_TYPES
-from contacts.models import Contact, email_hash, normalize_email
+from contacts.models import EVENT_TYPES, Contact, email_hash, normalize_email
 
 logger = logging.getLogger(__name__)
 

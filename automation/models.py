@@ -5,81 +5,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-EVENT_TYPES = [
-    "page_view",
-    "product_view",
-    "add_to_cart",
-    "cart_abandon",
-    "purchase",
-    "email_open",
-    "email_click",
-    "form_submit",
-    "newsletter_signup",
-    "custom",
-]
-EVENT_TYPE_CHOICES = [(name, name.replace("_", " ").capitalize()) for name in EVENT_TYPES]
-
-
-class Job(models.Model):
-    """A background job: what ran, for whom, how far it got, how it ended."""
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
-
-    kind = models.CharField(max_length=50, help_text="e.g. bulk_tag, import_contacts, rule_backfill")
-    title = models.CharField(max_length=200, blank=True, default="")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    progress = models.FloatField(default=0.0, help_text="0..1")
-    total = models.BigIntegerField(null=True, blank=True)
-    processed = models.BigIntegerField(default=0)
-    params = models.JSONField(default=dict, blank=True, help_text="JSON scalars the task was started with.")
-    result = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True, default="")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "-created_at"], name="job_status_idx")]
-
-    def __str__(self) -> str:
-        return f"{self.kind} #{self.pk} ({self.status})"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in (self.Status.DONE, self.Status.FAILED)
-
-    @property
-    def duration(self):
-        if self.started_at and self.finished_at:
-            return self.finished_at - self.started_at
-        return None
-
-
-class Event(models.Model):
-    """A behavioural event. The table is partitioned by month of ``occurred_at`` (see migration
-    0002); the real primary key is (id, occurred_at), which Django does not need to know."""
-
-    event_id = models.CharField(max_length=128)
-    contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="events", db_constraint=True)
-    type = models.CharField(max_length=20, choices=EVENT_TYPE_CHOICES)
-    occurred_at = models.DateTimeField()
-    received_at = models.DateTimeField(default=timezone.now)
-    properties = models.JSONField(default=dict, blank=True)
-    # properties.value of a purchase, copied out for fast sums (purchase_total, RFM, loyalty).
-    value = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
-
-    class Meta:
-        managed = True
-        ordering = ["-occurred_at"]
-
-    def __str__(self) -> str:
-        return f"{self.type} {self.event_id}"
+from contacts.models import EVENT_TYPE_CHOICES
 
 
 class EventReceipt(models.Model):
@@ -260,18 +186,3 @@ class MatrixApplication(models.Model):
 
     def __str__(self) -> str:
         return f"matrix {self.matrix_id} × event {self.event_pk}"
-
-
-class SegmentDirtyContact(models.Model):
-    """A contact whose saved-segment memberships must be re-evaluated: the rules engine appends
-    the contacts of each batch here (inside the batch transaction) instead of refreshing the
-    memberships in that transaction; ``segments_dirty_refresh`` drains it in its own, larger,
-    transactions. Append-only with a serial id (no unique contact): appending never waits on a
-    drain that holds some of the rows. No foreign key: a deleted contact's row is harmless."""
-
-    id = models.BigAutoField(primary_key=True)
-    contact_id = models.BigIntegerField()
-    marked_at = models.DateTimeField(default=timezone.now)
-
-    def __str__(self) -> str:
-        return f"contact {self.contact_id} (segments to refresh)"

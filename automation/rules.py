@@ -1,7 +1,7 @@
 """Rules as data: validation (with field paths for the API and the editor), tag-name templates,
 plain-language summaries, and the API shape of a rule.
 
-A rule's trigger is an event type plus conditions (``automation.conditions``); its actions are
+A rule's trigger is an event type plus conditions (``core.conditions``); its actions are
 ``add_tag`` (tag may be a template such as ``"{category}"``), ``remove_tag``, ``add_score`` and
 ``set_stage``.
 """
@@ -13,8 +13,9 @@ from typing import Any
 
 from django.utils import timezone
 
-from automation.conditions import PROPERTY_NAME, ConditionError, describe_condition, validate_conditions
-from automation.models import EVENT_TYPES, Rule
+from automation.models import Rule
+from contacts.models import EVENT_TYPES
+from core.conditions import PROPERTY_NAME, ConditionError, describe_condition, validate_conditions
 
 ACTION_TYPES = ("add_tag", "remove_tag", "add_score", "set_stage")
 ACTION_LABELS = {

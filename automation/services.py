@@ -6,12 +6,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
+from django.urls import reverse
 from django.utils import timezone
 
-from automation.conditions import compile_conditions
-from automation.jobs import job_start
-from automation.models import Job, Rule
+from automation.models import Rule
 from automation.rules import rule_points, template_sql
+from core.conditions import compile_conditions
+from core.jobs import job_start
+from core.models import Job
 
 
 def rule_backfill_start(rule: Rule, *, since: datetime, user=None) -> Job:
@@ -23,6 +25,7 @@ def rule_backfill_start(rule: Rule, *, since: datetime, user=None) -> Job:
         title=f"Run rule “{rule.name}” on events since {local:%Y-%m-%d %H:%M}",
         params={"rule_id": rule.pk, "since": since.isoformat()},
         user=user,
+        link=("Rule", rule.name, reverse("automation:rule_edit", kwargs={"rule_id": rule.pk})),
     )
 
 

@@ -10,8 +10,9 @@ from django.db import connection
 from django.utils import timezone
 
 from automation import engine
-from automation.jobs import Progress, job_task, jobs_reap_stale
-from automation.models import Job, Rule
+from automation.models import Rule
+from core.jobs import Progress, job_task, jobs_reap_stale
+from core.models import Job
 
 logger = logging.getLogger(__name__)
 
@@ -41,31 +42,6 @@ def events_process_enqueue() -> None:
         events_process_task.delay()
     except Exception:  # the broker is down: the events are stored, the sweeper will pick them up
         logger.exception("could not enqueue event processing; the sweeper will retry")
-
-
-@shared_task(name="automation.tasks.segments_dirty_refresh_task", acks_late=True)
-def segments_dirty_refresh_task() -> dict:
-    """Re-evaluate the saved-segment memberships of the contacts the rules engine queued."""
-    totals = engine.segments_dirty_refresh()
-    if totals["more"]:
-        segments_dirty_refresh_task.delay()
-    return totals
-
-
-def segments_dirty_refresh_enqueue() -> None:
-    try:
-        segments_dirty_refresh_task.delay()
-    except Exception:  # the broker is down: the queue is in the database, the beat entry retries
-        logger.exception("could not enqueue the segments' dirty drain; the schedule will retry")
-
-
-@shared_task(name="automation.tasks.segments_dirty_sweep_task")
-def segments_dirty_sweep_task() -> bool:
-    """Beat safety net: a lost drain message (or a killed drain) leaves queued contacts behind."""
-    if engine.segments_dirty_exists():
-        segments_dirty_refresh_task.delay()
-        return True
-    return False
 
 
 @shared_task(name="automation.tasks.events_sweep_task", acks_late=True)

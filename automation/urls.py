@@ -27,8 +27,4 @@ urlpatterns = [
     path("adhoc/", views.adhoc, name="adhoc"),
     path("events/", views.events, name="events"),
     path("events/retry/", views.events_retry, name="events_retry"),
-    path("jobs/", views.jobs, name="jobs"),
-    path("jobs/<int:job_id>/", views.job_detail, name="job_detail"),
-    path("jobs/<int:job_id>/progress/", views.job_progress, name="job_progress"),
-    path("jobs/<int:job_id>/rerun/", views.job_rerun, name="job_rerun"),
 ]

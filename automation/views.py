@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
+from django_htmx.http import HttpResponseClientRedirect
 
 from automation import history, services
 from automation.engine import events_retry_failed, events_status
@@ -28,11 +28,11 @@ from automation.forms import (
     RunForm,
     default_since,
 )
-from automation.jobs import job_restart
-from automation.models import EVENT_TYPE_CHOICES, Job, PendingEvent, Rule, SegmentationMatrix
+from automation.models import PendingEvent, Rule, SegmentationMatrix
 from automation.rules import RuleError, rule_save
-from marketing_hub.htmx import render_page, wants_fragment
-from marketing_hub.roles import ADMIN, MARKETER, STAFF, role_required
+from contacts.models import EVENT_TYPE_CHOICES
+from core.htmx import render_page, wants_fragment
+from core.roles import ADMIN, MARKETER, role_required
 
 RULE_ROLES = (MARKETER, ADMIN)
 
@@ -228,10 +228,10 @@ def rule_run(request: HttpRequest, rule_id: int) -> HttpResponse:
         return render(request, "automation/rule_edit.html#run", {"rule": rule, "run_form": form})
     job = services.rule_backfill_start(rule, since=form.cleaned_data["since"], user=request.user)
     if not wants_fragment(request):
-        return redirect("automation:job_detail", job_id=job.pk)
+        return redirect("jobs:detail", job_id=job.pk)
     return render(request, "automation/rule_edit.html#run", {
         "rule": rule, "run_form": RunForm(initial={"since": default_since()}), "job": job,
-        "poll_url": reverse("automation:job_progress", kwargs={"job_id": job.pk}),
+        "poll_url": reverse("jobs:progress", kwargs={"job_id": job.pk}),
     })
 
 
@@ -333,7 +333,7 @@ def adhoc(request: HttpRequest) -> HttpResponse:
             title = form.cleaned_data.get("title") or _adhoc_title(form, count)
             job = adhoc_start(params=params, title=title, user=request.user)
             messages.success(request, f"Started: {title}.")
-            return redirect("automation:job_detail", job_id=job.pk)
+            return redirect("jobs:detail", job_id=job.pk)
     return render(request, "automation/adhoc.html", {
         "form": form, "count": count, "action_choices": ACTION_CHOICES, "funnels": _funnel_choices(),
     })
@@ -380,71 +380,3 @@ def events_retry(request: HttpRequest) -> HttpResponse:
     count = events_retry_failed(event_ids=[event_id] if event_id else None)
     messages.success(request, f"{count} event{'s' if count != 1 else ''} queued for another try.")
     return redirect("automation:events")
-
-
-# --- jobs -----------------------------------------------------------------------------------------
-def _job_tasks() -> dict:
-    """Every app's ``@job_task``s (registered when its tasks module is imported)."""
-    from automation.jobs import JOB_TASKS
-    from marketing_hub.celery import app
-
-    app.loader.import_default_modules()
-    return JOB_TASKS
-
-
-@require_GET
-@role_required(*RULE_ROLES)
-def jobs(request: HttpRequest) -> HttpResponse:
-    job_list = Job.objects.select_related("created_by").order_by("-created_at")
-    status = request.GET.get("status", "")
-    if status in Job.Status.values:
-        job_list = job_list.filter(status=status)
-    page = Paginator(job_list, 25).get_page(request.GET.get("page"))
-    return render_page(request, "automation/jobs.html", {
-        "page_obj": page, "status": status, "statuses": Job.Status.choices,
-    }, partial="results")
-
-
-@require_GET
-@role_required(*STAFF)
-def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = get_object_or_404(Job.objects.select_related("created_by"), pk=job_id)
-    JOB_TASKS = _job_tasks()
-    return render(request, "automation/job_detail.html", {
-        "job": job,
-        "poll_url": reverse("automation:job_progress", kwargs={"job_id": job.pk}),
-        "can_restart": job.is_finished and job.kind in JOB_TASKS,
-        "rule": Rule.objects.filter(pk=job.params.get("rule_id")).first() if job.kind == "rule_backfill" else None,
-    })
-
-
-@require_GET
-@role_required(*STAFF)
-def job_progress(request: HttpRequest, job_id: int) -> HttpResponse:
-    """The progress fragment, polled every second; stops the polling once the job has finished."""
-    job = get_object_or_404(Job, pk=job_id)
-    response = render(request, "includes/job_progress.html", {
-        "job": job, "poll_url": reverse("automation:job_progress", kwargs={"job_id": job.pk}),
-        "result_url": reverse("automation:job_detail", kwargs={"job_id": job.pk}),
-        "result_label": "Details",
-    })
-    if job.is_finished and request.htmx:
-        # 286: htmx swaps this last render and stops polling; "<kind>-finished" lets the page
-        # that started the job refresh what it changed (e.g. the Tags page after a recount)
-        stop = HttpResponseStopPolling(response.content)
-        stop["HX-Trigger"] = json.dumps({f"{job.kind}-finished": {"job": job.pk, "status": job.status}})
-        return stop
-    return response
-
-
-@require_POST
-@role_required(*RULE_ROLES)
-def job_rerun(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = get_object_or_404(Job, pk=job_id)
-    JOB_TASKS = _job_tasks()
-    if not job.is_finished or job.kind not in JOB_TASKS:
-        messages.error(request, "Only a finished job of a known kind can be run again.")
-        return redirect("automation:job_detail", job_id=job.pk)
-    new_job = job_restart(job, user=request.user)
-    messages.success(request, f"Started again as job #{new_job.pk}.")
-    return redirect("automation:job_detail", job_id=new_job.pk)

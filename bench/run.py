@@ -1,7 +1,7 @@
 """``python -m bench.run --contacts N`` (``make bench CONTACTS=N``): the benchmark.
 
 1. A separate database on the same server — ``marketing_hub_bench`` on the embedded PostgreSQL, or
-   ``<name>_bench`` next to ``DATABASE_URL`` — migrated, and filled by ``marketing_hub.datagen``
+   ``<name>_bench`` next to ``DATABASE_URL`` — migrated, and filled by ``demo.datagen``
    unless it already holds data of that size from the same generator (a marker table says so).
 2. The measurements of ``spec/benchmark.md``, each the median of ``--runs`` warm runs: segment
    counts (``segments.services.segment_count`` vs hand-written SQL, interleaved, at least 7 runs)
@@ -32,7 +32,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-GENERATOR = ROOT / "marketing_hub" / "datagen.py"
+GENERATOR = ROOT / "demo" / "datagen.py"
 PARTS = ("segments", "views", "recompute", "ingest", "sizes")
 SEGMENT_MIN_RUNS = 7
 
@@ -297,7 +297,7 @@ def measure_views(contacts: int) -> list[dict]:
     from django.test import Client
     from django.urls import NoReverseMatch
 
-    from marketing_hub.demo import ensure_demo_users
+    from demo.users import ensure_demo_users
 
     ensure_demo_users()
     admin = get_user_model().objects.get(username="admin")
@@ -352,8 +352,8 @@ def tier_sql() -> tuple[str, dict[str, Any]]:
     """The hand-written full tier recompute: one statement computing every contact's metric and
     tier, writing only the rows whose tier or metric changes, and logging tier changes. Columns
     other areas add to their models later are filled with the model defaults."""
+    from demo.datagen import _insert_select, _positional
     from loyalty.models import ContactTier, Program, TierChange
-    from marketing_hub.datagen import _insert_select, _positional
 
     # the tiers are a handful of constants: a CASE, highest threshold first
     tier_rows = Program.objects.get(name="Klub Stylu").tiers.all()
@@ -523,7 +523,7 @@ def _measure_segment_refresh(runs: int) -> dict:
 # --- 3. Ingestion -------------------------------------------------------------------------------
 def measure_ingest(database_name: str, total: int, runs: int = 3) -> list[dict]:
     from bench.ingest import redis_url, run_ingest
-    from marketing_hub.models import ApiKey
+    from core.models import ApiKey
 
     _, ingest_key = ApiKey.issue(name="bench ingest", scope=ApiKey.SCOPE_INGEST)
     _, admin_key = ApiKey.issue(name="bench admin", scope=ApiKey.SCOPE_ADMIN)
@@ -667,7 +667,7 @@ def main(argv: list[str] | None = None) -> int:
                 "leads_scoretrend", "automation_ruleapplication", "automation_event", "automation_eventreceipt",
                 "loyalty_contacttier", "segments_segmentmember"], "the reused data")
     else:
-        from marketing_hub import datagen
+        from demo import datagen
 
         say(f"generating {args.contacts:,} contacts …")
         report = datagen.generate(contacts=args.contacts, demo=False, echo=lambda line: say(line.strip()))

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from contacts.countries import ISO_COUNTRY_CODES
 from contacts.models import Consent, Contact, ContactTag, Tag, tag_key
-from marketing_hub.roles import SALES
+from core.roles import SALES
 
 CONSENT_CHANNELS = ("email", "sms", "phone", "push")
 CONSENT_CHOICES = [

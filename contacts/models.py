@@ -12,6 +12,8 @@ from django.db import connection, models, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from contacts.signals import contacts_changed_send
+
 _WHITESPACE = re.compile(r"\s+")
 
 
@@ -43,10 +45,8 @@ _SEARCH_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 def _dependents_refresh(contact_ids: list[int]) -> None:
     """Tiers and saved-segment memberships follow a manual tag edit at once, in its transaction
-    (the same hooks the rules engine runs after each batch of events)."""
-    from automation.hooks import run_after_events_applied
-
-    run_after_events_applied(contact_ids)
+    (``contacts_changed``, as after each batch of the rules engine)."""
+    contacts_changed_send(contact_ids, sender=Contact)
 
 
 def search_tsquery(text: str) -> str:
@@ -414,3 +414,41 @@ class ContactImport(models.Model):
 
     def __str__(self) -> str:
         return self.filename
+
+
+# What contacts did. The table keeps the name it was created with (automation_event).
+EVENT_TYPES = [
+    "page_view",
+    "product_view",
+    "add_to_cart",
+    "cart_abandon",
+    "purchase",
+    "email_open",
+    "email_click",
+    "form_submit",
+    "newsletter_signup",
+    "custom",
+]
+EVENT_TYPE_CHOICES = [(name, name.replace("_", " ").capitalize()) for name in EVENT_TYPES]
+
+
+class Event(models.Model):
+    """A behavioural event. The table is partitioned by month of ``occurred_at`` (see migration
+    0002); the real primary key is (id, occurred_at), which Django does not need to know."""
+
+    event_id = models.CharField(max_length=128)
+    contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="events", db_constraint=True)
+    type = models.CharField(max_length=20, choices=EVENT_TYPE_CHOICES)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+    properties = models.JSONField(default=dict, blank=True)
+    # properties.value of a purchase, copied out for fast sums (purchase_total, RFM, loyalty).
+    value = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+
+    class Meta:
+        managed = True
+        db_table = "automation_event"
+        ordering = ["-occurred_at"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"

@@ -278,7 +278,7 @@ def contact_representation(contact: Contact) -> dict:
 # --- GDPR ---------------------------------------------------------------------------------------
 def contact_export(contact: Contact) -> dict:
     """Everything stored about one contact, as JSON-ready data (the GDPR right of access)."""
-    from automation.models import Event
+    from contacts.models import Event
     from leads.models import ScoreChange, StageTransition
 
     def rows(queryset, *fields):

@@ -14,9 +14,10 @@ from django.db import connection
 from django.db.models import Max, Min
 from django.http import QueryDict
 
-from automation.jobs import job_task
-from automation.models import Job
 from contacts.models import Contact, ContactImport
+from contacts.signals import contacts_changed_send
+from core.jobs import job_task
+from core.models import Job
 
 # Contacts are processed in id ranges of this width, one transaction each, so progress moves and
 # no single statement holds locks on a million rows.
@@ -64,9 +65,7 @@ def contacts_bulk_task(job: Job, progress) -> dict:
                 changed += bulk_apply(part, params, user=user)
                 if params["action"] in ("add_tag", "remove_tag"):
                     # tiers and segment memberships follow the new tag scores, range by range
-                    from automation.hooks import run_after_events_applied
-
-                    run_after_events_applied(list(part.values_list("pk", flat=True)))
+                    contacts_changed_send(list(part.values_list("pk", flat=True)), sender=bulk_apply)
                 done = min(total, round(total * (start + ID_RANGE - low) / (high - low + 1)))
                 progress.update(done, total)
     return {"matched": total, "changed": changed}

@@ -20,8 +20,6 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from automation.jobs import job_start
-from automation.models import EVENT_TYPE_CHOICES, Event, Job
 from contacts.csvio import (
     IMPORT_FIELDS,
     MAX_FILE_BYTES,
@@ -34,12 +32,14 @@ from contacts.csvio import (
 from contacts.filters import ContactFilterSet, owner_choices
 from contacts.forms import BulkActionForm, ImportMappingForm, ImportUploadForm, NoteForm, TagEditForm, TagMergeForm
 from contacts.models import (
+    EVENT_TYPE_CHOICES,
     SCORE_BANDS,
     Consent,
     ConsentChange,
     Contact,
     ContactImport,
     ContactTag,
+    Event,
     Note,
     Tag,
     TagScoreChange,
@@ -57,8 +57,10 @@ from contacts.services import (
     tag_rename,
 )
 from contacts.tasks import bulk_apply, contacts_bulk_task, contacts_import_task, tag_stats_recount_task
-from marketing_hub.htmx import render_page, wants_fragment
-from marketing_hub.roles import ADMIN, MARKETER, SALES, has_role, role_required, roles_of
+from core.htmx import render_page, wants_fragment
+from core.jobs import job_start
+from core.models import Job
+from core.roles import ADMIN, MARKETER, SALES, has_role, role_required, roles_of
 
 PER_PAGE = 50
 COUNT_CAP = 1_000
@@ -665,10 +667,10 @@ def tag_stats_recount(request: HttpRequest) -> HttpResponse:
     """Recount the Tags page's numbers now, as a Job whose progress the page shows."""
     job = job_start(tag_stats_recount_task, title="Recount tags", user=request.user)
     if not wants_fragment(request):
-        return redirect("automation:job_detail", job_id=job.pk)
+        return redirect("jobs:detail", job_id=job.pk)
     # when the job has finished, its progress fragment fires "tag_stats-finished" and the table reloads
     return render(request, "contacts/tags.html#recount", {
-        "job": job, "poll_url": reverse("automation:job_progress", kwargs={"job_id": job.pk})})
+        "job": job, "poll_url": reverse("jobs:progress", kwargs={"job_id": job.pk})})
 
 
 @require_POST

@@ -17,10 +17,10 @@ from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from automation.models import EVENT_TYPES
+from contacts.models import EVENT_TYPES
+from core.roles import MARKETER, SALES, has_role
 from leads import charts
 from leads.models import Funnel, TemperatureSettings
-from marketing_hub.roles import MARKETER, SALES, has_role
 
 DASHBOARD_CACHE_SECONDS = 60
 EXACT_TAG_COUNT_LIMIT = 500_000  # contact-tag rows; above this, top tags are estimated

@@ -14,6 +14,7 @@ from datetime import datetime
 from django.db import connection, transaction
 from django.utils import timezone
 
+from contacts.signals import contacts_changed_send
 from leads.models import Funnel, Stage
 
 logger = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ def funnel_find(funnel_name: str) -> Funnel | None:
 
 
 def contact_stage_set(*, contact_id: int, stage: Stage, cause: str, user_id: int | None = None) -> bool:
-    """Move one contact (card, API). True when it really moved. Runs the after-change hooks so
+    """Move one contact (card, API). True when it really moved. Sends ``contacts_changed`` so
     segments and tiers that depend on stages stay current."""
     with transaction.atomic(), connection.cursor() as cursor:
         moved = stages_set(
@@ -161,9 +162,7 @@ def contact_stage_set(*, contact_id: int, stage: Stage, cause: str, user_id: int
             user_id=user_id,
         )
         if moved:
-            from automation.hooks import run_after_events_applied
-
-            run_after_events_applied(moved)
+            contacts_changed_send(moved, sender=stages_set)
     return bool(moved)
 
 

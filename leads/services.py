@@ -17,8 +17,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from contacts.models import Contact, Note
+from core.roles import ADMIN, MARKETER, SALES, has_role
 from leads.models import LeadStatusChange
-from marketing_hub.roles import ADMIN, MARKETER, SALES, has_role
 
 STATUSES = [choice for choice, _ in Contact.LeadStatus.choices]
 OPEN_STATUSES = ("new", "contacted", "qualified")

@@ -12,9 +12,10 @@ from django.db import connection, transaction
 from django.http import QueryDict
 from django.utils import timezone
 
-from automation.jobs import Progress, job_task
-from automation.models import Job
 from contacts.models import Contact
+from contacts.signals import contacts_changed_send
+from core.jobs import Progress, job_task
+from core.models import Job
 from leads.funnels import stages_set
 from leads.models import Stage, TagDecayState, TemperatureSettings
 
@@ -66,9 +67,7 @@ def funnel_bulk_move(job: Job, progress: Progress) -> dict:
                 user_id=job.created_by_id,
             )
             if moved_ids:
-                from automation.hooks import run_after_events_applied
-
-                run_after_events_applied(moved_ids)
+                contacts_changed_send(moved_ids, sender=stages_set)
         moved += len(moved_ids)
         done += len(batch)
         last_id = batch[-1]

@@ -17,6 +17,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from contacts.models import Contact, ContactTag, Note
+from core.htmx import render_page, wants_fragment
+from core.roles import ADMIN, MARKETER, SALES, STAFF, has_role, role_required
 from leads import charts
 from leads.api import day_range, funnel_create
 from leads.filters import HotLeadFilter, hot_leads_base
@@ -34,8 +36,6 @@ from leads.services import (
     lead_update,
 )
 from leads.temperature import temperature_counts
-from marketing_hub.htmx import render_page, wants_fragment
-from marketing_hub.roles import ADMIN, MARKETER, SALES, STAFF, has_role, role_required
 
 HOT_PAGE_SIZE = 25
 COUNT_CAP = 10_000
@@ -567,7 +567,7 @@ def funnel_delete(request: HttpRequest, funnel_id: int) -> HttpResponse:
 def funnel_bulk_move(request: HttpRequest) -> HttpResponse:
     """Move a selection (``ids``) or everything a contact-list filter matches (``query``) to a
     stage, as a background job. Opened from the contact list with its querystring."""
-    from automation.jobs import job_start
+    from core.jobs import job_start
     from leads.tasks import funnel_bulk_move_task
 
     data = request.POST if request.method == "POST" else None
@@ -592,7 +592,7 @@ def funnel_bulk_move(request: HttpRequest) -> HttpResponse:
         )
         if wants_fragment(request):
             return render(request, "leads/bulk_move.html#job", {"job": job})
-        return redirect("automation:job_detail", job_id=job.pk)
+        return redirect("jobs:detail", job_id=job.pk)
     matched = None
     if not form.is_bound:
         matched = _bulk_count(initial["ids"], initial["query"])

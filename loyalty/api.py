@@ -18,6 +18,7 @@ from django.db import transaction
 from django.http import HttpRequest
 from ninja import Router, Status
 
+from core.audit import api_actor
 from loyalty.models import Program
 from loyalty.services import (
     program_delete,
@@ -27,7 +28,6 @@ from loyalty.services import (
     tiers_clean,
     tiers_preview,
 )
-from marketing_hub.audit import api_actor
 
 router = Router(tags=["loyalty"])
 

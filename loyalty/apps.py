@@ -1,5 +1,13 @@
+from __future__ import annotations
+
 from django.apps import AppConfig
 
 
 class LoyaltyConfig(AppConfig):
     name = "loyalty"
+
+    def ready(self) -> None:
+        from contacts.signals import contacts_changed
+        from loyalty.services import on_contacts_changed
+
+        contacts_changed.connect(on_contacts_changed, dispatch_uid="loyalty.tiers")

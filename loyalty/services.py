@@ -625,6 +625,12 @@ def program_distribution(program: Program, *, setup: _Setup | None = None) -> di
     }
 
 
+def on_contacts_changed(sender, contact_ids: list[int], deferred: bool = False, **kwargs) -> None:
+    """``contacts_changed`` receiver: tiers follow tags, scores and purchases in the same
+    transaction (cheap enough even on the rules engine's path, so never deferred)."""
+    tiers_refresh_for_contacts(contact_ids)
+
+
 def tiers_refresh_for_contacts(contact_ids: list[int]) -> None:
     """Bring the tiers of ``contact_ids`` up to date in every programme (the rules engine calls this
     inside its transaction after each batch of events). One statement per programme."""

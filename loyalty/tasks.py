@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from automation.jobs import Progress, job_task
-from automation.models import Job
+from core.jobs import Progress, job_task
+from core.models import Job
 from loyalty.models import Program
 from loyalty.services import program_recompute, tiers_apply_due
 from marketing_hub.celery import app

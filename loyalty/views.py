@@ -17,9 +17,11 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from automation.jobs import job_start
-from automation.models import Job
 from contacts.models import Contact
+from core.audit import actors_name
+from core.jobs import job_start
+from core.models import Job
+from core.roles import ADMIN, MARKETER, SALES, has_role, role_required
 from loyalty.forms import MIN_HELP, PinForm, ProgramForm, TierForm, tier_formset
 from loyalty.metrics import metric_describe, metric_is_whole, metric_unit
 from loyalty.models import ContactTier, Program, Tier, TierChange
@@ -32,8 +34,6 @@ from loyalty.services import (
     tiers_preview,
 )
 from loyalty.tasks import program_recompute_task
-from marketing_hub.audit import actors_name
-from marketing_hub.roles import ADMIN, MARKETER, SALES, has_role, role_required
 
 RECOMPUTE_KIND = "loyalty_recompute"
 

@@ -8,7 +8,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
 
-from marketing_hub.models import ApiKey
+from core.models import ApiKey
 
 
 class ApiKeyAuth(HttpBearer):

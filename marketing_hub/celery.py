@@ -28,9 +28,9 @@ app.conf.beat_schedule = {
     # automation: re-enqueue event processing when pending events wait too long (lost message,
     # broker restart); mark jobs whose worker died as failed.
     "automation-events-sweep": {"task": "automation.tasks.events_sweep_task", "schedule": 5.0},
-    # automation: the rules engine queues the contacts of each batch for a membership refresh
-    # (automation.hooks); this re-enqueues the drain when a message was lost.
-    "automation-segments-dirty-sweep": {"task": "automation.tasks.segments_dirty_sweep_task", "schedule": 30.0},
+    # segments: the rules engine queues the contacts of each batch for a membership refresh
+    # (segments.dirty); this re-enqueues the drain when a message was lost.
+    "segments-dirty-sweep": {"task": "segments.tasks.segments_dirty_sweep_task", "schedule": 30.0},
     "automation-jobs-reap": {"task": "automation.tasks.jobs_reap_task", "schedule": 600.0},
     # contacts: the Tags page's counts on a large database (a snapshot; small ones count live).
     "contacts-tag-stats": {"task": "contacts.tasks.tag_stats_refresh_task", "schedule": 300.0},

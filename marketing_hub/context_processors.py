@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 
-from marketing_hub.roles import ADMIN, MARKETER, SALES, primary_role, roles_of
+from core.roles import ADMIN, MARKETER, SALES, primary_role, roles_of
 
 # label, url name, icon, roles that may see it (Admin sees everything), view-name prefixes that
 # highlight the item
@@ -16,7 +16,7 @@ NAVIGATION = [
     ("Hot leads", "leads:hot", "flame", (SALES, MARKETER, ADMIN), ("leads:hot", "leads:lead", "leads:model")),
     ("Funnels", "leads:funnels", "funnel", (MARKETER, SALES, ADMIN), ("leads:funnel",)),
     ("Loyalty", "loyalty:programs", "award", (MARKETER, ADMIN), ("loyalty:",)),
-    ("Jobs", "automation:jobs", "activity", (MARKETER, ADMIN), ("automation:job",)),
+    ("Jobs", "jobs:list", "activity", (MARKETER, ADMIN), ("automation:job",)),
     ("Settings", "settings", "settings", (ADMIN,), ("settings", "leads:settings", "marketing_hub:")),
 ]
 

@@ -4,8 +4,8 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 
-from marketing_hub.models import ApiKey
-from marketing_hub.roles import ALL_ROLES
+from core.models import ApiKey
+from core.roles import ALL_ROLES
 
 
 class _PlainLabels(forms.Form):

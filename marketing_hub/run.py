@@ -32,7 +32,7 @@ def main() -> int:
     print("→ migrating the database", flush=True)
     call_command("migrate", interactive=False, verbosity=0)
     from contacts.models import Contact
-    from marketing_hub.demo import DEMO_USERS, ensure_demo_users
+    from demo.users import DEMO_USERS, ensure_demo_users
 
     ensure_demo_users()
     if not Contact.objects.exists():

@@ -81,12 +81,15 @@ INSTALLED_APPS = [
     "pgtrigger",
     "pghistory",
     "ninja",
-    "marketing_hub",
+    # The areas, lowest layer first (``contacts_changed`` receivers run in this order).
+    "core",
     "contacts",
-    "automation",
     "leads",
-    "segments",
     "loyalty",
+    "segments",
+    "automation",
+    "demo",
+    "marketing_hub",
 ]
 
 MIDDLEWARE = [

@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("contacts/", include("contacts.urls")),
     path("automation/", include("automation.urls")),
+    path("jobs/", include("core.jobs.urls")),
     path("leads/", include("leads.urls")),
     path("segments/", include("segments.urls")),
     path("loyalty/", include("loyalty.urls")),

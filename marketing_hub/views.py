@@ -12,9 +12,9 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from core.models import ApiKey
+from core.roles import ADMIN, ALL_ROLES, STAFF, role_required
 from marketing_hub.forms import ApiKeyForm, UserCreateForm
-from marketing_hub.models import ApiKey
-from marketing_hub.roles import ADMIN, ALL_ROLES, STAFF, role_required
 
 
 class LoginView(auth_views.LoginView):
@@ -23,7 +23,7 @@ class LoginView(auth_views.LoginView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         if settings.DEBUG or getattr(settings, "SHOW_DEMO_LOGINS", False):
-            from marketing_hub.demo import DEMO_USERS
+            from demo.users import DEMO_USERS
 
             context["demo_logins"] = DEMO_USERS
         return context

@@ -22,7 +22,7 @@ inactive_days           ``NOT (last_activity_at >= now - N days)`` (NULL: never 
                         negated it is the plain range ``last_activity_at >= …``
 attribute               columns: ``lower(col) op lower(value)`` (``email``/``country`` use their
                         stored case so their indexes apply); ``properties.<key>``: jsonb, with
-                        the rules' condition semantics (``automation.conditions``)
+                        the rules' condition semantics (``core.conditions``)
 age                     a ``birth_date`` range computed from today (index ``contact_birth_date_idx``)
 consent                 ``[NOT] id IN (SELECT contact_id FROM consent WHERE channel = c AND granted)``
 segment                 the referenced segment's definition, inlined (evaluated live)
@@ -79,9 +79,8 @@ from django.db.models.functions import Coalesce, Lower, StrIndex, Upper
 from django.db.models.lookups import Exact, GreaterThan
 from django.utils import timezone
 
-from automation.conditions import compile_condition
-from automation.models import Event
-from contacts.models import Consent, ContactTag, Tag, tag_key
+from contacts.models import Consent, ContactTag, Event, Tag, tag_key
+from core.conditions import compile_condition
 from segments.validation import segment_references
 
 TRUE = Q(Value(True, output_field=BooleanField()))
@@ -204,7 +203,7 @@ def age_q(op: str, value: Any, today: dt.date) -> Q:
 
 
 class JsonbCondition(Expression):
-    """A rule-style condition (``automation.conditions``) on a jsonb column of the current
+    """A rule-style condition (``core.conditions``) on a jsonb column of the current
     query's table, as a boolean SQL expression that is never NULL.
 
     The column is a resolved ``F`` so it follows Django's table aliases (``U0`` inside
@@ -253,7 +252,7 @@ class JsonbIsEmpty(JsonbCondition):
 def event_where_q(conditions: list[dict]) -> Q:
     """An event's ``where`` conditions. ``eq``/``in`` on a string use exactly the expression of
     the partial index ``lower(properties ->> 'category')`` (and the same ``jsonb_typeof``
-    guard as the rules' semantics); everything else is ``automation.conditions`` verbatim."""
+    guard as the rules' semantics); everything else is ``core.conditions`` verbatim."""
     result = Q()
     for condition in conditions:
         op, value, name = condition["op"], condition["value"], condition["property"]

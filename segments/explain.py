@@ -16,8 +16,8 @@ from typing import Any
 
 from django.db.models import BooleanField, ExpressionWrapper
 
-from automation.conditions import describe_condition
 from contacts.models import Contact
+from core.conditions import describe_condition
 
 OP_WORDS = {
     "eq": "of exactly {v}",

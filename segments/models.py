@@ -53,3 +53,21 @@ class SegmentSize(models.Model):
 
     def __str__(self) -> str:
         return f"{self.segment_id}: {self.count} at {self.measured_at:%Y-%m-%d %H:%M}"
+
+
+class SegmentDirtyContact(models.Model):
+    """A contact whose saved-segment memberships must be re-evaluated: the rules engine appends
+    the contacts of each batch here (inside the batch transaction) instead of refreshing the
+    memberships in that transaction; ``segments_dirty_refresh`` drains it in its own, larger,
+    transactions. Append-only with a serial id (no unique contact): appending never waits on a
+    drain that holds some of the rows. No foreign key: a deleted contact's row is harmless."""
+
+    id = models.BigAutoField(primary_key=True)
+    contact_id = models.BigIntegerField()
+    marked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "automation_segmentdirtycontact"
+
+    def __str__(self) -> str:
+        return f"contact {self.contact_id} (segments to refresh)"

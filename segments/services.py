@@ -193,7 +193,7 @@ def segment_save(*, segment: Segment | None = None, name: str, definition: Any, 
 
 def segment_refresh_enqueue(segment: Segment, *, user=None):
     """Start a "Refresh now" job (progress on the Jobs page)."""
-    from automation.jobs import job_start
+    from core.jobs import job_start
     from segments.tasks import segment_refresh_task
 
     return job_start(

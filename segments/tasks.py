@@ -1,12 +1,18 @@
-"""Segment background work: "Refresh now" (a Job with progress) and the scheduled full refresh."""
+"""Segment background work: "Refresh now" (a Job with progress), the scheduled full refresh and the
+drain of the memberships queued by the rules engine (``segments.dirty``)."""
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
-from automation.jobs import Progress, job_task
-from automation.models import Job
+from core.jobs import Progress, job_task
+from core.models import Job
+from segments.dirty import segments_dirty_exists, segments_dirty_refresh
 from segments.services import segment_refresh, segments_refresh_due
+
+logger = logging.getLogger(__name__)
 
 
 @job_task("segment_refresh")
@@ -22,3 +28,28 @@ def segments_refresh_scheduled_task() -> list[int]:
     """Beat: full refresh of every segment whose membership is older than its cadence
     (time-relative segments more often)."""
     return segments_refresh_due()
+
+
+@shared_task(name="segments.tasks.segments_dirty_refresh_task", acks_late=True)
+def segments_dirty_refresh_task() -> dict:
+    """Re-evaluate the saved-segment memberships of the contacts the rules engine queued."""
+    totals = segments_dirty_refresh()
+    if totals["more"]:
+        segments_dirty_refresh_task.delay()
+    return totals
+
+
+def segments_dirty_refresh_enqueue() -> None:
+    try:
+        segments_dirty_refresh_task.delay()
+    except Exception:  # the broker is down: the queue is in the database, the beat entry retries
+        logger.exception("could not enqueue the segments' dirty drain; the schedule will retry")
+
+
+@shared_task(name="segments.tasks.segments_dirty_sweep_task")
+def segments_dirty_sweep_task() -> bool:
+    """Beat safety net: a lost drain message (or a killed drain) leaves queued contacts behind."""
+    if segments_dirty_exists():
+        segments_dirty_refresh_task.delay()
+        return True
+    return False

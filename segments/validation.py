@@ -20,8 +20,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from automation.conditions import ConditionError, validate_conditions
-from automation.models import EVENT_TYPES
+from contacts.models import EVENT_TYPES
+from core.conditions import ConditionError, validate_conditions
 
 LEAF_TYPES = (
     "has_tag",

@@ -17,10 +17,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from automation.models import EVENT_TYPE_CHOICES, Job
-from contacts.models import Contact, Tag, tag_key
-from marketing_hub.htmx import render_page
-from marketing_hub.roles import MARKETER, STAFF, has_role, role_required
+from contacts.models import EVENT_TYPE_CHOICES, Contact, Tag, tag_key
+from core.htmx import render_page
+from core.models import Job
+from core.roles import MARKETER, STAFF, has_role, role_required
 from segments import forms as builder
 from segments.api import segments_referring_to
 from segments.compiler import effective_definition

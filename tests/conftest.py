@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from marketing_hub.roles import ADMIN, MARKETER, SALES
+from core.roles import ADMIN, MARKETER, SALES
 from tests.factories import UserFactory
 
 # Playwright's sync API runs an event loop in the test thread; Django's ORM refuses to run
@@ -117,7 +117,7 @@ class ApiClient:
 
 @pytest.fixture
 def admin_api(db) -> ApiClient:
-    from marketing_hub.models import ApiKey
+    from core.models import ApiKey
 
     _, raw_key = ApiKey.issue(name="test admin", scope=ApiKey.SCOPE_ADMIN)
     return ApiClient(raw_key)
@@ -125,7 +125,7 @@ def admin_api(db) -> ApiClient:
 
 @pytest.fixture
 def ingest_api(db) -> ApiClient:
-    from marketing_hub.models import ApiKey
+    from core.models import ApiKey
 
     _, raw_key = ApiKey.issue(name="test ingest", scope=ApiKey.SCOPE_INGEST)
     return ApiClient(raw_key)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from marketing_hub.models import ApiKey
+from core.models import ApiKey
 
 ROOT = Path(__file__).resolve().parent.parent
 

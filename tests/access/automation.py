@@ -1,6 +1,6 @@
 """Who may open the automation pages (rules, matrices, ad-hoc actions, event processing, jobs)."""
 
-from marketing_hub.roles import ADMIN, MARKETER, SALES
+from core.roles import ADMIN, MARKETER, SALES
 
 RULES = {MARKETER, ADMIN}
 STAFF = {MARKETER, SALES, ADMIN}
@@ -21,7 +21,7 @@ def _matrix():
 
 
 def _job():
-    from automation.models import Job
+    from core.models import Job
 
     return {"job_id": Job.objects.create(kind="rule_backfill", title="t", status="done").pk}
 
@@ -47,8 +47,8 @@ ACCESS = {
     "automation:adhoc": {"roles": RULES},
     "automation:events": {"roles": RULES},
     "automation:events_retry": {"roles": RULES, "method": "post"},
-    "automation:jobs": {"roles": RULES},
-    "automation:job_detail": {"roles": STAFF, "kwargs": _job},
-    "automation:job_progress": {"roles": STAFF, "kwargs": _job},
-    "automation:job_rerun": {"roles": RULES, "method": "post", "kwargs": _job},
+    "jobs:list": {"roles": RULES},
+    "jobs:detail": {"roles": STAFF, "kwargs": _job},
+    "jobs:progress": {"roles": STAFF, "kwargs": _job},
+    "jobs:rerun": {"roles": RULES, "method": "post", "kwargs": _job},
 }

@@ -1,6 +1,6 @@
 """Who may use the contacts area's pages (Admin always may)."""
 
-from marketing_hub.roles import MARKETER, SALES
+from core.roles import MARKETER, SALES
 
 
 def _contact():
@@ -40,7 +40,7 @@ def _import_kwargs():
 
 
 def _job_kwargs():
-    from automation.models import Job
+    from core.models import Job
 
     return {"job_id": Job.objects.create(kind="contacts_bulk", title="bulk").pk}
 

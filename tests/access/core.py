@@ -1,6 +1,6 @@
 """Who may open the project-level pages. Each app keeps its own file beside this one."""
 
-from marketing_hub.roles import ADMIN, MARKETER, SALES
+from core.roles import ADMIN, MARKETER, SALES
 
 ACCESS = {
     "dashboard": {"roles": {MARKETER, SALES, ADMIN}},

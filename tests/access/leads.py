@@ -1,6 +1,6 @@
 """Who may open the leads pages (hot leads, temperature settings, funnels, the card panel)."""
 
-from marketing_hub.roles import ADMIN, MARKETER, SALES
+from core.roles import ADMIN, MARKETER, SALES
 
 
 def _contact():

@@ -3,7 +3,7 @@ who sees contact cards."""
 
 from __future__ import annotations
 
-from marketing_hub.roles import ADMIN, MARKETER, SALES
+from core.roles import ADMIN, MARKETER, SALES
 
 
 def _program_id() -> dict:
@@ -13,7 +13,7 @@ def _program_id() -> dict:
 
 
 def _job() -> dict:
-    from automation.models import Job
+    from core.models import Job
     from tests.loyalty.factories import make_program
 
     program = make_program(recompute=False)

@@ -1,7 +1,7 @@
 """Who may use the segment pages: Marketers build and change segments; every role may read
 them (Sales see memberships on the contact card and in the list)."""
 
-from marketing_hub.roles import ADMIN, MARKETER, SALES
+from core.roles import ADMIN, MARKETER, SALES
 
 
 def _segment_id() -> int:
@@ -17,7 +17,7 @@ def _contact_id() -> int:
 
 
 def _segment_job() -> dict:
-    from automation.models import Job
+    from core.models import Job
 
     segment_id = _segment_id()
     job = Job.objects.create(kind="segment_refresh", params={"segment_id": segment_id})

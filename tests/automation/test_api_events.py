@@ -9,8 +9,8 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
-from automation.models import Event, EventReceipt
-from contacts.models import Contact, Suppression, email_hash
+from automation.models import EventReceipt
+from contacts.models import Contact, Event, Suppression, email_hash
 from tests.automation.factories import event, make_rule, process_all, tags_of
 
 pytestmark = pytest.mark.django_db

@@ -97,7 +97,7 @@ def test_accepted_events_are_stored_exactly_as_sent(ingest_api, event_id, proper
     # given any valid event (quotes, backslashes, unicode in ids and properties; an exact order value)
     from decimal import Decimal
 
-    from automation.models import Event
+    from contacts.models import Event
     from tests.automation.factories import event as make_event
 
     body = make_event(event_id, type="purchase")

@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from automation.models import Job, Rule
+from automation.models import Rule
 from automation.tasks import rule_backfill_task
+from core.models import Job
 from tests.automation.factories import event, process_all, tags_of
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,8 @@ from unittest import mock
 import pytest
 from django.db import connection
 
-from automation.models import Event, EventReceipt
+from automation.models import EventReceipt
+from contacts.models import Event
 from tests.automation.factories import event, make_rule, process_all, tags_of
 
 

@@ -9,12 +9,7 @@ from django.db import connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from automation.conditions import (
-    ConditionError,
-    compile_conditions,
-    condition_matches,
-    validate_conditions,
-)
+from core.conditions import ConditionError, compile_conditions, condition_matches, validate_conditions
 
 # Latin letters incl. Polish (the database's lower() and Python's str.lower() agree on them),
 # digits and punctuation that matters for URLs and decimals.

@@ -133,12 +133,12 @@ def test_failing_event_is_isolated_and_marked_failed_after_retries():
 
     bad_id = Contact.objects.get(email="bad@example.com").pk
 
-    def hook(contact_ids):
+    def hook(contact_ids, **kwargs):
         if bad_id in contact_ids:
             raise RuntimeError("boom")
 
     # when the engine runs (it retries the failing event until MAX_ATTEMPTS)
-    with mock.patch("automation.hooks.run_after_events_applied", hook):
+    with mock.patch("automation.engine.contacts_changed_send", hook):
         process_all()
     # then the good event is applied, the bad one failed with its error and counts as pending
     assert tags_of("anna@example.com") == {"a": 1}

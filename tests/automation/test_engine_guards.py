@@ -9,8 +9,6 @@ import pytest
 from django.db import connections
 
 from automation.engine import (
-    ENGINE_LOCK_KEY,
-    PARTITION_LOCK_NAMESPACE,
     engine_busy,
     engine_partitions,
     events_process_batch,
@@ -20,6 +18,7 @@ from automation.ingestion import events_ingest
 from automation.models import EventReceipt, PendingEvent, RuleApplication
 from automation.tasks import events_process_task, events_sweep_task
 from contacts.models import Contact
+from core import locks
 from tests.automation.factories import event, make_rule, process_all, tags_of
 
 
@@ -38,7 +37,7 @@ def test_a_second_processor_steps_aside_while_the_lock_is_held():
     other.set_autocommit(False)
     try:
         with other.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ENGINE_LOCK_KEY])
+            locks.advisory_xact_lock(cursor, locks.ENGINE)
         # when this process tries
         outcome = events_process_batch()
         # then it does nothing and the events stay pending
@@ -65,8 +64,8 @@ def test_batches_of_different_partitions_run_side_by_side(settings):
     try:
         # when another session holds partition 0 (a running batch)
         with other.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, 0), pg_advisory_xact_lock_shared(%s)",
-                           [PARTITION_LOCK_NAMESPACE, ENGINE_LOCK_KEY])
+            locks.advisory_xact_lock(cursor, locks.ENGINE_PARTITION, 0)
+            locks.advisory_xact_lock(cursor, locks.ENGINE, shared=True)
         # then partition 0 steps aside, partition 1 is processed, and the engine is not "busy"
         assert events_process_batch(partition=0) is None
         assert engine_busy() is False
@@ -77,7 +76,7 @@ def test_batches_of_different_partitions_run_side_by_side(settings):
         assert events_status()["waiting"] == 6 - len(odd)
         # and with partition 1 held too, no batch could start: ingestion need not enqueue a task
         with other.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, 1)", [PARTITION_LOCK_NAMESPACE])
+            locks.advisory_xact_lock(cursor, locks.ENGINE_PARTITION, 1)
         assert engine_busy() is True
     finally:
         other.rollback()
@@ -97,7 +96,7 @@ def test_a_backfill_holding_the_engine_stops_every_partition(settings):
     other.set_autocommit(False)
     try:
         with other.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ENGINE_LOCK_KEY])
+            locks.advisory_xact_lock(cursor, locks.ENGINE)
         # then no partition runs and the engine counts as busy
         assert events_process_batch(partition=0) is None
         assert events_process_batch(partition=1) is None
@@ -123,7 +122,7 @@ def test_hooks_get_every_contact_of_the_batch_in_the_same_transaction():
     events_ingest([event(type="purchase", value=5), event(type="page_view", email="other@example.com")])
     calls = []
     # when
-    with mock.patch("automation.hooks.run_after_events_applied", side_effect=lambda ids: calls.append(sorted(ids))):
+    with mock.patch("automation.engine.contacts_changed_send", side_effect=lambda ids, **kwargs: calls.append(sorted(ids))):
         process_all()
     # then loyalty/segments hooks see both contacts (purchase counts and event counts change too),
     # each once (the contacts' partitions may put them in different batches)

@@ -8,9 +8,10 @@ import pytest
 
 from automation.adhoc import adhoc_run
 from automation.ingestion import events_ingest
-from automation.jobs import Progress
-from automation.models import Job, MatrixApplication, Rule, SegmentationMatrix
+from automation.models import MatrixApplication, Rule, SegmentationMatrix
 from automation.starter import STARTER_RULES, install_starter_rules
+from core.jobs import Progress
+from core.models import Job
 from tests.automation.factories import event, process_all, score_of, tags_of
 from tests.factories import ContactFactory, give_tag
 

@@ -8,7 +8,8 @@ from unittest import mock
 import pytest
 
 from automation.ingestion import events_ingest
-from automation.models import Job, Rule
+from automation.models import Rule
+from core.models import Job
 from tests.automation.factories import JACKETS_FORM, event, make_rule, process_all
 
 pytestmark = pytest.mark.django_db
@@ -100,15 +101,15 @@ def test_run_on_past_events_starts_a_job(marketer_client):
         response = marketer_client.post(f"/automation/rules/{rule.pk}/run/", {"since": "2025-01-01T10:00"},
                                         headers={"HX-Request": "true"})
     job = Job.objects.get()
-    assert response.status_code == 200 and f"/automation/jobs/{job.pk}/progress/" in response.content.decode()
+    assert response.status_code == 200 and f"/jobs/{job.pk}/progress/" in response.content.decode()
     assert job.params["rule_id"] == rule.pk and job.params["since"].startswith("2025-01-01T10:00")
 
 
 def test_job_progress_stops_polling_when_finished(marketer_client):
     running = Job.objects.create(kind="rule_backfill", status="running", progress=0.5, total=10, processed=5)
     done = Job.objects.create(kind="rule_backfill", status="done", progress=1.0)
-    polling = marketer_client.get(f"/automation/jobs/{running.pk}/progress/", headers={"HX-Request": "true"})
-    finished = marketer_client.get(f"/automation/jobs/{done.pk}/progress/", headers={"HX-Request": "true"})
+    polling = marketer_client.get(f"/jobs/{running.pk}/progress/", headers={"HX-Request": "true"})
+    finished = marketer_client.get(f"/jobs/{done.pk}/progress/", headers={"HX-Request": "true"})
     assert polling.status_code == 200 and 'hx-trigger="every 1s"' in polling.content.decode()
     assert finished.status_code == 286
 
@@ -117,7 +118,7 @@ def test_job_rerun_starts_a_new_job(marketer_client):
     rule = make_rule()
     job = Job.objects.create(kind="rule_backfill", status="done", params={"rule_id": rule.pk, "since": "2025-01-01T00:00:00+00:00"})
     with mock.patch("automation.tasks.rule_backfill_task.delay"):
-        response = marketer_client.post(f"/automation/jobs/{job.pk}/rerun/")
+        response = marketer_client.post(f"/jobs/{job.pk}/rerun/")
     new_job = Job.objects.exclude(pk=job.pk).get()
     assert response.status_code == 302 and new_job.params == job.params and new_job.status == "queued"
 

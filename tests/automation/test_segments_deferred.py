@@ -8,16 +8,12 @@ from unittest import mock
 import pytest
 from django.db import connections
 
-from automation.engine import (
-    ENGINE_LOCK_KEY,
-    engine_busy,
-    events_status,
-    segments_dirty_refresh,
-)
+from automation.engine import engine_busy, events_status
 from automation.ingestion import events_ingest
-from automation.models import SegmentDirtyContact
 from automation.tasks import events_process_enqueue
-from segments.models import Segment, SegmentMember
+from core import locks
+from segments.dirty import segments_dirty_refresh
+from segments.models import Segment, SegmentDirtyContact, SegmentMember
 from segments.services import segment_refresh
 from tests.automation.factories import event, make_rule, process_all
 
@@ -27,7 +23,7 @@ KURTKI_2 = {"type": "tag_score", "tag": "kurtki", "op": "gte", "value": 2}
 @pytest.fixture(autouse=True)
 def no_enqueue():
     with mock.patch("automation.tasks.events_process_enqueue"), \
-            mock.patch("automation.tasks.segments_dirty_refresh_enqueue"):
+            mock.patch("segments.tasks.segments_dirty_refresh_enqueue"):
         yield
 
 
@@ -86,7 +82,7 @@ def test_ingest_does_not_enqueue_while_a_batch_holds_the_engine_lock():
     other.set_autocommit(False)
     try:
         with other.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ENGINE_LOCK_KEY])
+            locks.advisory_xact_lock(cursor, locks.ENGINE)
         # when an ingest asks for processing (the real function, imported before the patch)
         with mock.patch("automation.tasks.events_process_task.delay") as delay:
             events_process_enqueue()

@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection
 
-from automation.models import Event, EventReceipt, PendingEvent, Rule
-from contacts.models import Consent, Contact, ContactTag, Note, Tag
+from automation.models import EventReceipt, PendingEvent, Rule
+from contacts.models import Consent, Contact, ContactTag, Event, Note, Tag
+from demo import datagen
+from demo.management.commands.seed_demo import reset_generated_data
 from leads.models import ContactStage, ScoreChange, StageTransition
 from loyalty.models import ContactTier
-from marketing_hub import datagen
-from marketing_hub.management.commands.seed_demo import reset_generated_data
 from segments.models import Segment
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)

@@ -8,7 +8,7 @@ import itertools
 from django.db import connection
 from django.utils import timezone
 
-from automation.models import Event
+from contacts.models import Event
 
 _event_ids = itertools.count(1)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from automation.models import Job
 from contacts.models import ContactTag, TagScoreChange
 from contacts.tasks import ID_RANGE, contacts_bulk_task
+from core.models import Job
 from tests.factories import ContactFactory, give_tag
 
 pytestmark = pytest.mark.django_db

@@ -7,8 +7,7 @@ import json
 import pytest
 from django.urls import reverse
 
-from automation.models import Event
-from contacts.models import Contact, ContactOwnerEvent, Note, Suppression, TagScoreChange, email_hash
+from contacts.models import Contact, ContactOwnerEvent, Event, Note, Suppression, TagScoreChange, email_hash
 from segments.models import Segment, SegmentMember
 from tests.contacts.factories import make_event
 from tests.factories import ContactFactory

@@ -8,11 +8,11 @@ import pytest
 from django.db import connection
 from django.urls import reverse
 
-from automation.jobs import job_start
-from automation.models import Job
 from contacts.models import ContactTag, TagStats
 from contacts.services import tag_merge, tag_overview, tag_stats_refresh
 from contacts.tasks import TAG_STATS_LOCK_KEY, tag_stats_recount_task, tag_stats_refresh_task
+from core.jobs import job_start
+from core.models import Job
 from marketing_hub.celery import app
 from tests.factories import ContactFactory, give_tag
 
@@ -97,7 +97,7 @@ def test_recount_now_runs_as_a_job_and_tells_the_page(marketer_client, shop, lar
     assert (job.status, job.result) == ("done", {"tags": 2})
     assert TagStats.objects.get(tag=shop["kurtki"]).contact_count == 3
     # then the finished progress tells the page to show the new counts
-    progress = marketer_client.get(reverse("automation:job_progress", args=[job.pk]), headers={"HX-Request": "true"})
+    progress = marketer_client.get(reverse("jobs:progress", args=[job.pk]), headers={"HX-Request": "true"})
     assert progress.status_code == 286
     assert "tag_stats-finished" in progress["HX-Trigger"]
     page = marketer_client.get(reverse("contacts:tags")).content.decode()

@@ -9,8 +9,8 @@ import pytest
 from playwright.sync_api import expect
 
 from contacts.models import Contact, Note
+from core.roles import ADMIN, SALES
 from leads.models import TemperatureSettings
-from marketing_hub.roles import ADMIN, SALES
 from tests.factories import ContactFactory, UserFactory, give_tag
 from tests.leads.factories import give_points
 

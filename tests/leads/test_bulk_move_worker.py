@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from automation.models import Job
+from core.models import Job
 from leads.models import ContactStage, StageTransition
 from tests.conftest import wait_for
 from tests.factories import ContactFactory
@@ -27,7 +27,7 @@ def test_bulk_move_job_runs_in_the_worker(celery_worker_process, marketer_client
     )
     assert response.status_code == 200
     job = Job.objects.get(kind="funnel_bulk_move")
-    assert f"/automation/jobs/{job.pk}/progress/" in response.content.decode()
+    assert f"/jobs/{job.pk}/progress/" in response.content.decode()
     # then the worker finishes it: every contact is in the stage, each move logged as bulk
     wait_for(lambda: Job.objects.get(pk=job.pk).is_finished, timeout=60, message="the bulk move job")
     job.refresh_from_db()

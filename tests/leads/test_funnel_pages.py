@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.urls import reverse
 
-from automation.models import Job
+from core.models import Job
 from leads.funnels import stages_set
 from leads.models import ContactStage, Funnel, StageTransition
 from leads.tasks import funnel_bulk_move
@@ -76,7 +76,7 @@ def test_bulk_move_job_moves_the_selection(marketer):
     job = Job.objects.create(kind="funnel_bulk_move", created_by=marketer,
                              params={"stage_id": stage.pk, "ids": ",".join(str(c.pk) for c in contacts[:5]), "query": ""})
     # the task body, called directly (the worker's wrapper is tested by the jobs module)
-    from automation.jobs import Progress
+    from core.jobs import Progress
 
     result = funnel_bulk_move(job, Progress(job))
     assert result["moved"] == 5
@@ -87,7 +87,7 @@ def test_bulk_move_job_moves_the_selection(marketer):
 
 
 def test_bulk_move_by_contact_list_filter(marketer):
-    from automation.jobs import Progress
+    from core.jobs import Progress
     from leads.models import Stage
 
     funnel_with_stages("Sales")

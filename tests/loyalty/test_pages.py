@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from automation.models import Job
+from core.models import Job
 from loyalty.models import Program, Tier, TierEvent
 from tests.factories import ContactFactory, give_tag
 from tests.loyalty.factories import make_program

@@ -12,9 +12,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from automation.conditions import condition_matches
-from automation.models import Event
-from contacts.models import Consent, Contact, ContactTag
+from contacts.models import Consent, Contact, ContactTag, Event
+from core.conditions import condition_matches
 from leads.models import ContactStage, TemperatureSettings
 from loyalty.models import ContactTier
 from segments.models import Segment

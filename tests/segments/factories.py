@@ -8,8 +8,7 @@ from decimal import Decimal
 from django.db import connection
 from django.utils import timezone
 
-from automation.models import Event
-from contacts.models import Consent, Contact
+from contacts.models import Consent, Contact, Event
 from segments.models import Segment
 
 _events = iter(range(1, 10**9))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from automation.models import Job
+from core.models import Job
 from segments.models import Segment, SegmentMember, SegmentSize
 from segments.services import segment_members_refresh_for_contacts, segment_refresh, segments_refresh_due
 from segments.tasks import segment_refresh_task

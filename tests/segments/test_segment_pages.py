@@ -56,7 +56,7 @@ def test_refresh_now_starts_a_job(marketer_client, kurtki_segment):
     response = marketer_client.post(f"/segments/{kurtki_segment.pk}/refresh/", headers={"HX-Request": "true"})
     assert response.status_code == 200
     assert "job" in response.content.decode()
-    from automation.models import Job
+    from core.models import Job
 
     assert Job.objects.filter(kind="segment_refresh", params__segment_id=kurtki_segment.pk).exists()
 

@@ -10,8 +10,7 @@ from django.db import connection
 from django.utils import timezone
 from hypothesis import strategies as st
 
-from automation.models import Event
-from contacts.models import Consent, Contact, ContactTag, Tag
+from contacts.models import Consent, Contact, ContactTag, Event, Tag
 from leads.models import ContactStage, Funnel, Stage, TemperatureSettings
 from loyalty.models import ContactTier, Program, Tier
 from segments.models import Segment

@@ -1,6 +1,6 @@
 """``python manage.py seed_demo [--contacts N] [--reset]``: the demo shop, set-based and deterministic.
 
-A Polish fashion & jewellery shop with a year of behaviour (see ``marketing_hub.datagen``). The
+A Polish fashion & jewellery shop with a year of behaviour (see ``demo.datagen``). The
 default, 5,000 contacts, is what ``make run`` loads on the first run.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from marketing_hub import datagen
+from demo import datagen
 
 
 def reset_generated_data() -> None:

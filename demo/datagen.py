@@ -40,7 +40,7 @@ from typing import Any
 
 from django.db import connection, transaction
 
-log = logging.getLogger("marketing_hub.datagen")
+log = logging.getLogger("demo.datagen")
 
 # --- The shop -------------------------------------------------------------------------------------
 # (tag/category name, product noun, URL slug, price from, price to) — prices in PLN.
@@ -799,7 +799,7 @@ def _generate_rows(run: _Runner, *, contacts: int, demo: bool, anchor: datetime,
 
 
 def _event_model():
-    from automation.models import Event
+    from contacts.models import Event
 
     return Event
 
@@ -865,7 +865,7 @@ def _template_sql(template: str) -> tuple[str, list[str]]:
 
 def _compile_conditions(conditions: list[dict]) -> tuple[str, list[Any]]:
     try:
-        from automation.conditions import compile_conditions
+        from core.conditions import compile_conditions
     except ImportError:  # pragma: no cover - the module is part of the tree
         compile_conditions = None
     if compile_conditions is not None:
@@ -981,8 +981,8 @@ def _demo_objects(anchor: datetime) -> None:
     from django.contrib.auth import get_user_model
 
     from contacts.models import Contact, Note
+    from demo.users import ensure_demo_users
     from leads.models import LeadStatusChange, TemperatureSettings
-    from marketing_hub.demo import ensure_demo_users
     from segments.models import Segment
 
     ensure_demo_users()

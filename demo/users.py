@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marketing_hub.roles import ADMIN, MARKETER, SALES
+from core.roles import ADMIN, MARKETER, SALES
 
 DEMO_USERS = [
     {"username": "admin", "password": "admin-demo-2026", "role": ADMIN},

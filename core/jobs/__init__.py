@@ -31,7 +31,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from automation.models import Job
+from core.models import Job
 
 logger = logging.getLogger(__name__)
 
@@ -89,12 +89,19 @@ def job_task(kind: str, **task_options) -> Callable:
 JOB_TASKS: dict[str, Callable] = {}
 
 
-def job_start(task, *, title: str, params: dict | None = None, user=None, total: int | None = None) -> Job:
-    """Create a queued Job for ``task`` (a ``@job_task``) and enqueue it after commit."""
+def job_start(
+    task, *, title: str, params: dict | None = None, user=None, total: int | None = None,
+    link: tuple[str, str, str] | None = None,
+) -> Job:
+    """Create a queued Job for ``task`` (a ``@job_task``) and enqueue it after commit. ``link`` is
+    (label, text, url) of what the job works on, shown on its page ("Rule", "Welcome", "/automation/…")."""
+    params = dict(params or {})
+    if link is not None:
+        params["link"] = {"label": link[0], "text": link[1], "url": link[2]}
     job = Job.objects.create(
         kind=task.job_kind,
         title=title[:200],
-        params=params or {},
+        params=params,
         created_by=user if getattr(user, "is_authenticated", False) else None,
         total=total,
     )

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from marketing_hub.models import ApiKey
+from core.models import ApiKey
 
 
 class Command(BaseCommand):

@@ -1,0 +1,23 @@
+"""How contacts tell the areas above them that contacts changed, without importing them.
+
+``contacts_changed`` is sent inside the transaction that changed the contacts' tags, scores or
+stages (by hand, in bulk, by the rules engine), with ``contact_ids`` (a list of ints). Receivers,
+connected in their ``AppConfig.ready()``, bring what they derive from contacts up to date with
+set-based SQL over those ids: loyalty's tiers, segments' memberships. They run in the order the
+apps are installed, lower layers first (tiers before memberships: a segment may test a tier).
+
+``deferred=True`` (the rules engine's batches) lets a receiver queue expensive work for later
+instead of doing it in the sender's transaction: segments append the contacts to their dirty queue.
+"""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+contacts_changed = Signal()
+
+
+def contacts_changed_send(contact_ids, *, deferred: bool = False, sender: object = None) -> None:
+    ids = sorted({int(pk) for pk in contact_ids})
+    if ids:
+        contacts_changed.send(sender=sender, contact_ids=ids, deferred=deferred)

@@ -1,0 +1,75 @@
+"""The Jobs pages: every area's background jobs, their progress and "run again"."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from core.htmx import render_page
+from core.jobs import JOB_TASKS, job_restart
+from core.models import Job
+from core.roles import ADMIN, MARKETER, STAFF, role_required
+
+JOB_LIST_ROLES = (MARKETER, ADMIN)
+
+
+@require_GET
+@role_required(*JOB_LIST_ROLES)
+def jobs(request: HttpRequest) -> HttpResponse:
+    job_list = Job.objects.select_related("created_by").order_by("-created_at")
+    status = request.GET.get("status", "")
+    if status in Job.Status.values:
+        job_list = job_list.filter(status=status)
+    page = Paginator(job_list, 25).get_page(request.GET.get("page"))
+    return render_page(request, "core/jobs.html", {
+        "page_obj": page, "status": status, "statuses": Job.Status.choices,
+    }, partial="results")
+
+
+@require_GET
+@role_required(*STAFF)
+def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(Job.objects.select_related("created_by"), pk=job_id)
+    return render(request, "core/job_detail.html", {
+        "job": job,
+        "poll_url": reverse("jobs:progress", kwargs={"job_id": job.pk}),
+        "can_restart": job.is_finished and job.kind in JOB_TASKS,
+    })
+
+
+@require_GET
+@role_required(*STAFF)
+def job_progress(request: HttpRequest, job_id: int) -> HttpResponse:
+    """The progress fragment, polled every second; stops the polling once the job has finished."""
+    job = get_object_or_404(Job, pk=job_id)
+    response = render(request, "includes/job_progress.html", {
+        "job": job, "poll_url": reverse("jobs:progress", kwargs={"job_id": job.pk}),
+        "result_url": reverse("jobs:detail", kwargs={"job_id": job.pk}),
+        "result_label": "Details",
+    })
+    if job.is_finished and request.htmx:
+        # 286: htmx swaps this last render and stops polling; "<kind>-finished" lets the page
+        # that started the job refresh what it changed (e.g. the Tags page after a recount)
+        stop = HttpResponseStopPolling(response.content)
+        stop["HX-Trigger"] = json.dumps({f"{job.kind}-finished": {"job": job.pk, "status": job.status}})
+        return stop
+    return response
+
+
+@require_POST
+@role_required(*JOB_LIST_ROLES)
+def job_rerun(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(Job, pk=job_id)
+    if not job.is_finished or job.kind not in JOB_TASKS:
+        messages.error(request, "Only a finished job of a known kind can be run again.")
+        return redirect("jobs:detail", job_id=job.pk)
+    new_job = job_restart(job, user=request.user)
+    messages.success(request, f"Started again as job #{new_job.pk}.")
+    return redirect("jobs:detail", job_id=new_job.pk)

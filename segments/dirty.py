@@ -1,0 +1,123 @@
+"""Saved-segment memberships that wait: the dirty queue and its drain.
+
+Re-evaluating every saved segment for every contact of every rules-engine batch cost more than all
+the rest of a batch (about half of its time at 250k contacts, and growing with the data). So when
+contacts change in a batch (``contacts_changed`` with ``deferred=True``), segments only append them
+to ``SegmentDirtyContact`` in the batch's transaction, and ``segments_dirty_refresh`` (a task the
+engine enqueues after its batches, plus a beat safety net) re-evaluates them set-based a moment
+later, in chunks that merge repeated contacts. Edits by hand and bulk jobs refresh memberships in
+their own transaction (``deferred=False``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+from django.db import connection, transaction
+
+from core.locks import SEGMENTS_DIRTY_DRAIN, advisory_xact_try_lock
+from segments.services import segment_members_refresh_for_contacts
+
+# The queue is drained in chunks of this many queue rows (repeated contacts merge).
+SEGMENTS_DIRTY_CHUNK = 20000
+# Longest a queued contact waits for its membership refresh while other work is pending.
+SEGMENTS_DIRTY_MAX_WAIT = timedelta(seconds=30)
+
+# Callables answering "is more urgent work pending?" (the rules engine registers its own check in
+# its AppConfig.ready()): while one says yes, the drain waits, up to SEGMENTS_DIRTY_MAX_WAIT.
+DRAIN_YIELDS_TO: list[Callable[[], bool]] = []
+
+
+def segments_mark_dirty(contact_ids: list[int]) -> None:
+    """Append ``contact_ids`` to the dirty queue (one INSERT, never waits on a drain)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO automation_segmentdirtycontact (contact_id, marked_at) "
+            "SELECT DISTINCT unnest(%s::bigint[]), now()",
+            [list(contact_ids)],
+        )
+
+
+def segments_dirty_enqueue() -> None:
+    """Enqueue the drain after the current transaction commits."""
+    from segments.tasks import segments_dirty_refresh_enqueue  # tasks imports this module
+
+    transaction.on_commit(segments_dirty_refresh_enqueue)
+
+
+def _segments_dirty_chunk(limit: int) -> int | None:
+    """Take up to ``limit`` queue rows and re-evaluate their contacts' memberships, in one
+    transaction (a SIGKILL puts the rows back). None when another drain holds the lock."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        if not advisory_xact_try_lock(cursor, SEGMENTS_DIRTY_DRAIN):
+            return None
+        # Recomputable from the queue and the contacts: no need to wait for the WAL flush.
+        cursor.execute("SET LOCAL synchronous_commit = off")
+        cursor.execute(
+            """
+            DELETE FROM automation_segmentdirtycontact d
+            WHERE d.id IN (SELECT id FROM automation_segmentdirtycontact ORDER BY id LIMIT %s)
+            RETURNING d.contact_id
+            """,
+            [limit],
+        )
+        rows = cursor.fetchall()
+        contact_ids = sorted({row[0] for row in rows})
+        if contact_ids:
+            segment_members_refresh_for_contacts(contact_ids)
+        return len(rows)
+
+
+def segments_dirty_exists() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM automation_segmentdirtycontact)")
+        return cursor.fetchone()[0]
+
+
+def _segments_dirty_should_wait() -> bool:
+    """While more urgent work is pending the CPU goes to it, as long as no queued contact has
+    waited longer than SEGMENTS_DIRTY_MAX_WAIT: the engine enqueues the drain again when its run
+    ends, and the beat safety net bounds the wait under a steady stream. Waiting also lets one
+    drain merge the contacts of many batches."""
+    if not any(check() for check in DRAIN_YIELDS_TO):
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT NOT EXISTS (SELECT 1 FROM automation_segmentdirtycontact WHERE marked_at < now() - %s)",
+            [SEGMENTS_DIRTY_MAX_WAIT],
+        )
+        return cursor.fetchone()[0]
+
+
+def segments_dirty_refresh(*, chunk: int = SEGMENTS_DIRTY_CHUNK, time_budget: float = 60.0) -> dict:
+    """Drain the dirty queue: re-evaluate the queued contacts against every saved segment until the
+    queue is empty, another drain holds the lock, or the budget is spent."""
+    deadline = time.monotonic() + time_budget
+    totals = {"chunks": 0, "rows": 0, "busy": False, "more": False, "deferred": False}
+    if _segments_dirty_should_wait():
+        totals["deferred"] = True
+        return totals
+    while True:
+        taken = _segments_dirty_chunk(chunk)
+        if taken is None:
+            totals["busy"] = True
+            return totals
+        if taken:
+            totals["chunks"] += 1
+            totals["rows"] += taken
+        elif not segments_dirty_exists():
+            # Checked after our lock was released: a drain refused while we held it is covered.
+            return totals
+        if time.monotonic() > deadline:
+            totals["more"] = segments_dirty_exists()
+            return totals
+
+
+def on_contacts_changed(sender, contact_ids: list[int], deferred: bool = False, **kwargs) -> None:
+    """``contacts_changed`` receiver: queue the contacts (rules-engine batches) or refresh now."""
+    if deferred:
+        segments_mark_dirty(contact_ids)
+    else:
+        segment_members_refresh_for_contacts(contact_ids)
