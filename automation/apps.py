@@ -13,3 +13,9 @@ class AutomationConfig(AppConfig):
         # While events wait, the CPU goes to them: the drain of segment memberships yields (up to
         # its maximum wait) and the engine enqueues it again when its run ends.
         DRAIN_YIELDS_TO.append(pending_exists)
+
+        # The contact card names the rule behind each tag change and timeline effect.
+        from automation.models import Rule
+        from contacts.registry import rule_names_register
+
+        rule_names_register(lambda rule_ids: dict(Rule.objects.filter(pk__in=rule_ids).values_list("pk", "name")))

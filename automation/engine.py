@@ -55,6 +55,7 @@ from contacts.signals import contacts_changed_send
 from core import locks
 from core.conditions import compile_conditions
 from core.locks import advisory_xact_lock, advisory_xact_try_lock
+from core.outbox import OUTBOX_TABLE
 from leads.funnels import stages_set
 from leads.scoring import score_add
 from segments.dirty import segments_dirty_enqueue
@@ -209,6 +210,28 @@ def _collect_rules(cursor, rules: list[Rule], effects: Effects, *, respect_activ
         ctes.append(rule_ctes)
         finals.append(f"SELECT * FROM {final}")
         params.extend(rule_params)
+    # send_webhook actions: a rule.fired message per new pair, written by this statement (the
+    # outbox; the webhooks area fans it out to the one webhook named in it).
+    sends = [(rule.pk, action["webhook_id"], rule.name) for rule in rules for action in rule.actions
+             if action.get("type") == "send_webhook"]
+    told = ""
+    if sends:
+        told = f""",
+        told AS (
+            INSERT INTO {OUTBOX_TABLE} (type, contact_id, data)
+            SELECT 'rule.fired', p.contact_id, jsonb_build_object(
+                'webhook_id', s.webhook_id, 'event_pk', p.event_pk,
+                'rule', jsonb_build_object('id', p.rule_id, 'name', s.rule_name),
+                'event', jsonb_build_object('event_id', b.event_id, 'type', b.type, 'occurred_at', b.occurred_at,
+                                            'properties', b.properties))
+            FROM picked p
+            JOIN inserted i ON i.rule_id = p.rule_id AND i.event_pk = p.event_pk
+            JOIN mh_batch b ON b.event_pk = p.event_pk
+            JOIN unnest(%s::bigint[], %s::bigint[], %s::text[]) AS s(rule_id, webhook_id, rule_name)
+              ON s.rule_id = p.rule_id
+            ORDER BY p.occurred_at, p.event_pk
+        )"""
+        params.extend([[send[0] for send in sends], [send[1] for send in sends], [send[2] for send in sends]])
     cursor.execute(
         f"""
         WITH {",".join(ctes)},
@@ -218,7 +241,7 @@ def _collect_rules(cursor, rules: list[Rule], effects: Effects, *, respect_activ
             SELECT rule_id, event_pk, contact_id, points, now(), once FROM picked
             ON CONFLICT DO NOTHING
             RETURNING rule_id, event_pk
-        )
+        ){told}
         SELECT p.rule_id, p.event_pk, p.contact_id, p.occurred_at, p.points, p.tags
         FROM picked p JOIN inserted i ON i.rule_id = p.rule_id AND i.event_pk = p.event_pk
         ORDER BY p.occurred_at, p.event_pk, p.rule_id
@@ -494,6 +517,8 @@ def events_process_batch(*, limit: int = BATCH_SIZE, partition: int = 0) -> Batc
         if not (advisory_xact_try_lock(cursor, locks.ENGINE_PARTITION, partition)
                 and advisory_xact_try_lock(cursor, locks.ENGINE, shared=True)):
             return None
+        # Recomputable: a batch lost with the last WAL flush leaves its events queued again.
+        cursor.execute("SET LOCAL synchronous_commit = off")
         cursor.execute(_CLAIM_SQL, [partitions, partition, limit])
         outcome = BatchOutcome(claimed=cursor.rowcount)
         if outcome.claimed:
@@ -626,6 +651,7 @@ def events_retry_failed(*, event_ids: list[str] | None = None) -> int:
     with transaction.atomic():
         count = failed.update(failed=False, attempts=0, error="", failed_at=None)
         if count:
+            # local import: automation.tasks imports this module (its tasks run the engine)
             from automation.tasks import events_process_enqueue
 
             transaction.on_commit(events_process_enqueue)

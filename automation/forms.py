@@ -14,14 +14,35 @@ from django.http import QueryDict
 from django.utils import timezone
 
 from automation.models import Rule, SegmentationMatrix
-from automation.rules import ACTION_LABELS, ACTION_TYPES, RuleError, validate_actions, validate_rule
-from contacts.models import EVENT_TYPE_CHOICES, EVENT_TYPES
-from core.conditions import OP_LABELS, OPS
+from automation.rules import (
+    ACTION_LABELS,
+    ACTION_TYPES,
+    EXTRA_ACTIONS,
+    RuleError,
+    rule_summary,
+    validate_actions,
+    validate_rule,
+)
+from contacts.models import EVENT_TYPE_CHOICES
+from core.conditions import OP_LABELS, OPS, PROPERTY_NAME
+from segments.models import Segment
 
 _ROW_KEY = re.compile(r"^(cond|act|row)-(\d+)-(\w+)$")
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 OP_CHOICES = [(op, OP_LABELS[op]) for op in OPS]
 ACTION_CHOICES = [(kind, ACTION_LABELS[kind]) for kind in ACTION_TYPES]
+
+
+def action_choices(*, extras: bool = True) -> list[tuple[str, str]]:
+    """The editor's action types: the built-in ones, plus the higher layers' (``send_webhook``)
+    for rules — not for ad-hoc runs, which have no event to send."""
+    return ACTION_CHOICES + ([(kind, extra.label) for kind, extra in EXTRA_ACTIONS.items()] if extras else [])
+
+
+def extra_actions_context() -> dict[str, dict]:
+    """kind → {"label", "choices"} for the editor rows of the higher layers' actions."""
+    return {kind: {"label": extra.label, "choices": [(str(value), label) for value, label in extra.choices()]}
+            for kind, extra in EXTRA_ACTIONS.items()}
 
 
 def _rows(data: QueryDict, prefix: str) -> list[tuple[int, dict[str, str]]]:
@@ -70,6 +91,8 @@ def _action_from_row(values: dict) -> dict:
         return {"type": kind, "points": _int_or_text(values.get("points", ""))}
     if kind == "set_stage":
         return {"type": kind, **_funnel_stage(values)}
+    if kind in EXTRA_ACTIONS:
+        return {"type": kind, EXTRA_ACTIONS[kind].field: _int_or_text(values.get("target", ""))}
     return {"type": kind}
 
 
@@ -77,6 +100,8 @@ def _action_values(action: dict) -> dict[str, str]:
     values = {key: value_text(value) for key, value in action.items()}
     if action.get("type") == "set_stage":
         values["funnel_stage"] = f"{action.get('funnel', '')}::{action.get('stage', '')}"
+    if action.get("type") in EXTRA_ACTIONS:
+        values["target"] = value_text(action.get(EXTRA_ACTIONS[action["type"]].field, ""))
     return values
 
 
@@ -122,8 +147,6 @@ class RuleEditor:
     @property
     def summary(self) -> str:
         """The rule in words from what is typed now, valid or not (for the live summary)."""
-        from automation.rules import rule_summary
-
         trigger = self.data.get("trigger") or {}
         conditions = [c for c in trigger.get("where") or [] if c.get("property")]
         actions = []
@@ -288,8 +311,6 @@ class MatrixForm(forms.ModelForm):
         return max((row.index for row in self.row_list), default=-1) + 1
 
     def clean_property(self) -> str:
-        from core.conditions import PROPERTY_NAME
-
         value = self.cleaned_data["property"].strip()
         if not PROPERTY_NAME.match(value):
             raise forms.ValidationError("Use a property name such as category or url (letters, digits, _ . -).")
@@ -339,8 +360,6 @@ class AdhocForm(forms.Form):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        from segments.models import Segment
-
         self.fields["segment"].queryset = Segment.objects.order_by("name")
         self.action_rows: list[EditorRow] = []
         self.actions: list[dict] = []
@@ -360,6 +379,10 @@ class AdhocForm(forms.Form):
         if cleaned.get("target") == "filter" and not (cleaned.get("query") or "").strip():
             self.add_error("query", "Open the contact list, filter it, and use “Run actions” there (or paste its query string).")
         actions = [_action_from_row(row.values) for row in self.action_rows]
+        for row, action in zip(self.action_rows, actions, strict=True):
+            if action.get("type") in EXTRA_ACTIONS:
+                row.errors["type"] = "This action needs an event: use it in a rule."
+                self.add_error(None, "Some actions need attention (see below).")
         try:
             self.actions = validate_actions(actions)
         except RuleError as exc:
@@ -377,5 +400,3 @@ class AdhocForm(forms.Form):
                 self.add_error(None, "Some actions need attention (see below).")
         return cleaned
 
-
-EVENT_TYPE_LIST = EVENT_TYPES

@@ -87,6 +87,7 @@ class _Kind:
     url_kwarg: str
     summary: Callable[[Any], str]
     changes: Callable[[Any, Any], list[str]]
+    plural: str = ""
 
     @property
     def events(self):
@@ -97,6 +98,13 @@ RULE = _Kind("Rule", Rule, "automation:rule_edit", "rule_id", _rule_version_summ
 MATRIX = _Kind("Matrix", SegmentationMatrix, "automation:matrix_edit", "matrix_id", _matrix_version_summary,
                _matrix_changes)
 KINDS = {"rule": RULE, "matrix": MATRIX}
+# A higher layer's audited model joins the page from its AppConfig.ready() (webhooks do): its
+# pghistory event model needs ``name`` and ``active`` fields.
+HistoryKind = _Kind
+
+
+def kind_register(key: str, kind: _Kind) -> None:
+    KINDS[key] = kind
 
 
 def _entries(kind: _Kind, events: list[Any]) -> list[dict]:

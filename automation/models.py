@@ -100,6 +100,7 @@ class Rule(models.Model):
     @property
     def summary(self) -> str:
         """The rule in plain words ("When a purchase happens, add tag PURCHASE +1.")."""
+        # local import: automation.rules imports this module (it validates and saves Rule)
         from automation.rules import rule_summary
 
         return rule_summary(

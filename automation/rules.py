@@ -9,6 +9,8 @@ A rule's trigger is an event type plus conditions (``core.conditions``); its act
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.utils import timezone
@@ -16,6 +18,8 @@ from django.utils import timezone
 from automation.models import Rule
 from contacts.models import EVENT_TYPES
 from core.conditions import PROPERTY_NAME, ConditionError, describe_condition, validate_conditions
+from core.validators import CONTROL_CHARACTERS_MESSAGE, has_control_characters
+from leads.funnels import funnel_find, stage_find
 
 ACTION_TYPES = ("add_tag", "remove_tag", "add_score", "set_stage")
 ACTION_LABELS = {
@@ -24,9 +28,39 @@ ACTION_LABELS = {
     "add_score": "Add points",
     "set_stage": "Move to funnel stage",
 }
+
+
+@dataclass(frozen=True)
+class ExtraAction:
+    """A rule action that a higher layer contributes (registered from its ``AppConfig.ready()``;
+    this area never imports it): ``send_webhook`` comes from the webhooks area. ``clean`` returns
+    the cleaned action or appends (path, message) errors; ``choices`` lists the editor's targets
+    as (value, label); ``field`` names the action's one target field."""
+
+    label: str
+    field: str
+    clean: Callable[[dict, str, list], dict | None]
+    describe: Callable[[dict], str]
+    choices: Callable[[], list[tuple[int, str]]]
+
+
+EXTRA_ACTIONS: dict[str, ExtraAction] = {}
+
+
+def action_register(kind: str, action: ExtraAction) -> None:
+    EXTRA_ACTIONS[kind] = action
+    ACTION_LABELS[kind] = action.label
+
+
+def action_types() -> tuple[str, ...]:
+    return ACTION_TYPES + tuple(EXTRA_ACTIONS)
+
+
 MAX_CONDITIONS = 20
 MAX_ACTIONS = 20
 MAX_AMOUNT = 1_000_000
+# The column is an int4.
+MAX_POINTS_CAP = 2**31 - 1
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 
@@ -66,27 +100,6 @@ def template_parts(template: str) -> list[tuple[str, str]]:
     if rest:
         parts.append(("text", rest))
     return parts
-
-
-def is_template(tag: str) -> bool:
-    return any(kind == "property" for kind, _ in template_parts(tag))
-
-
-def template_fill(template: str, properties: dict) -> str | None:
-    """The tag name for one event's properties; None when a placeholder's value is empty."""
-    out = []
-    for kind, text in template_parts(template):
-        if kind == "text":
-            out.append(text)
-            continue
-        value = properties.get(text) if isinstance(properties, dict) else None
-        if value is None or isinstance(value, dict | list):
-            return None
-        value_text = ("true" if value else "false") if isinstance(value, bool) else str(value)
-        if not value_text.strip():
-            return None
-        out.append(value_text)
-    return "".join(out)
 
 
 def template_sql(template: str, *, properties_sql: str = "properties") -> str:
@@ -131,6 +144,9 @@ def _tag_field(value: Any, path: str, errors: list) -> str | None:
         errors.append((path, "is required (a tag name, or a template such as {category})"))
         return None
     tag = " ".join(value.split())
+    if has_control_characters(tag):
+        errors.append((path, CONTROL_CHARACTERS_MESSAGE))
+        return None
     if len(tag) > 100:
         errors.append((path, "may be at most 100 characters"))
         return None
@@ -155,8 +171,16 @@ def validate_actions(actions: Any, *, field: str = "actions") -> list[dict]:
             errors.append((path, "must be an object with a type"))
             continue
         kind = action.get("type")
+        if kind in EXTRA_ACTIONS:
+            extra = EXTRA_ACTIONS[kind]
+            for key in sorted(set(action) - {"type", extra.field}):
+                errors.append((f"{path}.{key}", f"is not a field of {kind}"))
+            cleaned_extra = extra.clean(action, path, errors)
+            if cleaned_extra is not None:
+                cleaned.append(cleaned_extra)
+            continue
         if kind not in ACTION_TYPES:
-            errors.append((f"{path}.type", f"must be one of {', '.join(ACTION_TYPES)}"))
+            errors.append((f"{path}.type", f"must be one of {', '.join(action_types())}"))
             continue
         allowed = {
             "add_tag": {"type", "tag", "score"},
@@ -190,7 +214,9 @@ def validate_actions(actions: Any, *, field: str = "actions") -> list[dict]:
             if not isinstance(stage, str) or not stage.strip():
                 errors.append((f"{path}.stage", "is required"))
                 continue
-            from leads.funnels import funnel_find, stage_find
+            if has_control_characters(funnel) or has_control_characters(stage):
+                errors.append((f"{path}.{'funnel' if has_control_characters(funnel) else 'stage'}", CONTROL_CHARACTERS_MESSAGE))
+                continue
 
             found = stage_find(funnel, stage)
             if found is None:
@@ -229,11 +255,15 @@ def validate_rule(data: Any, *, partial: bool = False) -> dict:
             errors.append(("name", "is required"))
         elif len(name.strip()) > 200:
             errors.append(("name", "may be at most 200 characters"))
+        elif has_control_characters(name):
+            errors.append(("name", CONTROL_CHARACTERS_MESSAGE))
         else:
             cleaned["name"] = name.strip()
     if "description" in data:
         if not isinstance(data["description"], str):
             errors.append(("description", "must be a text"))
+        elif has_control_characters(data["description"]):
+            errors.append(("description", CONTROL_CHARACTERS_MESSAGE))
         else:
             cleaned["description"] = data["description"].strip()[:2000]
     for flag in ("active", "once_per_contact"):
@@ -248,6 +278,8 @@ def validate_rule(data: Any, *, partial: bool = False) -> dict:
             cleaned["max_points_per_contact"] = None
         elif isinstance(cap, bool) or not isinstance(cap, int) or cap <= 0:
             errors.append(("max_points_per_contact", "must be a positive whole number or null"))
+        elif cap > MAX_POINTS_CAP:
+            errors.append(("max_points_per_contact", f"must be at most {MAX_POINTS_CAP:,}"))
         else:
             cleaned["max_points_per_contact"] = cap
     if not partial or "trigger" in data:
@@ -322,6 +354,8 @@ def describe_action(action: dict) -> str:
         return f"add {points} points" if points >= 0 else f"take away {abs(points)} points"
     if kind == "set_stage":
         return f"move to stage {action.get('stage')} of funnel {action.get('funnel')}"
+    if kind in EXTRA_ACTIONS:
+        return EXTRA_ACTIONS[kind].describe(action)
     return str(kind)
 
 

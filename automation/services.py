@@ -10,15 +10,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from automation.models import Rule
-from automation.rules import rule_points, template_sql
+from automation.rules import rule_points, rule_save, template_sql
+from automation.tasks import rule_backfill_task
 from core.conditions import compile_conditions
 from core.jobs import job_start
 from core.models import Job
 
 
 def rule_backfill_start(rule: Rule, *, since: datetime, user=None) -> Job:
-    from automation.tasks import rule_backfill_task
-
     local = timezone.localtime(since)
     return job_start(
         rule_backfill_task,
@@ -77,7 +76,8 @@ def rule_preview(
     """
     params = [event_type, since, *condition_params]
     per_contact_points = f"LEAST(n * {points}, {cap})" if cap else f"n * {points}"
-    result = {"days": days, "events": 0, "contacts": 0, "points": 0, "top_tags": [], "timed_out": False}
+    result = {"days": days, "events": 0, "contacts": 0, "points": 0, "top_tags": [], "timed_out": False,
+              "webhook_calls": 0}
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SET LOCAL statement_timeout = '15s'")
@@ -90,6 +90,8 @@ def rule_preview(
             )
             events, contacts, total_points = cursor.fetchone()
             result.update(events=int(events), contacts=int(contacts), points=int(total_points))
+            # one call per firing and send_webhook action
+            result["webhook_calls"] = int(events) * sum(1 for action in actions if action.get("type") == "send_webhook")
             tag_counts: dict[str, int] = {}
             for action in actions:
                 if action.get("type") != "add_tag":
@@ -114,8 +116,6 @@ def rule_preview(
 
 
 def rule_set_active(rule: Rule, active: bool) -> Rule:
-    from automation.rules import rule_save
-
     with transaction.atomic():
         return rule_save(rule, {"active": active})
 

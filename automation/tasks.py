@@ -10,14 +10,18 @@ from django.db import connection
 from django.utils import timezone
 
 from automation import engine
+from automation.adhoc import adhoc_run
 from automation.models import Rule
-from core.jobs import Progress, job_task, jobs_reap_stale
+from core.jobs import CHUNK_SIZE, FINISHED, ChunkDone, Progress, job_run_chunks, job_task
 from core.models import Job
+from core.roles import MARKETER
 
 logger = logging.getLogger(__name__)
 
 # Pending events older than this are considered stuck (their task was lost) by the sweeper.
 STUCK_AFTER = timedelta(seconds=5)
+# Past events per chunk of a rule backfill (one engine batch each).
+BACKFILL_CHUNK = CHUNK_SIZE
 
 
 @shared_task(name="automation.tasks.events_process_task", acks_late=True)
@@ -60,36 +64,32 @@ def events_sweep_task(stuck_after_seconds: float | None = None) -> bool:
     return stuck
 
 
-@shared_task(name="automation.tasks.jobs_reap_task")
-def jobs_reap_task() -> int:
-    return jobs_reap_stale()
-
-
-@job_task("rule_backfill")
+@job_task("rule_backfill", roles=(MARKETER,))
 def rule_backfill_task(job: Job, progress: Progress) -> dict:
-    """Run a rule on past events since ``params.since``; pairs already applied are skipped."""
+    """Run a rule on past events since ``params.since``, in (occurred_at, id) keyset chunks on the
+    resumable runner; pairs already applied are skipped by the engine's guard as well."""
     rule = Rule.objects.filter(pk=job.params.get("rule_id")).first()
     if rule is None:
         raise ValueError("The rule was deleted.")
     since = datetime.fromisoformat(job.params["since"])
-    total = engine.rule_backfill_count(rule, since=since)
-    progress.update(0, total)
-    scanned = applied = 0
-    after = None
-    while True:
-        batch_scanned, batch_applied, after = engine.rule_backfill_batch(rule, since=since, after=after)
-        scanned += batch_scanned
-        applied += batch_applied
-        progress.update(min(scanned, total) if total else scanned, max(total, scanned))
-        if after is None:
-            break
+
+    def step(cursor, after: dict | str | None) -> ChunkDone | None:
+        if after == FINISHED:
+            return None
+        keyset = (datetime.fromisoformat(after["occurred_at"]), after["id"]) if after else None
+        scanned, applied, last = engine.rule_backfill_batch(rule, since=since, after=keyset, limit=BACKFILL_CHUNK)
+        if not scanned:
+            return None
+        # the batch says where the next one starts, or None when it was the last
+        resume = {"occurred_at": last[0].isoformat(), "id": last[1]} if last else FINISHED
+        return ChunkDone(resume_after=resume, size=scanned, counts={"events": scanned, "applied": applied})
+
+    counts = job_run_chunks(job, step, total=lambda: engine.rule_backfill_count(rule, since=since))
     if engine.pending_exists():
         events_process_task.delay()  # we held the engine lock; do not leave new events waiting
-    return {"events": scanned, "applied": applied, "rule_id": rule.pk}
+    return {"events": counts.get("events", 0), "applied": counts.get("applied", 0), "rule_id": rule.pk}
 
 
-@job_task("adhoc_actions")
+@job_task("adhoc_actions", roles=(MARKETER,))
 def adhoc_actions_task(job: Job, progress: Progress) -> dict:
-    from automation.adhoc import adhoc_run
-
     return adhoc_run(job, progress)

@@ -3,7 +3,6 @@ actions, event processing (failed events, retry) and background jobs."""
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 from django.contrib import messages
@@ -14,9 +13,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseClientRedirect
 
 from automation import history, services
+from automation.adhoc import adhoc_start, adhoc_target_count
 from automation.engine import events_retry_failed, events_status
 from automation.forms import (
     ACTION_CHOICES,
@@ -26,25 +25,22 @@ from automation.forms import (
     MatrixForm,
     RuleEditor,
     RunForm,
+    action_choices,
     default_since,
+    extra_actions_context,
 )
 from automation.models import PendingEvent, Rule, SegmentationMatrix
-from automation.rules import RuleError, rule_save
+from automation.rules import RuleError, describe_action, rule_save
+from automation.starter import install_starter_rules
 from contacts.models import EVENT_TYPE_CHOICES
-from core.htmx import render_page, wants_fragment
+from core.htmx import redirect_page, render_page, toast, wants_fragment
 from core.roles import ADMIN, MARKETER, role_required
+from leads.models import Funnel
 
 RULE_ROLES = (MARKETER, ADMIN)
 
 
-def _toast(response: HttpResponse, message: str, level: str = "success") -> HttpResponse:
-    response["HX-Trigger"] = json.dumps({"toast": {"message": message, "level": level}})
-    return response
-
-
 def _funnel_choices() -> list[dict]:
-    from leads.models import Funnel
-
     return [
         {"name": funnel.name, "stages": [stage.name for stage in funnel.stages.all()]}
         for funnel in Funnel.objects.prefetch_related("stages").order_by("name")
@@ -57,7 +53,8 @@ def _editor_context(editor: RuleEditor, rule: Rule | None) -> dict:
         "rule": rule,
         "event_types": EVENT_TYPE_CHOICES,
         "op_choices": OP_CHOICES,
-        "action_choices": ACTION_CHOICES,
+        "action_choices": action_choices(),
+        "extra_actions": extra_actions_context(),
         "funnels": _funnel_choices(),
         "run_form": RunForm(initial={"since": default_since()}),
         "history": history.object_history(history.RULE, rule.pk) if rule is not None and rule.pk else [],
@@ -83,7 +80,7 @@ def rule_toggle(request: HttpRequest, rule_id: int) -> HttpResponse:
         rule = services.rule_set_active(rule, not rule.active)
     except RuleError as exc:
         response = render(request, "automation/rules.html#rule_row", {"rule": rule})
-        return _toast(response, str(exc), "error")
+        return toast(response, str(exc), "error")
     rule.fired = services.rule_fired_counts([rule.pk])[rule.pk]
     if not wants_fragment(request):
         messages.success(request, f"Rule “{rule.name}” is {'on' if rule.active else 'off'}.")
@@ -93,14 +90,12 @@ def rule_toggle(request: HttpRequest, rule_id: int) -> HttpResponse:
         f"“{rule.name}” is on: it applies to events accepted from now on."
         if rule.active else f"“{rule.name}” is off."
     )
-    return _toast(response, message)
+    return toast(response, message)
 
 
 @require_POST
 @role_required(*RULE_ROLES)
 def rules_install_starter(request: HttpRequest) -> HttpResponse:
-    from automation.starter import install_starter_rules
-
     before = Rule.objects.count()
     installed = install_starter_rules()
     created = Rule.objects.count() - before
@@ -137,9 +132,7 @@ def _rule_editor(request: HttpRequest, rule: Rule | None) -> HttpResponse:
         else:
             messages.success(request, f"Rule “{saved.name}” saved. {saved.summary}")
             target = reverse("automation:rule_edit", kwargs={"rule_id": saved.pk})
-            if request.htmx:
-                return HttpResponseClientRedirect(target)
-            return redirect(target)
+            return redirect_page(request, target)
     # invalid: the whole editor again, with the errors in place (status 200 so htmx swaps it)
     return render(request, "automation/rule_edit.html", _editor_context(editor, rule))
 
@@ -199,14 +192,15 @@ def rule_action_row(request: HttpRequest) -> HttpResponse:
     kind = request.GET.get("type") or next(
         (value for key, value in request.GET.items() if key.endswith("-type")), "add_tag"
     )
-    if kind not in dict(ACTION_CHOICES):
+    if kind not in dict(action_choices()):
         kind = "add_tag"
-    values = {"type": kind, "tag": "", "score": "1", "points": "", "funnel_stage": ""}
+    values = {"type": kind, "tag": "", "score": "1", "points": "", "funnel_stage": "", "target": ""}
     partial = "action_row" if request.GET.get("replace") else "action_row_added"
     return render(request, f"automation/_rows.html#{partial}", {
         "row": EditorRow(index, values),
         "next_index": index + 1,
-        "action_choices": ACTION_CHOICES,
+        "action_choices": action_choices(),
+        "extra_actions": extra_actions_context(),
         "funnels": _funnel_choices(),
     })
 
@@ -291,7 +285,9 @@ def changes(request: HttpRequest) -> HttpResponse:
         page = 1
     entries, has_next = history.recent_changes(kind=kind, page=page)
     return render_page(request, "automation/changes.html",
-                       {"entries": entries, "has_next": has_next, "page": page, "kind": kind}, partial="results")
+                       {"entries": entries, "has_next": has_next, "page": page, "kind": kind,
+                        "extra_kinds": [(key, value.plural) for key, value in history.KINDS.items()
+                                        if key not in ("rule", "matrix")]}, partial="results")
 
 
 @require_GET
@@ -316,8 +312,6 @@ def matrix_delete(request: HttpRequest, matrix_id: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @role_required(*RULE_ROLES)
 def adhoc(request: HttpRequest) -> HttpResponse:
-    from automation.adhoc import adhoc_start, adhoc_target_count
-
     initial = {}
     if request.method == "GET":
         if request.GET.get("segment"):
@@ -350,8 +344,6 @@ def _adhoc_params(form: AdhocForm) -> dict:
 
 
 def _adhoc_title(form: AdhocForm, count: int) -> str:
-    from automation.rules import describe_action
-
     what = ", ".join(describe_action(action) for action in form.actions)
     target = (f"segment “{form.cleaned_data['segment'].name}”" if form.cleaned_data["target"] == "segment"
               else "filtered contacts")

@@ -3,7 +3,7 @@
 1. A separate database on the same server — ``marketing_hub_bench`` on the embedded PostgreSQL, or
    ``<name>_bench`` next to ``DATABASE_URL`` — migrated, and filled by ``demo.datagen``
    unless it already holds data of that size from the same generator (a marker table says so).
-2. The measurements of ``spec/benchmark.md``, each the median of ``--runs`` warm runs: segment
+2. The measurements of ``docs/benchmark.md``, each the median of ``--runs`` warm runs: segment
    counts (``segments.services.segment_count`` vs hand-written SQL, interleaved, at least 7 runs)
    and the full segment refresh, p95 server time of the contact list / card / hot
    leads views, end-to-end ingestion with a real worker (PostgreSQL and Redis brokers), full
@@ -33,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 GENERATOR = ROOT / "demo" / "datagen.py"
-PARTS = ("segments", "views", "recompute", "ingest", "sizes")
+PARTS = ("segments", "views", "recompute", "ingest", "webhooks", "sizes")
 SEGMENT_MIN_RUNS = 7
 
 
@@ -229,12 +229,10 @@ def measure_segments(runs: int, plans: dict) -> list[dict]:
     count, the API preview and saving call) — against the hand-written SQL, interleaved."""
     from django.db import connection
 
+    # local import: main() chooses the bench database and sets Django up first
     from bench.cases import SEGMENT_CASES
+    from segments.services import segment_count
 
-    try:
-        from segments.services import segment_count
-    except ImportError as exc:
-        return [missing(case.name, f"segments.services not importable: {exc}") for case in SEGMENT_CASES]
     out = []
     for case in SEGMENT_CASES:
         try:
@@ -271,6 +269,7 @@ def measure_segments(runs: int, plans: dict) -> list[dict]:
 def _view_urls(contacts: int) -> dict[str, list[str]]:
     from django.urls import reverse
 
+    # local import: main() chooses the bench database and sets Django up first
     from contacts.models import Contact
 
     base = reverse("contacts:list")
@@ -295,18 +294,15 @@ def _view_urls(contacts: int) -> dict[str, list[str]]:
 def measure_views(contacts: int) -> list[dict]:
     from django.contrib.auth import get_user_model
     from django.test import Client
-    from django.urls import NoReverseMatch
 
+    # local import: main() chooses the bench database and sets Django up first
     from demo.users import ensure_demo_users
 
     ensure_demo_users()
     admin = get_user_model().objects.get(username="admin")
     client = Client()
     client.force_login(admin)
-    try:
-        urls = _view_urls(contacts)
-    except NoReverseMatch as exc:
-        return [missing(n, f"view not present: {exc}") for n in ("contact_list_p95_ms", "contact_card_p95_ms", "hot_leads_p95_ms")]
+    urls = _view_urls(contacts)
     out = []
     for name, paths in urls.items():
         try:
@@ -352,6 +348,7 @@ def tier_sql() -> tuple[str, dict[str, Any]]:
     """The hand-written full tier recompute: one statement computing every contact's metric and
     tier, writing only the rows whose tier or metric changes, and logging tier changes. Columns
     other areas add to their models later are filled with the model defaults."""
+    # local import: main() chooses the bench database and sets Django up first
     from demo.datagen import _insert_select, _positional
     from loyalty.models import ContactTier, Program, TierChange
 
@@ -408,10 +405,14 @@ def measure_recomputes(runs: int, plans: dict) -> list[dict]:
     out = []
     from django.db import connection
 
+    # local import: main() chooses the bench database and sets Django up first
+    from contacts.models import Tag
+    from leads.scoring import score_recompute_all
+    from loyalty.models import Program
+    from loyalty.services import program_recompute
+
     # lead score -------------------------------------------------------------------------------
     try:
-        from leads.scoring import score_recompute_all
-
         def app_score() -> int:
             with connection.cursor() as cursor:
                 return score_recompute_all(cursor)
@@ -421,20 +422,13 @@ def measure_recomputes(runs: int, plans: dict) -> list[dict]:
         out.append(figure("score_recompute", app_ms, sql_ms, description="lead score of every contact from the ledger; 10% of scores wrong",
                           rows_fixed=app_fixed))
         say(f"score_recompute: app {app_ms:.0f} ms, SQL {sql_ms:.0f} ms")
-    except ImportError as exc:
-        out.append(missing("score_recompute", f"leads.scoring.score_recompute_all not importable: {exc}"))
     except Exception as exc:
         out.append(missing("score_recompute", f"{type(exc).__name__}: {exc}"))
         traceback.print_exc()
 
     # loyalty tiers ----------------------------------------------------------------------------
     try:
-        from loyalty.models import Program
-        from loyalty.services import program_recompute
-
         program = Program.objects.get(name="Klub Stylu")
-        from contacts.models import Tag
-
         tag_id = Tag.objects.get(key="purchase").id
         app_ms, _, app_result = timed_ms(lambda: program_recompute(program, reason="bench"), runs,
                                          setup=lambda: sql_run(TIER_DIRTY), rollback=True)
@@ -444,8 +438,6 @@ def measure_recomputes(runs: int, plans: dict) -> list[dict]:
         out.append(figure("tier_recompute", app_ms, sql_ms, description="loyalty tier of every contact (PURCHASE tag score); 10% of tiers wrong",
                           rows_written=(app_result or {}).get("written") if isinstance(app_result, dict) else None))
         say(f"tier_recompute: app {app_ms:.0f} ms, SQL {sql_ms:.0f} ms")
-    except ImportError as exc:
-        out.append(missing("tier_recompute", f"loyalty.services.program_recompute not importable: {exc}"))
     except Exception as exc:
         out.append(missing("tier_recompute", f"{type(exc).__name__}: {exc}"))
         traceback.print_exc()
@@ -467,43 +459,32 @@ def vacuum(tables: list[str], when: str) -> None:
     say(f"vacuumed {when} ({time.perf_counter() - started:.1f}s, not counted)")
 
 
-def _segment_refresh_function():
-    from segments import services
-
-    for name in ("segment_refresh", "segment_members_refresh", "segment_refresh_full"):
-        fn = getattr(services, name, None)
-        if fn is not None:
-            return fn
-    raise ImportError("segments.services has no segment_refresh")
-
-
 def _measure_segment_refresh(runs: int) -> dict:
+    # local import: main() chooses the bench database and sets Django up first
     from bench.cases import SEGMENT_CASES
+    from segments.models import Segment
+    from segments.services import segment_refresh
 
     case = next(c for c in SEGMENT_CASES if c.name == "segment_count_nested_not")
     try:
-        refresh = _segment_refresh_function()
-        from segments.models import Segment
-
         segment, _ = Segment.objects.get_or_create(name="bench: nested", defaults={"definition": case.definition})
         Segment.objects.filter(pk=segment.pk).update(definition=case.definition)
         segment.refresh_from_db()
         sql_run("DELETE FROM segments_segmentmember WHERE segment_id = %s", [segment.pk])
 
-        import inspect
-
-        by_id = "segment_id" in inspect.signature(refresh).parameters
-
         def app() -> Any:
-            return refresh(segment.pk) if by_id else refresh(segment=segment)
+            return segment_refresh(segment.pk)
 
         member_sql = " ".join(case.sql.split()).replace("SELECT count(*) FROM contacts_contact c", "SELECT c.id FROM contacts_contact c", 1)
         sql = f"""
         WITH target AS MATERIALIZED ({member_sql}),
         ins AS (INSERT INTO segments_segmentmember (segment_id, contact_id, added_at)
-                SELECT %(s)s, id, now() FROM target ON CONFLICT DO NOTHING RETURNING 1),
+                SELECT %(s)s, id, now() FROM target ON CONFLICT DO NOTHING RETURNING contact_id),
         del AS (DELETE FROM segments_segmentmember m WHERE m.segment_id = %(s)s
-                AND NOT EXISTS (SELECT 1 FROM target t WHERE t.id = m.contact_id) RETURNING 1),
+                AND NOT EXISTS (SELECT 1 FROM target t WHERE t.id = m.contact_id) RETURNING m.contact_id),
+        told AS (INSERT INTO core_outboxmessage (type, contact_id, segment_id, data)
+                 SELECT 'segment.entered', contact_id, %(s)s, '{{}}'::jsonb FROM ins
+                 UNION ALL SELECT 'segment.exited', contact_id, %(s)s, '{{}}'::jsonb FROM del),
         size AS (INSERT INTO segments_segmentsize (segment_id, count, measured_at)
                  SELECT %(s)s, count(*), now() FROM target RETURNING count)
         UPDATE segments_segment SET count = (SELECT count FROM size), refreshed_at = now(), version = version + 1
@@ -513,8 +494,6 @@ def _measure_segment_refresh(runs: int) -> dict:
         (app_ms, _), (sql_ms, _) = timed_pair_ms(app, lambda: sql_run(sql, {"s": segment.pk}), runs, rollback=True)
         say(f"segment_refresh: app {app_ms:.0f} ms, SQL {sql_ms:.0f} ms")
         return figure("segment_refresh", app_ms, sql_ms, description="full refresh of a saved segment (" + case.description + ") from empty")
-    except ImportError as exc:
-        return missing("segment_refresh", f"segments refresh service not importable: {exc}")
     except Exception as exc:
         traceback.print_exc()
         return missing("segment_refresh", f"{type(exc).__name__}: {exc}")
@@ -522,6 +501,7 @@ def _measure_segment_refresh(runs: int) -> dict:
 
 # --- 3. Ingestion -------------------------------------------------------------------------------
 def measure_ingest(database_name: str, total: int, runs: int = 3) -> list[dict]:
+    # local import: main() chooses the bench database and sets Django up first
     from bench.ingest import redis_url, run_ingest
     from core.models import ApiKey
 
@@ -564,6 +544,26 @@ def measure_ingest(database_name: str, total: int, runs: int = 3) -> list[dict]:
             out.append(missing(name, f"{type(exc).__name__}: {exc}" + (f"; worker log: {cause}" if cause else "")
                                + f" (logs: bench/results/ingest-*-{broker}.log)"))
     return out
+
+
+def measure_webhooks(database_name: str) -> list[dict]:
+    """webhook_fanout_per_s and hot_lead_alert_latency_s (bench/webhooks.py)."""
+    # local import: main() chooses the bench database and sets Django up first
+    from bench import webhooks
+    from core.models import ApiKey
+
+    _, ingest_key = ApiKey.issue(name="bench webhooks ingest", scope=ApiKey.SCOPE_INGEST)
+    _, admin_key = ApiKey.issue(name="bench webhooks admin", scope=ApiKey.SCOPE_ADMIN)
+    emails = [row[0] for row in _rows("SELECT email FROM contacts_contact ORDER BY md5(id::text) LIMIT 20000")]
+    return webhooks.measure(database_name, emails, ingest_key, admin_key)
+
+
+def _rows(sql: str) -> list[tuple]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.fetchall()
 
 
 def _last_error_line(path: Path) -> str | None:
@@ -667,6 +667,7 @@ def main(argv: list[str] | None = None) -> int:
                 "leads_scoretrend", "automation_ruleapplication", "automation_event", "automation_eventreceipt",
                 "loyalty_contacttier", "segments_segmentmember"], "the reused data")
     else:
+        # local import: main() chooses the bench database and sets Django up first
         from demo import datagen
 
         say(f"generating {args.contacts:,} contacts …")
@@ -697,6 +698,8 @@ def main(argv: list[str] | None = None) -> int:
         # enough for a sustained rate (tens of seconds), small enough for the 10-minute budget at 100k
         total = args.ingest_events or (30_000 if args.contacts <= 200_000 else 60_000)
         figures += measure_ingest(name, total, args.ingest_runs)
+    if "webhooks" not in skip:
+        figures += measure_webhooks(name)
     from django.db import connection
 
     connection.ensure_connection()

@@ -1,4 +1,4 @@
-"""API v1: contacts (upsert, batch upsert, read, tags, GDPR erasure), exactly as spec/api-v1.md says."""
+"""API v1: contacts (upsert, batch upsert, read, tags, GDPR erasure), exactly as docs/api-v1.md says."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import DataError, transaction
 from django.http import HttpRequest
-from ninja import Field, Router, Schema, Status
+from ninja import Field, Query, Router, Schema, Status
 from pydantic import ConfigDict, StrictBool, StrictInt, field_validator
 
 from contacts.models import Contact, normalize_email
@@ -15,7 +15,6 @@ from contacts.services import (
     clean_birth_date,
     clean_channel,
     clean_country,
-    clean_email,
     clean_tag_name,
     clean_text,
     contact_erase,
@@ -23,7 +22,7 @@ from contacts.services import (
     contacts_upsert,
     suppressed_emails,
 )
-from marketing_hub.api import ingest_auth
+from core.api import ApiError, DetailOut, Email, ingest_auth
 
 router = Router(tags=["contacts"])
 
@@ -36,7 +35,7 @@ SUPPRESSED_MESSAGE = (
 class ContactIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    email: str
+    email: Email
     first_name: str | None = None
     last_name: str | None = None
     phone: str | None = None
@@ -45,11 +44,6 @@ class ContactIn(Schema):
     birth_date: str | None = Field(None, description="YYYY-MM-DD")
     properties: dict[str, Any] | None = None
     consents: dict[str, StrictBool] | None = None
-
-    @field_validator("email", mode="before")
-    @classmethod
-    def _email(cls, value: Any) -> str:
-        return clean_email(value)
 
     @field_validator("first_name", "last_name", "phone", "city", mode="before")
     @classmethod
@@ -137,22 +131,8 @@ class TagIn(Schema):
         return clean_tag_name(value)
 
 
-class ErrorItem(Schema):
-    index: int | None = None
-    field: str
-    message: str
-
-
-class ErrorsOut(Schema):
-    errors: list[ErrorItem]
-
-
-class DetailOut(Schema):
-    detail: str
-
-
-def _errors(errors: list[dict]) -> Status:
-    return Status(400, {"errors": errors})
+def _errors(errors: list[dict]) -> ApiError:
+    return ApiError(errors)
 
 
 def _find(email: str) -> Contact | None:
@@ -173,26 +153,25 @@ def _suppression_errors(items: list[dict], *, batch: bool) -> list[dict]:
     return errors
 
 
-@router.post("/contacts", auth=ingest_auth, response={200: ContactOut, 201: ContactOut, 400: ErrorsOut},
-             exclude_none=True)
+@router.post("/contacts", auth=ingest_auth, response={200: ContactOut, 201: ContactOut})
 def contact_upsert(request: HttpRequest, payload: ContactIn):
     """Create or update a contact by email (case-insensitive). 201 when created, 200 when updated."""
     item = payload.clean()
     errors = _suppression_errors([item], batch=False)
     if errors:
-        return _errors(errors)
+        raise _errors(errors)
     [result] = contacts_upsert([item], source="api")
     contact = Contact.objects.get(pk=result.contact_id)
     return Status(201 if result.created else 200, contact_representation(contact))
 
 
-@router.post("/contacts/batch", auth=ingest_auth, response={200: BatchOut, 400: ErrorsOut}, exclude_none=True)
+@router.post("/contacts/batch", auth=ingest_auth, response={200: BatchOut})
 def contacts_batch(request: HttpRequest, payload: BatchIn):
     """Upsert up to 1000 contacts; any invalid item stores nothing (errors carry the item's index)."""
     items = [contact.clean() for contact in payload.contacts]
     errors = _suppression_errors(items, batch=True)
     if errors:
-        return _errors(errors)
+        raise _errors(errors)
     results = contacts_upsert(items, source="api")
     created = len({result.contact_id for result in results if result.created})
     return Status(200, {
@@ -203,6 +182,33 @@ def contacts_batch(request: HttpRequest, payload: BatchIn):
     })
 
 
+# The same operations addressed by a query parameter: an email may hold "/" (a valid address
+# character), which a path segment cannot carry — "%2F" is decoded before routing.
+EmailQuery = Query(..., description="the contact's email (any case)", max_length=254)
+
+
+@router.get("/contacts/by-email", response={200: ContactOut, 404: DetailOut})
+def contact_get_by_email(request: HttpRequest, email: str = EmailQuery):
+    """``GET /contacts/{email}`` for any email, ``/`` included."""
+    return contact_get(request, email)
+
+
+@router.post("/contacts/by-email/tags", response={200: ContactOut, 404: DetailOut})
+def contact_tag_add_by_email(request: HttpRequest, payload: TagIn, email: str = EmailQuery):
+    return contact_tag_add(request, email, payload)
+
+
+@router.delete("/contacts/by-email/tags/{path:tag}", response={200: ContactOut, 404: DetailOut})
+def contact_tag_remove_by_email(request: HttpRequest, tag: str, email: str = EmailQuery):
+    return contact_tag_remove(request, email, tag)
+
+
+@router.delete("/contacts/by-email", response={204: None, 404: DetailOut})
+def contact_delete_by_email(request: HttpRequest, email: str = EmailQuery):
+    """GDPR erasure of any email, ``/`` included."""
+    return contact_delete(request, email)
+
+
 @router.get("/contacts/{email}", response={200: ContactOut, 404: DetailOut})
 def contact_get(request: HttpRequest, email: str):
     contact = _find(email)
@@ -211,8 +217,7 @@ def contact_get(request: HttpRequest, email: str):
     return Status(200, contact_representation(contact))
 
 
-@router.post("/contacts/{email}/tags", response={200: ContactOut, 400: ErrorsOut, 404: DetailOut},
-             exclude_none=True)
+@router.post("/contacts/{email}/tags", response={200: ContactOut, 404: DetailOut})
 def contact_tag_add(request: HttpRequest, email: str, payload: TagIn):
     """Add the tag or add ``score`` to it; a result ≤ 0 removes it."""
     contact = _find(email)
@@ -222,7 +227,7 @@ def contact_tag_add(request: HttpRequest, email: str, payload: TagIn):
         with transaction.atomic():
             contact.add_tag(payload.tag, payload.score, source="api")
     except DataError:
-        return _errors([{"field": "score", "message": "The tag's score would leave the allowed range."}])
+        raise _errors([{"field": "score", "message": "The tag's score would leave the allowed range."}]) from None
     return Status(200, contact_representation(contact))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -224,69 +225,116 @@ def parse_row(number: int, row: list[str], mapping: dict[str, int], header: list
     return ParsedRow(number, item, tags), []
 
 
-def contacts_import_run(contact_import: ContactImport, progress=None, *, user=None) -> dict:
-    """Import every valid row (set-based per chunk of 1000, each chunk its own transaction), report
-    the invalid ones. Idempotent: fields and tag scores are set, not added, so a re-import of the
-    same file changes nothing."""
+@dataclass
+class ImportChunk:
+    """Up to CHUNK_ROWS data rows of the file: the valid ones parsed, the invalid ones' errors."""
+
+    last_row: int  # the row number (as reported to the user) of the chunk's last row
+    rows: int  # non-empty data rows read
+    valid: list[ParsedRow]
+    errors: list[list]  # [row, column, problem] of the invalid rows
+    error_rows: int
+
+
+def contacts_import_chunks(contact_import: ContactImport, *, after_row: int = 0,
+                           size: int | None = None) -> Iterator[ImportChunk]:
+    """The file's data rows after row ``after_row``, parsed, in chunks of ``size`` (CHUNK_ROWS) rows."""
+    size = size or CHUNK_ROWS
     header = contact_import.header
     mapping = {target: int(index) for target, index in contact_import.mapping.items() if index is not None}
     reader = sniff_reader(contact_import.content)
     next(reader, None)
-    errors: list[list] = []
-    error_rows = imported = total = 0
-    chunk: list[ParsedRow] = []
-    estimated_total = max(contact_import.content.count("\n"), 1)
-
-    def flush() -> None:
-        nonlocal imported
-        if not chunk:
-            return
-        blocked = suppressed_emails([row.item["email"] for row in chunk])
-        allowed = []
-        for row in chunk:
-            if row.item["email"] in blocked and not row.item["consents"].get("email"):
-                errors.append([row.number, "email", "This email was erased (GDPR); import it with consent_email=yes "
-                                                    "to re-create it."])
-                continue
-            allowed.append(row)
-        with transaction.atomic():
-            results = contacts_upsert([row.item for row in allowed], source="import", user=user)
-            contact_ids, tag_names, scores = [], [], []
-            for row, result in zip(allowed, results, strict=True):
-                for name, score in row.tags:
-                    contact_ids.append(result.contact_id)
-                    tag_names.append(name)
-                    scores.append(score)
-            if contact_ids:
-                with connection.cursor() as cursor:
-                    tag_ids = tags_ensure(cursor, tag_names)
-                    tag_scores_set(cursor, contact_ids=contact_ids, tag_ids=[tag_ids[name] for name in tag_names],
-                                   scores=scores, source=TagScoreChange.Source.IMPORT,
-                                   user_id=getattr(user, "pk", None))
-        imported += len(allowed)
-        chunk.clear()
-
+    chunk = ImportChunk(last_row=after_row, rows=0, valid=[], errors=[], error_rows=0)
     for number, row in enumerate(reader, start=2):
+        if number <= after_row:
+            continue
+        chunk.last_row = number
         if not any(cell.strip() for cell in row):
             continue
-        total += 1
+        chunk.rows += 1
         parsed, row_errors = parse_row(number, row, mapping, header)
         if parsed is None:
-            error_rows += 1
-            if len(errors) < MAX_REPORTED_ERRORS:
-                errors.extend(row_errors)
+            chunk.error_rows += 1
+            chunk.errors.extend(row_errors)
+        else:
+            chunk.valid.append(parsed)
+        if chunk.rows >= size:
+            yield chunk
+            chunk = ImportChunk(last_row=number, rows=0, valid=[], errors=[], error_rows=0)
+    if chunk.rows or chunk.last_row > after_row:
+        yield chunk
+
+
+def contacts_import_write(chunk: ImportChunk, *, user=None) -> dict:
+    """Upsert a chunk's valid rows and set their tag scores, set-based, in the caller's transaction
+    (or one of its own). Rows of erased (GDPR) emails without a consent are refused. Returns
+    {"rows", "imported", "errors"} and adds the refused rows to ``chunk.errors``."""
+    blocked = suppressed_emails([row.item["email"] for row in chunk.valid])
+    allowed = []
+    for row in chunk.valid:
+        if row.item["email"] in blocked and not row.item["consents"].get("email"):
+            chunk.errors.append([row.number, "email", "This email was erased (GDPR); import it with "
+                                                      "consent_email=yes to re-create it."])
             continue
-        chunk.append(parsed)
-        if len(chunk) >= CHUNK_ROWS:
-            flush()
-            if progress is not None:
-                progress.update(total, estimated_total)
-    flush()
-    error_rows = total - imported
+        allowed.append(row)
+    with transaction.atomic():
+        results = contacts_upsert([row.item for row in allowed], source="import", user=user)
+        contact_ids, tag_names, scores = [], [], []
+        for row, result in zip(allowed, results, strict=True):
+            for name, score in row.tags:
+                contact_ids.append(result.contact_id)
+                tag_names.append(name)
+                scores.append(score)
+        if contact_ids:
+            with connection.cursor() as cursor:
+                tag_ids = tags_ensure(cursor, tag_names)
+                tag_scores_set(cursor, contact_ids=contact_ids, tag_ids=[tag_ids[name] for name in tag_names],
+                               scores=scores, source=TagScoreChange.Source.IMPORT,
+                               user_id=getattr(user, "pk", None))
+    return {"rows": chunk.rows, "imported": len(allowed), "errors": chunk.rows - len(allowed)}
+
+
+def contacts_import_finish(contact_import: ContactImport, counts: dict) -> dict:
+    """Mark the import done with its totals; returns them as the job's result."""
     ContactImport.objects.filter(pk=contact_import.pk).update(
-        status=ContactImport.Status.DONE, total_rows=total, imported_rows=imported, error_rows=error_rows,
-        errors=errors[:MAX_REPORTED_ERRORS],
+        status=ContactImport.Status.DONE, total_rows=counts.get("rows", 0),
+        imported_rows=counts.get("imported", 0), error_rows=counts.get("errors", 0),
     )
+    return {"rows": counts.get("rows", 0), "imported": counts.get("imported", 0), "errors": counts.get("errors", 0)}
+
+
+def contacts_import_errors_add(contact_import: ContactImport, errors: list[list]) -> None:
+    """Append to the import's error report, up to MAX_REPORTED_ERRORS entries (one UPDATE)."""
+    if not errors:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE contacts_contactimport
+            SET errors = errors || (SELECT coalesce(jsonb_agg(e ORDER BY n), '[]'::jsonb)
+                                    FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS x(e, n)
+                                    WHERE n <= %s - jsonb_array_length(errors))
+            WHERE id = %s
+            """,
+            [json.dumps(errors), MAX_REPORTED_ERRORS, contact_import.pk],
+        )
+
+
+def contacts_import_run(contact_import: ContactImport, progress=None, *, user=None) -> dict:
+    """Import every valid row (set-based per chunk of CHUNK_ROWS, each chunk its own transaction),
+    report the invalid ones. Idempotent: fields and tag scores are set, not added, so a re-import
+    of the same file changes nothing. (The import job runs the same chunks on the resumable
+    runner, ``contacts.tasks.contacts_import_task``.)"""
+    ContactImport.objects.filter(pk=contact_import.pk).update(errors=[])
+    counts = {"rows": 0, "imported": 0, "errors": 0}
+    estimated_total = max(contact_import.content.count("\n"), 1)
+    for chunk in contacts_import_chunks(contact_import):
+        with transaction.atomic():
+            written = contacts_import_write(chunk, user=user)
+            contacts_import_errors_add(contact_import, chunk.errors)
+        counts = {key: counts[key] + written[key] for key in counts}
+        if progress is not None:
+            progress.update(counts["rows"], estimated_total)
     if progress is not None:
-        progress.update(total, total)
-    return {"rows": total, "imported": imported, "errors": error_rows}
+        progress.update(counts["rows"], counts["rows"])
+    return contacts_import_finish(contact_import, counts)

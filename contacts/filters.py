@@ -1,8 +1,12 @@
 """The contact list's one FilterSet. Every filter is an indexed SQL condition; nothing is
-evaluated in Python, so the same queryset can be compiled into a bulk ``INSERT … SELECT``."""
+evaluated in Python, so the same queryset can be compiled into a bulk ``INSERT … SELECT``.
+
+Filters on what other areas derive (temperature, funnel stage, loyalty tier, segment) are theirs:
+they register them in ``contacts.registry`` and the FilterSet adds them per instance."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 
 import django_filters
@@ -10,19 +14,19 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.db.models.functions import Lower
+from django.forms import BoundField
 from django.utils import timezone
 
 from contacts.countries import ISO_COUNTRY_CODES
-from contacts.models import Consent, Contact, ContactTag, Tag, tag_key
+from contacts.models import CONSENT_CHANNELS, Consent, Contact, ContactTag, Tag, tag_key
+from contacts.registry import list_filters
 from core.roles import SALES
 
-CONSENT_CHANNELS = ("email", "sms", "phone", "push")
 CONSENT_CHOICES = [
     (f"{channel}:{state}", f"{channel.upper() if channel == 'sms' else channel.capitalize()}: {label}")
     for channel in CONSENT_CHANNELS
     for state, label in (("granted", "granted"), ("withdrawn", "withdrawn"), ("none", "never asked"))
 ]
-TEMPERATURE_CHOICES = [("hot", "Hot"), ("warm", "Warm"), ("cold", "Cold")]
 SORT_CHOICES = [
     ("-score", "Score, highest first"),
     ("score", "Score, lowest first"),
@@ -60,8 +64,6 @@ class ContactFilterSet(django_filters.FilterSet):
     country = django_filters.CharFilter(method="filter_country", label="Country",
                                         widget=forms.TextInput(attrs={"placeholder": "PL", "maxlength": 2}))
     city = django_filters.CharFilter(method="filter_city", label="City")
-    temperature = django_filters.ChoiceFilter(choices=TEMPERATURE_CHOICES, method="filter_temperature",
-                                              label="Temperature", empty_label="Any")
     consent = django_filters.ChoiceFilter(choices=CONSENT_CHOICES, method="filter_consent", label="Consent",
                                           empty_label="Any")
     owner = django_filters.ChoiceFilter(choices=[], method="filter_owner", label="Owner", empty_label="Anyone")
@@ -69,9 +71,6 @@ class ContactFilterSet(django_filters.FilterSet):
                                               widget=forms.DateInput(attrs={"type": "date"}))
     created_before = django_filters.DateFilter(method="filter_created_before", label="Created to",
                                                widget=forms.DateInput(attrs={"type": "date"}))
-    segment = django_filters.ChoiceFilter(choices=[], method="filter_segment", label="Segment", empty_label="Any")
-    stage = django_filters.ChoiceFilter(choices=[], method="filter_stage", label="Funnel stage", empty_label="Any")
-    tier = django_filters.ChoiceFilter(choices=[], method="filter_tier", label="Loyalty tier", empty_label="Any")
     sort = django_filters.ChoiceFilter(choices=SORT_CHOICES, method="filter_noop", label="Sort",
                                        empty_label=None)
 
@@ -80,20 +79,33 @@ class ContactFilterSet(django_filters.FilterSet):
         fields: list[str] = []
 
     def __init__(self, data=None, *args, **kwargs) -> None:
-        from leads.models import Stage
-        from loyalty.models import Tier
-        from segments.models import Segment
-
         super().__init__(data, *args, **kwargs)
         self.filters["owner"].extra["choices"] = owner_choices()
-        self.filters["segment"].extra["choices"] = [
-            (str(pk), name) for pk, name in Segment.objects.order_by("name").values_list("pk", "name")]
-        self.filters["stage"].extra["choices"] = [
-            (str(pk), f"{funnel}: {name}") for pk, funnel, name in
-            Stage.objects.order_by("funnel__name", "position").values_list("pk", "funnel__name", "name")]
-        self.filters["tier"].extra["choices"] = [
-            (str(pk), f"{program}: {name}") for pk, program, name in
-            Tier.objects.order_by("program__name", "min").values_list("pk", "program__name", "name")]
+        for entry in list_filters():
+            list_filter = copy.deepcopy(entry.filter)
+            list_filter.parent = self
+            list_filter.field_name = list_filter.field_name or entry.name
+            if entry.choices is not None:
+                list_filter.extra["choices"] = entry.choices()
+            self.filters[entry.name] = list_filter
+
+    def extra_fields(self, group: str) -> list[BoundField]:
+        """The bound form fields of the registered filters shown in ``group``, in order."""
+        return [self.form[entry.name] for entry in list_filters(group)]
+
+    @property
+    def main_extra_fields(self) -> list[BoundField]:
+        return self.extra_fields("main")
+
+    @property
+    def more_extra_fields(self) -> list[BoundField]:
+        return self.extra_fields("more")
+
+    @property
+    def more_filters_used(self) -> bool:
+        """Whether a filter under "More filters" has a value (the section then opens by itself)."""
+        names = ["consent", "owner", *(entry.name for entry in list_filters("more")), "created_after", "created_before"]
+        return any(self.form[name].value() for name in names)
 
     # --- the filters -------------------------------------------------------------------------
     def filter_noop(self, queryset: QuerySet, name: str, value) -> QuerySet:
@@ -135,16 +147,6 @@ class ContactFilterSet(django_filters.FilterSet):
     def filter_created_before(self, queryset: QuerySet, name: str, value: dt.date) -> QuerySet:
         return queryset.filter(created_at__lt=_day_start(value + dt.timedelta(days=1)))
 
-    def filter_temperature(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
-        from leads.models import TemperatureSettings
-
-        thresholds = TemperatureSettings.current()
-        if value == "hot":
-            return queryset.filter(score__gte=thresholds.hot)
-        if value == "warm":
-            return queryset.filter(score__gte=thresholds.warm, score__lt=thresholds.hot)
-        return queryset.filter(score__lt=thresholds.warm)
-
     def filter_consent(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         channel, _, state = value.partition(":")
         consents = Consent.objects.filter(contact=OuterRef("pk"), channel=channel)
@@ -156,21 +158,6 @@ class ContactFilterSet(django_filters.FilterSet):
         if value == "none":
             return queryset.filter(owner__isnull=True)
         return queryset.filter(owner_id=int(value))
-
-    def filter_segment(self, queryset: QuerySet, name: str, value) -> QuerySet:
-        from segments.models import SegmentMember
-
-        return queryset.filter(Exists(SegmentMember.objects.filter(segment_id=int(value), contact=OuterRef("pk"))))
-
-    def filter_stage(self, queryset: QuerySet, name: str, value) -> QuerySet:
-        from leads.models import ContactStage
-
-        return queryset.filter(Exists(ContactStage.objects.filter(stage_id=int(value), contact=OuterRef("pk"))))
-
-    def filter_tier(self, queryset: QuerySet, name: str, value) -> QuerySet:
-        from loyalty.models import ContactTier
-
-        return queryset.filter(Exists(ContactTier.objects.filter(tier_id=int(value), contact=OuterRef("pk"))))
 
     @property
     def qs(self) -> QuerySet:

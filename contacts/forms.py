@@ -7,6 +7,7 @@ import re
 from django import forms
 
 from contacts.csvio import IMPORT_FIELDS, MAX_FILE_BYTES
+from contacts.models import CONSENT_CHANNELS
 from contacts.services import clean_tag_name
 
 HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -55,6 +56,12 @@ class BulkActionForm(forms.Form):
         if action == "assign_owner" and not data.get("owner"):
             self.add_error("owner", "Pick an owner (or “Unassigned”).")
         return data
+
+    def params(self) -> dict:
+        """The action as a job's JSON parameters (``contacts.tasks.bulk_apply``)."""
+        data = self.cleaned_data
+        return {"action": data["action"], "tag": data.get("tag") or "", "score": data.get("score") or 1,
+                "owner": data.get("owner") or ""}
 
 
 class NoteForm(forms.Form):
@@ -130,3 +137,91 @@ class ImportMappingForm(forms.Form):
 
     def mapping(self) -> dict[str, int]:
         return {target: int(self.cleaned_data[target]) for target in IMPORT_FIELDS if self.cleaned_data.get(target)}
+
+
+# --- the contact card ---------------------------------------------------------------------------------
+MAX_TAG_STEP = 1_000_000
+TAG_SCORE_MESSAGE = f"Score must be a whole number other than 0, at most {MAX_TAG_STEP:,} either way."
+
+
+def first_error(form: forms.Form) -> str:
+    """The first problem of an invalid form, for a toast."""
+    for errors in form.errors.values():
+        return errors[0]
+    return ""
+
+
+class TagAddForm(forms.Form):
+    """Add a tag by name with a score (negative subtracts; a result ≤ 0 removes the tag)."""
+
+    tag = forms.CharField(required=False, strip=False)
+    score = forms.CharField(required=False)
+
+    def clean_tag(self) -> str:
+        try:
+            return clean_tag_name(self.cleaned_data["tag"])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_score(self) -> int:
+        try:
+            score = int(self.cleaned_data["score"] or 1)
+        except ValueError:
+            raise forms.ValidationError(TAG_SCORE_MESSAGE) from None
+        if not -MAX_TAG_STEP <= score <= MAX_TAG_STEP or score == 0:
+            raise forms.ValidationError(TAG_SCORE_MESSAGE)
+        return score
+
+
+class TagStepForm(forms.Form):
+    """+1 / −1 on a tag chip (``delta``), or remove the tag (``remove``)."""
+
+    remove = forms.CharField(required=False)
+    delta = forms.CharField(required=False)
+
+    def clean_remove(self) -> bool:
+        return bool(self.cleaned_data["remove"])
+
+    def clean_delta(self) -> int | None:
+        if self.cleaned_data.get("remove"):
+            return None
+        value = self.cleaned_data["delta"] or "1"
+        if value not in ("1", "-1"):
+            raise forms.ValidationError("Use + or − to change a score by one.")
+        return int(value)
+
+
+class OwnerForm(forms.Form):
+    """The card's Owner select: a Sales user, or none ("none" or empty)."""
+
+    owner = forms.ChoiceField(required=False, choices=[])
+
+    def __init__(self, *args, owner_choices: list[tuple[str, str]], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["owner"].choices = [("", ""), *owner_choices]
+        self.fields["owner"].error_messages["invalid_choice"] = "Pick an owner from the list (a Sales user)."
+
+    def clean_owner(self) -> int | None:
+        value = self.cleaned_data["owner"]
+        return None if value in ("", "none") else int(value)
+
+
+class ConsentForm(forms.Form):
+    channel = forms.ChoiceField(choices=[(channel, channel) for channel in CONSENT_CHANNELS])
+    granted = forms.TypedChoiceField(choices=[("yes", "Granted"), ("no", "Withdrawn")], coerce=lambda value: value == "yes")
+
+
+class EraseForm(forms.Form):
+    """GDPR erasure is confirmed by typing the contact's email."""
+
+    confirm_email = forms.CharField(required=False)
+
+    def __init__(self, *args, email: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.email = email
+
+    def clean_confirm_email(self) -> str:
+        typed = self.cleaned_data["confirm_email"].strip().lower()
+        if typed != self.email:
+            raise forms.ValidationError("Type the contact's email exactly to confirm the erasure.")
+        return typed

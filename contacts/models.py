@@ -56,10 +56,6 @@ def search_tsquery(text: str) -> str:
 
 
 class ContactQuerySet(models.QuerySet):
-    def visible_to(self, user) -> ContactQuerySet:
-        """Every staff role sees every contact (Sales read-only): roles are checked by the views."""
-        return self
-
     def search(self, text: str) -> ContactQuerySet:
         """Contacts having every word of ``text`` as a word prefix (email parts, first or last name)."""
         query = search_tsquery(text)
@@ -73,7 +69,10 @@ class ContactQuerySet(models.QuerySet):
 
     def add_tag(self, name: str, score: int = 1, *, user=None, source: str = "bulk") -> int:
         """Add ``score`` to tag ``name`` on every contact of the queryset, set-based. → contacts changed."""
-        from contacts.scoring import tag_scores_add_selected, tags_ensure
+        from contacts.scoring import (  # local import: contacts.scoring imports this module
+            tag_scores_add_selected,
+            tags_ensure,
+        )
 
         if not tag_key(name):
             raise ValueError("A tag name must not be empty.")
@@ -87,7 +86,7 @@ class ContactQuerySet(models.QuerySet):
 
     def remove_tag(self, name: str, *, user=None, source: str = "bulk") -> int:
         """Remove tag ``name`` from every contact of the queryset, set-based. → contacts changed."""
-        from contacts.scoring import tag_remove_selected
+        from contacts.scoring import tag_remove_selected  # local import: contacts.scoring imports this module
 
         tag = Tag.objects.filter(key=tag_key(name)).first()
         if tag is None:
@@ -183,7 +182,7 @@ class Contact(models.Model):
 
     def add_tag(self, name: str, score: int = 1, *, user=None, source: str = "manual") -> int:
         """Add ``score`` to tag ``name`` (created if new); a result ≤ 0 removes it. → the new score (0: removed)."""
-        from contacts.scoring import tag_scores_add, tags_ensure
+        from contacts.scoring import tag_scores_add, tags_ensure  # local import: contacts.scoring imports this module
 
         if not tag_key(name):
             raise ValueError("A tag name must not be empty.")
@@ -202,7 +201,7 @@ class Contact(models.Model):
 
     def remove_tag(self, name: str, *, user=None, source: str = "manual") -> bool:
         """Remove tag ``name`` (recorded in the score history). → whether the contact had it."""
-        from contacts.scoring import tag_remove
+        from contacts.scoring import tag_remove  # local import: contacts.scoring imports this module
 
         tag = Tag.objects.filter(key=tag_key(name)).first()
         if tag is None:
@@ -337,6 +336,10 @@ class Note(models.Model):
 
     def __str__(self) -> str:
         return self.text[:50]
+
+
+# The channels the screens offer (the API accepts any channel name, see contacts.services.clean_channel).
+CONSENT_CHANNELS = ("email", "sms", "phone", "push")
 
 
 class Consent(models.Model):

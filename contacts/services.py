@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pghistory
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import F, FloatField, Min, Sum
+from django.db.models import F, FloatField, Min, Q, Sum
 from django.db.models.functions import Cast, NullIf
 from django.utils import timezone
 
@@ -24,7 +26,9 @@ from contacts.models import (
     Consent,
     ConsentChange,
     Contact,
+    ContactOwnerEvent,
     ContactTag,
+    Event,
     Note,
     Suppression,
     Tag,
@@ -35,9 +39,14 @@ from contacts.models import (
     normalize_tag_name,
     tag_key,
 )
+from contacts.registry import CONTACT_PARTS
+from contacts.signals import contacts_erasing
+from core.outbox import OutboxMessage
+from core.paging import table_rows_estimate
+from core.roles import MARKETER, has_role
+from core.validators import email_is_valid
 
 # --- validation shared by the API schemas and the CSV import --------------------------------------
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 CHANNEL_RE = re.compile(r"^[a-z0-9_][a-z0-9_.-]{0,31}$")
 TEXT_LIMITS = {"first_name": 100, "last_name": 100, "phone": 40, "city": 100}
 CONTACT_FIELDS = ("first_name", "last_name", "phone", "country", "city", "birth_date")
@@ -52,7 +61,7 @@ def clean_email(value: Any) -> str:
         raise ValueError("Email is required.")
     if len(email) > 254:
         raise ValueError("Email must be at most 254 characters.")
-    if not EMAIL_RE.match(email):
+    if not email_is_valid(email):
         raise ValueError(f"{value.strip()!r} is not a valid email address.")
     return email
 
@@ -236,28 +245,59 @@ def consents_record(cursor, *, contact_ids: list[int], channels: list[str], gran
             INSERT INTO contacts_consentchange (contact_id, channel, granted, source, user_id, created_at)
             SELECT contact_id, channel, granted, %s, %s, now() FROM changed
             RETURNING 1
+        ),
+        told AS (
+            -- the world hears of each change (core.outbox) from the same statement
+            INSERT INTO core_outboxmessage (type, contact_id, data)
+            SELECT 'consent.changed', contact_id, jsonb_build_object('channel', channel, 'granted', granted, 'source', %s::text)
+            FROM changed ORDER BY contact_id
         )
         SELECT count(*) FROM changed
         """,
-        [list(contact_ids), list(channels), list(granted), source[:100], source[:100], user_id],
+        [list(contact_ids), list(channels), list(granted), source[:100], source[:100], user_id, source[:100]],
     )
     return cursor.fetchone()[0]
 
 
+# --- owner (the lead's holder) ------------------------------------------------------------------
+class OwnerChangeRefused(Exception):
+    pass
+
+
+def user_label(user) -> str:
+    if user is None:
+        return "Nobody"
+    return user.get_full_name() or user.username
+
+
+def contact_owner_set(contact: Contact, *, owner_id: int | None, user) -> Contact:
+    """Set the contact's owner — the holder of the lead — by the same rule as the lead actions:
+    marketers and admins assign anyone or no one; a Sales user may take an unassigned lead and give
+    up their own, never take one another seller holds nor hand one to someone else.
+
+    The holder is checked in the UPDATE itself, so two sellers racing for the same lead cannot both
+    win. Raises ``OwnerChangeRefused`` with a message for the user."""
+    manager = has_role(user, MARKETER)
+    if not manager and owner_id not in (None, user.pk):
+        raise OwnerChangeRefused("Only marketers and admins may assign leads to other people.")
+    owner = get_user_model().objects.get(pk=owner_id) if owner_id is not None else None
+    contacts = Contact.objects.filter(pk=contact.pk)
+    if not manager:
+        contacts = contacts.filter(Q(owner__isnull=True) | Q(owner=user))
+    changed = contacts.assign_owner(owner)
+    contact.refresh_from_db(fields=["owner", "updated_at"])
+    if not changed and contact.owner_id != owner_id:
+        raise OwnerChangeRefused(f"{user_label(contact.owner)} holds this lead; only they or a manager may reassign it.")
+    return contact
+
+
 # --- what the API shows -------------------------------------------------------------------------
 def contact_representation(contact: Contact) -> dict:
-    """The contact as ``GET /api/v1/contacts/{email}`` returns it (five small indexed queries)."""
-    from leads.models import ContactStage, TemperatureSettings
-    from loyalty.models import ContactTier, Program
-
-    temperature = TemperatureSettings.current()
+    """The contact as ``GET /api/v1/contacts/{email}`` returns it: its own fields and tags, then
+    what the areas above add (``contacts.registry``: leads' score, temperature and stages,
+    loyalty's tiers) — a few small indexed queries."""
     tags = ContactTag.objects.filter(contact=contact).order_by("-score", "tag__name").values_list("tag__name", "score")
-    stages = ContactStage.objects.filter(contact=contact).values_list("funnel__name", "stage__name")
-    tier_by_program = dict(
-        ContactTier.objects.filter(contact=contact, tier__isnull=False).values_list("program_id", "tier__name")
-    )
-    programs = Program.objects.order_by("name").values_list("pk", "name")
-    return {
+    data = {
         "email": contact.email,
         "first_name": contact.first_name,
         "last_name": contact.last_name,
@@ -267,46 +307,42 @@ def contact_representation(contact: Contact) -> dict:
         "birth_date": contact.birth_date.isoformat() if contact.birth_date else None,
         "properties": contact.properties,
         "consents": dict(Consent.objects.filter(contact=contact).order_by("channel").values_list("channel", "granted")),
-        "score": contact.score,
-        "temperature": temperature.temperature_of(contact.score),
         "tags": [{"name": name, "score": score} for name, score in tags],
-        "stages": dict(stages),
-        "tiers": {name: tier_by_program.get(pk) for pk, name in programs},
     }
+    for part in CONTACT_PARTS.representation:
+        data.update(part(contact))
+    return data
 
 
 # --- GDPR ---------------------------------------------------------------------------------------
+def _json_rows(queryset, *fields) -> list[dict]:
+    return [
+        {field: (value.isoformat() if isinstance(value, dt.date | dt.datetime) else value)
+         for field, value in zip(fields, row, strict=True)}
+        for row in queryset.values_list(*fields)
+    ]
+
+
 def contact_export(contact: Contact) -> dict:
-    """Everything stored about one contact, as JSON-ready data (the GDPR right of access)."""
-    from contacts.models import Event
-    from leads.models import ScoreChange, StageTransition
-
-    def rows(queryset, *fields):
-        return [
-            {field: (value.isoformat() if isinstance(value, dt.date | dt.datetime) else value)
-             for field, value in zip(fields, row, strict=True)}
-            for row in queryset.values_list(*fields)
-        ]
-
+    """Everything stored about one contact, as JSON-ready data (the GDPR right of access); the
+    areas above add their histories (``contacts.registry``)."""
     data = contact_representation(contact)
     data.update({
         "created_at": contact.created_at.isoformat(),
         "last_activity_at": contact.last_activity_at.isoformat() if contact.last_activity_at else None,
         "owner": contact.owner.get_username() if contact.owner_id else None,
         "lead_status": contact.lead_status,
-        "tag_history": rows(TagScoreChange.objects.filter(contact=contact).order_by("created_at", "id"),
-                            "tag__name", "delta", "score_after", "source", "created_at"),
-        "notes": rows(Note.objects.filter(contact=contact).order_by("created_at"), "text", "created_at"),
-        "consent_history": rows(ConsentChange.objects.filter(contact=contact).order_by("created_at", "id"),
-                                "channel", "granted", "source", "created_at"),
-        "events": rows(Event.objects.filter(contact=contact).order_by("occurred_at"),
-                       "event_id", "type", "occurred_at", "properties"),
-        "score_history": rows(ScoreChange.objects.filter(contact=contact).order_by("created_at", "id"),
-                              "delta", "reason", "created_at"),
-        "stage_history": rows(StageTransition.objects.filter(contact=contact).order_by("created_at", "id"),
-                              "funnel__name", "from_stage__name", "to_stage__name", "created_at"),
-        "exported_at": timezone.now().isoformat(),
+        "tag_history": _json_rows(TagScoreChange.objects.filter(contact=contact).order_by("created_at", "id"),
+                                  "tag__name", "delta", "score_after", "source", "created_at"),
+        "notes": _json_rows(Note.objects.filter(contact=contact).order_by("created_at"), "text", "created_at"),
+        "consent_history": _json_rows(ConsentChange.objects.filter(contact=contact).order_by("created_at", "id"),
+                                      "channel", "granted", "source", "created_at"),
+        "events": _json_rows(Event.objects.filter(contact=contact).order_by("occurred_at"),
+                             "event_id", "type", "occurred_at", "properties"),
     })
+    for part in CONTACT_PARTS.export:
+        data.update(part(contact))
+    data["exported_at"] = timezone.now().isoformat()
     return data
 
 
@@ -314,23 +350,20 @@ def contact_erase(contact: Contact, *, user=None) -> None:
     """GDPR erasure: the contact, its events, notes, consents, tags and every history row go; a
     suppression record (the email's hash) stops ingestion from silently re-creating it; saved
     segment counts are kept correct."""
-    from contacts.models import ContactOwnerEvent
-
     with transaction.atomic(), pghistory.context(action="gdpr_erasure"):
         Suppression.objects.update_or_create(
             email_hash=email_hash(contact.email), defaults={"created_at": timezone.now(), "reason": "gdpr_erasure"}
         )
-        with connection.cursor() as cursor:
-            # The saved segments' cached counts lose this member now, not at their next refresh.
-            cursor.execute(
-                """
-                UPDATE segments_segment s SET count = greatest(s.count - 1, 0)
-                FROM segments_segmentmember m
-                WHERE m.segment_id = s.id AND m.contact_id = %s AND s.count IS NOT NULL
-                """,
-                [contact.pk],
-            )
+        # Figures the areas above derive from this contact (saved segment counts) are corrected
+        # while its rows still exist.
+        contacts_erasing.send(sender=Contact, contact_ids=[contact.pk])
         ContactOwnerEvent.objects.filter(pgh_obj_id=contact.pk).delete()
+        # The world hears of the erasure by the email's hash only; messages still waiting to be sent
+        # about this contact go without its snapshot (it is read when they are sent).
+        OutboxMessage.objects.create(
+            type="contact.erased", contact_id=contact.pk,
+            data={"email_sha256": email_hash(contact.email)},
+        )
         # The collector deletes dependent rows with one DELETE … WHERE contact_id IN (…) per table.
         Contact.objects.filter(pk=contact.pk).delete()
 
@@ -438,12 +471,7 @@ def tag_stats_refresh(*, tag_ids: list[int] | None = None) -> int:
 def tag_stats_counted_live() -> bool:
     """Whether the Tags page counts live: when the planner's estimate of contact-tags is at most
     ``MH_TAG_STATS_LIVE_MAX_ROWS`` (a count that takes well under a second)."""
-    from django.conf import settings
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = 'contacts_contacttag'::regclass")
-        estimate = cursor.fetchone()[0]
-    return max(estimate, 0) <= settings.MH_TAG_STATS_LIVE_MAX_ROWS
+    return table_rows_estimate("contacts_contacttag") <= settings.MH_TAG_STATS_LIVE_MAX_ROWS
 
 
 @dataclass

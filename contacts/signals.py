@@ -8,6 +8,10 @@ apps are installed, lower layers first (tiers before memberships: a segment may 
 
 ``deferred=True`` (the rules engine's batches) lets a receiver queue expensive work for later
 instead of doing it in the sender's transaction: segments append the contacts to their dirty queue.
+
+``contacts_erasing`` is sent inside the GDPR erasure's transaction just before the contacts'
+rows are deleted, with ``contact_ids``: areas that keep figures derived from them (segments'
+saved counts) correct those figures while the rows still exist.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 from django.dispatch import Signal
 
 contacts_changed = Signal()
+contacts_erasing = Signal()
 
 
 def contacts_changed_send(contact_ids, *, deferred: bool = False, sender: object = None) -> None:

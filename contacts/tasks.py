@@ -1,33 +1,34 @@
 """Background jobs of the contacts area: bulk actions over a filtered list, CSV imports and the
 Tags page's counts.
 
-Thin tasks: the work is set-based SQL in ``ContactQuerySet`` and ``contacts.csvio``."""
+Thin tasks: the work is set-based SQL in ``ContactQuerySet`` and ``contacts.csvio``, run chunk by
+chunk on the resumable runner (``core.jobs.runner``)."""
 
 from __future__ import annotations
-
-from contextlib import contextmanager
 
 import pghistory
 from celery import shared_task
 from django.contrib.auth import get_user_model
-from django.db import connection
-from django.db.models import Max, Min
+from django.db import connection, transaction
 from django.http import QueryDict
 
+from contacts import csvio
+from contacts.filters import ContactFilterSet
 from contacts.models import Contact, ContactImport
+from contacts.services import tag_stats_counted_live, tag_stats_refresh
 from contacts.signals import contacts_changed_send
-from core.jobs import job_task
+from core import locks
+from core.jobs import CHUNK_SIZE, ChunkDone, JobContinues, id_chunks, job_run_chunks, job_task, single_chunk
 from core.models import Job
+from core.roles import MARKETER
 
-# Contacts are processed in id ranges of this width, one transaction each, so progress moves and
-# no single statement holds locks on a million rows.
-ID_RANGE = 20_000
+# Contacts per chunk of a bulk action: one transaction each, so progress moves, a killed worker
+# loses one chunk at most, and no single statement holds locks on a million rows.
+BULK_CHUNK = CHUNK_SIZE
 
 
 def bulk_queryset(params: dict):
     """The contacts a bulk action targets: the ids picked, or every contact matching the list's filters."""
-    from contacts.filters import ContactFilterSet
-
     if params.get("ids"):
         ids = [int(value) for value in str(params["ids"]).split(",") if value.strip().isdigit()]
         return Contact.objects.filter(pk__in=ids)
@@ -36,91 +37,104 @@ def bulk_queryset(params: dict):
 
 
 def bulk_apply(queryset, params: dict, *, user=None) -> int:
+    """Apply the bulk action to the queryset's contacts (set-based). Tag changes tell the areas
+    that derive from tags (tiers, segment memberships) in the same transaction."""
     action = params["action"]
-    if action == "add_tag":
-        return queryset.add_tag(params["tag"], int(params.get("score") or 1), user=user, source="bulk")
-    if action == "remove_tag":
-        return queryset.remove_tag(params["tag"], user=user, source="bulk")
-    if action == "assign_owner":
-        owner_id = params.get("owner")
-        owner = get_user_model().objects.get(pk=int(owner_id)) if owner_id not in (None, "", "none") else None
-        return queryset.assign_owner(owner)
-    raise ValueError(f"Unknown bulk action {action!r}")
+    with transaction.atomic():
+        # read before the change: a "remove tag" may take contacts out of a filtered queryset
+        contact_ids = list(queryset.values_list("pk", flat=True)) if action in ("add_tag", "remove_tag") else []
+        if action == "add_tag":
+            changed = queryset.add_tag(params["tag"], int(params.get("score") or 1), user=user, source="bulk")
+        elif action == "remove_tag":
+            changed = queryset.remove_tag(params["tag"], user=user, source="bulk")
+        elif action == "assign_owner":
+            owner_id = params.get("owner")
+            owner = get_user_model().objects.get(pk=int(owner_id)) if owner_id not in (None, "", "none") else None
+            return queryset.assign_owner(owner)
+        else:
+            raise ValueError(f"Unknown bulk action {action!r}")
+        if changed:
+            contacts_changed_send(contact_ids, sender=bulk_apply)
+    return changed
 
 
-@job_task("contacts_bulk")
+@job_task("contacts_bulk", roles=(MARKETER,))
 def contacts_bulk_task(job: Job, progress) -> dict:
+    """A bulk action over every contact the list's filters match, BULK_CHUNK contacts (in id
+    order) per chunk; a redelivered job resumes after its last committed chunk."""
     params = job.params
     user = job.created_by
     queryset = bulk_queryset(params)
-    bounds = queryset.aggregate(low=Min("pk"), high=Max("pk"))
-    total = queryset.count()
-    progress.update(0, total)
-    changed = 0
-    if total:
-        with pghistory.context(job=job.pk, user=getattr(user, "pk", None), action=params["action"]):
-            low, high = bounds["low"], bounds["high"]
-            for start in range(low, high + 1, ID_RANGE):
-                part = queryset.filter(pk__gte=start, pk__lt=start + ID_RANGE)
-                changed += bulk_apply(part, params, user=user)
-                if params["action"] in ("add_tag", "remove_tag"):
-                    # tiers and segment memberships follow the new tag scores, range by range
-                    contacts_changed_send(list(part.values_list("pk", flat=True)), sender=bulk_apply)
-                done = min(total, round(total * (start + ID_RANGE - low) / (high - low + 1)))
-                progress.update(done, total)
-    return {"matched": total, "changed": changed}
+    target_sql, target_params = queryset.ids_sql()
+
+    def apply(cursor, ids: list[int]) -> dict:
+        return {"matched": len(ids), "changed": bulk_apply(Contact.objects.filter(pk__in=ids), params, user=user)}
+
+    with pghistory.context(job=job.pk, user=getattr(user, "pk", None), action=params["action"]):
+        counts = job_run_chunks(job, id_chunks(target_sql, target_params, apply, size=BULK_CHUNK),
+                                total=queryset.count)
+    return {"matched": counts.get("matched", 0), "changed": counts.get("changed", 0)}
 
 
-@job_task("import_contacts")
+@job_task("import_contacts", roles=(MARKETER,))
 def contacts_import_task(job: Job, progress) -> dict:
-    from contacts.csvio import contacts_import_run
-
+    """Import the file chunk by chunk (CHUNK_ROWS rows each; the resume point is the last row
+    number): each chunk's contacts, tags and error-report lines commit with the resume point."""
     contact_import = ContactImport.objects.get(pk=job.params["import_id"])
+    user = job.created_by
+    chunks = None  # one pass over the file per delivery, re-opened if the point moved elsewhere
+    position = None
+
+    def step(cursor, after: int | None) -> ChunkDone | None:
+        nonlocal chunks, position
+        if chunks is None or after != position:
+            if after is None:
+                ContactImport.objects.filter(pk=contact_import.pk).update(errors=[])
+            chunks = csvio.contacts_import_chunks(contact_import, after_row=after or 0)
+        chunk = next(chunks, None)
+        if chunk is None:
+            return None
+        written = csvio.contacts_import_write(chunk, user=user)
+        csvio.contacts_import_errors_add(contact_import, chunk.errors)
+        position = chunk.last_row
+        return ChunkDone(resume_after=chunk.last_row, size=chunk.rows, counts=written)
+
     try:
         with pghistory.context(job=job.pk, import_id=contact_import.pk):
-            return contacts_import_run(contact_import, progress, user=job.created_by)
+            counts = job_run_chunks(job, step, total=lambda: _import_data_rows(contact_import))
+        return csvio.contacts_import_finish(contact_import, counts)
+    except JobContinues:
+        raise
     except Exception:
         ContactImport.objects.filter(pk=contact_import.pk).update(status=ContactImport.Status.FAILED)
         raise
 
 
-# One recount at a time: the scheduled one skips while another runs; "Recount now" waits for it.
-TAG_STATS_LOCK_KEY = 731_004_301
-
-
-@contextmanager
-def _tag_stats_lock(*, wait: bool):
-    """Hold the recount lock (a session advisory lock) and yield True, or yield False when
-    ``wait`` is off and another recount holds it."""
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {'pg_advisory_lock' if wait else 'pg_try_advisory_lock'}(%s)", [TAG_STATS_LOCK_KEY])
-        held = wait or cursor.fetchone()[0]
-        try:
-            yield held
-        finally:
-            if held:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [TAG_STATS_LOCK_KEY])
+def _import_data_rows(contact_import: ContactImport) -> int:
+    """The file's non-empty data rows (the progress bar's total)."""
+    reader = csvio.sniff_reader(contact_import.content)
+    next(reader, None)
+    return sum(1 for row in reader if any(cell.strip() for cell in row))
 
 
 @shared_task(name="contacts.tasks.tag_stats_refresh_task")
 def tag_stats_refresh_task() -> int | None:
     """Recount the Tags page's snapshot (beat, every 5 minutes). Nothing to do on a small database,
-    whose page counts live; None when another recount was running."""
-    from contacts.services import tag_stats_counted_live, tag_stats_refresh
-
+    whose page counts live; None when another recount is running (one at a time: the lock)."""
     if tag_stats_counted_live():
         return 0
-    with _tag_stats_lock(wait=False) as held:
-        return tag_stats_refresh() if held else None
+    with transaction.atomic(), connection.cursor() as cursor:
+        if not locks.advisory_xact_try_lock(cursor, locks.TAG_STATS):
+            return None
+        return tag_stats_refresh()
 
 
-@job_task("tag_stats")
+@job_task("tag_stats", roles=(MARKETER,))
 def tag_stats_recount_task(job: Job, progress) -> dict:
-    """"Recount now" on the Tags page, as a Job the page shows."""
-    from contacts.services import tag_stats_refresh
+    """"Recount now" on the Tags page, as a Job the page shows; it waits for a scheduled recount
+    that is running, then counts."""
+    def recount(cursor) -> dict:
+        locks.advisory_xact_lock(cursor, locks.TAG_STATS)
+        return {"tags": tag_stats_refresh()}
 
-    progress.update(0, 1)
-    with _tag_stats_lock(wait=True):
-        counted = tag_stats_refresh()
-    progress.update(1, 1)
-    return {"tags": counted}
+    return job_run_chunks(job, single_chunk(recount), total=1)

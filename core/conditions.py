@@ -24,6 +24,8 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from core.validators import CONTROL_CHARACTERS_MESSAGE, has_control_characters
+
 OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "contains")
 OP_LABELS = {
     "eq": "=",
@@ -107,6 +109,9 @@ def validate_conditions(conditions: Any, *, field: str = "where") -> list[dict]:
             errors.append((f"{path}.value", "must be a number"))
         if isinstance(value, str) and len(value) > 500:
             errors.append((f"{path}.value", "may be at most 500 characters"))
+        elif any(isinstance(item, str) and has_control_characters(item)
+                 for item in (value if isinstance(value, list) else [value])):
+            errors.append((f"{path}.value", CONTROL_CHARACTERS_MESSAGE))
         if len(errors) == errors_before:
             cleaned.append({"property": prop.strip(), "op": op, "value": value})
     if errors:
@@ -164,10 +169,6 @@ def condition_matches(condition: dict, properties: dict) -> bool:
         "lt": number < target,
         "lte": number <= target,
     }[op]
-
-
-def conditions_match(conditions: list[dict], properties: dict) -> bool:
-    return all(condition_matches(condition, properties) for condition in conditions)
 
 
 # --- SQL ------------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import NamedTuple
 
+from django.db.backends.utils import CursorWrapper
+
 
 class LockNamespace(NamedTuple):
     name: str
@@ -37,24 +39,30 @@ TAG_STATS = LockNamespace("tag statistics recount", 7_310_006)
 BROKER_SCHEMA = LockNamespace("broker tables", 7_310_007)
 # The outbox fan-out (one at a time; delivery itself is row-claimed).
 OUTBOX_FANOUT = LockNamespace("outbox fan-out", 7_310_008)
+# The webhooks pump (fan-out, then sending what is due): one at a time, so that beat's ticks never
+# pile pumps onto every worker process while the rules engine needs them.
+WEBHOOK_PUMP = LockNamespace("webhooks pump", 7_310_020)
+# One background job (id: the job's id modulo 2^31), held for the whole of a delivery: a second
+# delivery of the same job finds it taken and leaves, the sweeper reads it as "a worker is alive".
+JOB = LockNamespace("background job", 7_310_009)
 
 
 def _function(*, shared: bool, try_: bool, xact: bool = True) -> str:
     return "pg_{}advisory_{}lock{}".format("try_" if try_ else "", "xact_" if xact else "", "_shared" if shared else "")
 
 
-def advisory_xact_lock(cursor, namespace: LockNamespace, key: int = 0, *, shared: bool = False) -> None:
+def advisory_xact_lock(cursor: CursorWrapper, namespace: LockNamespace, key: int = 0, *, shared: bool = False) -> None:
     """Wait for the lock; it is held until the transaction ends."""
     cursor.execute(f"SELECT {_function(shared=shared, try_=False)}(%s, %s)", [namespace.key, key])
 
 
-def advisory_xact_try_lock(cursor, namespace: LockNamespace, key: int = 0, *, shared: bool = False) -> bool:
+def advisory_xact_try_lock(cursor: CursorWrapper, namespace: LockNamespace, key: int = 0, *, shared: bool = False) -> bool:
     """Take the lock if free (held until the transaction ends); False when someone holds it."""
     cursor.execute(f"SELECT {_function(shared=shared, try_=True)}(%s, %s)", [namespace.key, key])
     return bool(cursor.fetchone()[0])
 
 
-def advisory_xact_lock_many(cursor, namespace: LockNamespace, keys: Sequence[int], *, shared: bool = False) -> None:
+def advisory_xact_lock_many(cursor: CursorWrapper, namespace: LockNamespace, keys: Sequence[int], *, shared: bool = False) -> None:
     """Wait for several locks of one namespace, taken in key order (no deadlock between takers)."""
     cursor.execute(
         f"SELECT {_function(shared=shared, try_=False)}(%s, k) FROM unnest(%s::int[]) AS k ORDER BY k",
@@ -63,7 +71,7 @@ def advisory_xact_lock_many(cursor, namespace: LockNamespace, keys: Sequence[int
 
 
 @contextmanager
-def advisory_session_lock(cursor, namespace: LockNamespace, key: int = 0, *, wait: bool) -> Iterator[bool]:
+def advisory_session_lock(cursor: CursorWrapper, namespace: LockNamespace, key: int = 0, *, wait: bool) -> Iterator[bool]:
     """Hold a session lock for the block and yield True, or yield False when someone else holds it
     and ``wait`` is false. Released at the end of the block whatever happens."""
     cursor.execute(f"SELECT {_function(shared=False, try_=not wait, xact=False)}(%s, %s)", [namespace.key, key])
@@ -75,7 +83,7 @@ def advisory_session_lock(cursor, namespace: LockNamespace, key: int = 0, *, wai
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [namespace.key, key])
 
 
-def held_sql(namespace: LockNamespace) -> tuple[str, list]:
+def held_sql(namespace: LockNamespace) -> tuple[str, list[int]]:
     """A WHERE condition on ``pg_locks`` (granted locks of this database) matching the namespace's
     locks: two-int advisory keys show as classid = namespace, objid = id, objsubid = 2."""
     return (

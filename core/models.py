@@ -9,9 +9,10 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from core.health import WorkerHeartbeat
 from core.outbox import OutboxMessage
 
-__all__ = ["ApiKey", "Job", "OutboxMessage"]
+__all__ = ["ApiKey", "Job", "OutboxMessage", "WorkerHeartbeat"]
 
 
 class ApiKeyQuerySet(models.QuerySet):
@@ -83,6 +84,16 @@ class Job(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The chunk runner (core.jobs.runner): where the next chunk starts (the key of the last row
+    # done; null: from the beginning), what the committed chunks counted, and how many there were.
+    # Each chunk writes them in its own transaction, so they always describe committed work.
+    resume_after = models.JSONField(null=True, blank=True)
+    counts = models.JSONField(default=dict, blank=True)
+    chunks_done = models.IntegerField(default=0)
+    # How often the sweeper enqueued the job again because nobody was running it (its worker died,
+    # its message was lost), and the last sign of life (enqueued, claimed, a chunk committed).
+    attempts = models.SmallIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "automation_job"

@@ -9,7 +9,7 @@ the row number (``hashint8extended(n, salt)``), so a given ``contacts`` always y
 What is generated, in order:
 
 1. reference data: ~200 tags (shop categories, PURCHASE, newsletter and a long tail), the starter
-   rules (``automation.starter.install_starter_rules`` when it exists, else the seeds' model),
+   rules (``automation.starter.install_starter_rules``),
    one funnel, one loyalty programme, temperature settings;
 2. contacts (names/cities from Faker pl_PL, countries mostly PL, birth dates, properties);
 3. ~20 events per contact over the last 365 days (exponentially distributed per contact, 5% never
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
@@ -38,7 +39,29 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from faker.providers.address.pl_PL import Provider as Address
+from faker.providers.person.pl_PL import Provider as Person
+
+from automation.models import EventReceipt, Rule, RuleApplication
+from automation.starter import install_starter_rules
+from contacts.models import Consent, ConsentChange, Contact, ContactTag, Event, Note, Tag, TagScoreChange, tag_key
+from core.conditions import compile_conditions
+from demo.users import ensure_demo_users
+from leads.models import (
+    ContactStage,
+    Funnel,
+    LeadStatusChange,
+    ScoreChange,
+    Stage,
+    StageTransition,
+    TemperatureSettings,
+)
+from leads.tasks import score_trend_refresh
+from loyalty.models import ContactTier, Program, Tier
+from segments.models import Segment
+from segments.services import segment_refresh
 
 log = logging.getLogger("demo.datagen")
 
@@ -130,9 +153,6 @@ def _feminine(surname: str) -> str:
 
 def _name_lists() -> dict[str, list[str]]:
     """A few hundred Polish names and cities from Faker's pl_PL data, in a fixed order."""
-    from faker.providers.address.pl_PL import Provider as Address
-    from faker.providers.person.pl_PL import Provider as Person
-
     male_last = list(dict.fromkeys(list(Person.male_last_names) + sorted(Person.unisex_last_names)[:100]))
     return {
         "first_f": list(Person.first_names_female),
@@ -287,43 +307,7 @@ def _without_indexes(run: _Runner, tables: list[str]):
 
 
 # --- Reference data (ORM: a few rows) -------------------------------------------------------------
-def _fallback_starter_rules() -> None:
-    """The seeds' starter scoring model (seed 003), used until ``automation.starter`` exists."""
-    from automation.models import Rule
-
-    specs = [
-        ("Zamówienie: +25 pkt", "purchase", [], [{"type": "add_score", "points": 25}, {"type": "add_tag", "tag": "PURCHASE", "score": 1}]),
-        ("Zamówienie powyżej 1000 zł: +50 pkt", "purchase", [{"property": "value", "op": "gt", "value": 1000}], [{"type": "add_score", "points": 50}]),
-        ("Otwarcie newslettera: +10 pkt", "email_open", [], [{"type": "add_score", "points": 10}]),
-        ("Kliknięcie w e-mail: +5 pkt", "email_click", [], [{"type": "add_score", "points": 5}]),
-        ("Strona z diamentami: +30 pkt", "page_view", [{"property": "url", "op": "contains", "value": "/diamenty"}],
-         [{"type": "add_score", "points": 30}, {"type": "add_tag", "tag": "diamenty", "score": 1}]),
-        ("Oglądany produkt → tag kategorii", "product_view", [], [{"type": "add_tag", "tag": "{category}", "score": 1}, {"type": "add_score", "points": 1}]),
-        ("Zapis do newslettera", "newsletter_signup", [], [{"type": "add_tag", "tag": "newsletter", "score": 1}, {"type": "add_score", "points": 5}]),
-        ("Porzucony koszyk: −5 pkt", "cart_abandon", [], [{"type": "add_score", "points": -5}]),
-    ]
-    for name, event_type, conditions, actions in specs:
-        Rule.objects.get_or_create(
-            name=name,
-            defaults={"event_type": event_type, "conditions": conditions, "actions": actions, "active": True},
-        )
-
-
-def install_rules() -> str:
-    try:
-        from automation.starter import install_starter_rules
-    except ImportError:
-        _fallback_starter_rules()
-        return "fallback (automation.starter not available)"
-    install_starter_rules()
-    return "automation.starter.install_starter_rules"
-
-
 def _reference_data(anchor: datetime) -> dict[str, Any]:
-    from contacts.models import Tag, tag_key
-    from leads.models import Funnel, Stage
-    from loyalty.models import Program, Tier
-
     names = [c[0] for c in CATEGORIES] + ["PURCHASE", "newsletter"] + long_tail_tags()
     created = anchor - timedelta(days=800)
     existing = set(Tag.objects.values_list("key", flat=True))
@@ -335,7 +319,7 @@ def _reference_data(anchor: datetime) -> dict[str, Any]:
         ],
         ignore_conflicts=True,
     )
-    rules_source = install_rules()
+    install_starter_rules()
     funnel, _ = Funnel.objects.get_or_create(
         name=FUNNEL_NAME, defaults={"description": "Od pierwszej wizyty do zakupu.", "created_at": created}
     )
@@ -353,7 +337,7 @@ def _reference_data(anchor: datetime) -> dict[str, Any]:
         Tier.objects.get_or_create(
             program=program, name=tier_name, defaults={"min": minimum, "benefits": {"discount_percent": discount}}
         )
-    return {"rules_source": rules_source, "funnel": funnel, "program": program}
+    return {"funnel": funnel, "program": program}
 
 
 # --- The generator --------------------------------------------------------------------------------
@@ -377,8 +361,6 @@ def generate(
     leaves the per-change history out. ``bulk`` (default: ≥ 10,000 contacts) rebuilds indexes after
     the load. Returns timings and row counts.
     """
-    from contacts.models import Contact
-
     if contacts < 1:
         raise ValueError("contacts must be at least 1")
     if Contact.objects.exists():
@@ -402,26 +384,16 @@ def generate(
                 _generate_rows(run, contacts=contacts, demo=demo, anchor=anchor, ref=ref)
             _set_sequences(run)
             run.run("functions", "DROP TABLE IF EXISTS " + ", ".join(f"pg_temp.{t}" for t in TEMP_TABLES))
-        _derived_tables(anchor)
+        # the hot-leads growth counters, derived by the leads area's own set-based function
+        score_trend_refresh(now=anchor)
         if demo:
             _demo_objects(anchor)
-    report.steps["rules source: " + ref["rules_source"]] = 0.0
     analyze_started = time.perf_counter()
     vacuum_analyze()
     report.steps["vacuum analyze"] = time.perf_counter() - analyze_started
     report.seconds = time.perf_counter() - started
     report.rows = row_counts()
     return report
-
-
-def _derived_tables(anchor: datetime) -> None:
-    """Tables other areas derive from the generated rows with their own set-based functions (the
-    hot-leads growth counters); skipped when that function is not there."""
-    try:
-        from leads.tasks import score_trend_refresh
-    except ImportError:
-        return
-    score_trend_refresh(now=anchor)
 
 
 def vacuum_analyze() -> None:
@@ -471,10 +443,6 @@ def _set_sequences(run: _Runner) -> None:
 
 
 def _generate_rows(run: _Runner, *, contacts: int, demo: bool, anchor: datetime, ref: dict[str, Any]) -> None:
-    from contacts.models import Consent, ConsentChange, Contact, ContactTag, TagScoreChange
-    from leads.models import ContactStage, StageTransition
-    from loyalty.models import ContactTier
-
     # ON COMMIT DROP does not fire when the caller's transaction goes on (tests): drop them first.
     run.run("functions", "DROP TABLE IF EXISTS " + ", ".join(f"pg_temp.{t}" for t in TEMP_TABLES))
     lists = _name_lists()
@@ -534,7 +502,7 @@ def _generate_rows(run: _Runner, *, contacts: int, demo: bool, anchor: datetime,
     # 2. Events: ~20 per contact, spread between the contact's last activity (lo days ago) and
     #    min(365 days, signup). The first event of each contact is the last activity itself.
     ev_sql, ev_defaults = _insert_select(
-        _event_model(),
+        Event,
         {
             "id": "s.eid", "event_id": "'seed-' || s.eid", "contact_id": "s.cid", "type": "s.type",
             "occurred_at": "s.at", "received_at": "s.at + interval '2 seconds'",
@@ -606,8 +574,6 @@ def _generate_rows(run: _Runner, *, contacts: int, demo: bool, anchor: datetime,
         """,
     )
     run.run("events", _positional(ev_sql, len(ev_defaults)), _with_defaults(ev_defaults, p))
-    from automation.models import EventReceipt
-
     rc_sql, rc_defaults = _insert_select(
         EventReceipt,
         {
@@ -639,7 +605,7 @@ def _generate_rows(run: _Runner, *, contacts: int, demo: bool, anchor: datetime,
     )
     # Tags named by rule templates that do not exist yet are created (as the rules engine would).
     tag_sql, tag_defaults = _insert_select(
-        _tag_model(),
+        Tag,
         {"name": "d.tag_name", "key": "d.tag_key", "colour": "'#64748b'", "created_at": "d.at"},
         """FROM (SELECT tag_key, min(tag_name) AS tag_name, min(at) AS at FROM mh_tag_delta GROUP BY tag_key) d
            ON CONFLICT (key) DO NOTHING""",
@@ -798,18 +764,6 @@ def _generate_rows(run: _Runner, *, contacts: int, demo: bool, anchor: datetime,
             _with_defaults(ctier_defaults, {"program": program.id, "anchor": anchor}))
 
 
-def _event_model():
-    from contacts.models import Event
-
-    return Event
-
-
-def _tag_model():
-    from contacts.models import Tag
-
-    return Tag
-
-
 def _positional(sql: str, n_defaults: int) -> str:
     """Turn the ``%s`` placeholders of the defaults into named ones so one dict carries all."""
     for i in range(n_defaults):
@@ -825,8 +779,6 @@ def _with_defaults(defaults: list[Any], params: dict[str, Any]) -> dict[str, Any
 
 def _temperature_thresholds(run: _Runner) -> tuple[int, int]:
     """Warm/hot at the 75th/95th percentile of positive scores, rounded to tens (min 50/100 apart)."""
-    from leads.models import TemperatureSettings
-
     warm, hot = run.value(
         """SELECT ARRAY[coalesce(percentile_disc(0.75) WITHIN GROUP (ORDER BY score), 50),
                         coalesce(percentile_disc(0.95) WITHIN GROUP (ORDER BY score), 100)]
@@ -844,8 +796,6 @@ def _temperature_thresholds(run: _Runner) -> tuple[int, int]:
 def _template_sql(template: str) -> tuple[str, list[str]]:
     """A tag template such as ``"{category}"`` or ``"Marka: {brand}"`` as SQL over ``e.properties``;
     NULL when a placeholder is empty (the action is skipped, as the engine does)."""
-    import re
-
     parts, keys, pos = [], [], 0
     for match in re.finditer(r"\{([^{}]+)\}", template):
         if match.start() > pos:
@@ -863,25 +813,10 @@ def _template_sql(template: str) -> tuple[str, list[str]]:
     return f"CASE WHEN {guard} THEN NULL ELSE {body} END", keys
 
 
-def _compile_conditions(conditions: list[dict]) -> tuple[str, list[Any]]:
-    try:
-        from core.conditions import compile_conditions
-    except ImportError:  # pragma: no cover - the module is part of the tree
-        compile_conditions = None
-    if compile_conditions is not None:
-        return compile_conditions(conditions or [], properties_sql="e.properties")
-    if conditions:
-        raise ValueError("automation.conditions is not available to compile rule conditions")
-    return "TRUE", []
-
-
 def _apply_rules(run: _Runner, *, anchor: datetime, demo: bool) -> None:
     """What the rules engine would have done with these events, set-based: for each active rule,
     the matching events (the first one per contact for once-per-contact rules), its points in the
     ledger (capped by max_points_per_contact) and its tag deltas."""
-    from automation.models import Rule, RuleApplication
-    from leads.models import ScoreChange
-
     run.run(
         "rules",
         """
@@ -897,7 +832,7 @@ def _apply_rules(run: _Runner, *, anchor: datetime, demo: bool) -> None:
         points = [int(a.get("points", 0)) for a in actions if a.get("type") == "add_score"]
         tag_actions = [a for a in actions if a.get("type") == "add_tag" and a.get("tag")]
         tag_exprs = [_template_sql(str(a["tag"]))[0] for a in tag_actions]
-        where_sql, where_params = _compile_conditions(rule.conditions or [])
+        where_sql, where_params = compile_conditions(rule.conditions or [], properties_sql="e.properties")
         names_sql = "ARRAY[" + ", ".join(tag_exprs) + "]::text[]" if tag_exprs else "ARRAY[]::text[]"
         select = f"""SELECT {rule.id}, e.id, e.contact_id, e.occurred_at, {names_sql}
                      FROM automation_event e WHERE e.type = %s AND {where_sql}"""
@@ -978,13 +913,6 @@ SEGMENTS = [
 
 def _demo_objects(anchor: datetime) -> None:
     """Users, owners and lead statuses for hot leads, notes, saved segments."""
-    from django.contrib.auth import get_user_model
-
-    from contacts.models import Contact, Note
-    from demo.users import ensure_demo_users
-    from leads.models import LeadStatusChange, TemperatureSettings
-    from segments.models import Segment
-
     ensure_demo_users()
     users = {u.username: u for u in get_user_model().objects.filter(username__in=["sales", "sales2", "marketer"])}
     hot = TemperatureSettings.current().hot
@@ -1018,22 +946,10 @@ def _demo_objects(anchor: datetime) -> None:
 
 
 def demo_segments_refresh() -> list[str]:
-    """Refresh the saved segments' membership through the segments area's service, when it exists."""
-    try:
-        from segments import services
-    except ImportError:
-        return []
-    refresh = getattr(services, "segment_refresh", None)
-    if refresh is None:
-        return []
-    import inspect
-
-    from segments.models import Segment
-
-    by_id = "segment_id" in inspect.signature(refresh).parameters
+    """Refresh the saved segments' membership (the names of those refreshed)."""
     done = []
-    for segment in Segment.objects.all():
-        refresh(segment.id) if by_id else refresh(segment=segment)
+    for segment in Segment.objects.order_by("pk"):
+        segment_refresh(segment.pk)
         done.append(segment.name)
     return done
 

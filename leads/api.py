@@ -3,42 +3,34 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
+from typing import Annotated
 
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
-from ninja import Router, Schema, Status
-from pydantic import StrictInt
+from ninja import Field, Query, Router, Schema, Status
+from pydantic import ConfigDict, StrictInt
 
 from contacts.models import Contact, normalize_email
+from contacts.services import contact_representation
+from core.api import ApiError, CleanStr, DetailOut, Id, text
 from leads.funnels import contact_stage_set, funnel_find, funnel_report
 from leads.models import Funnel, Stage, TemperatureSettings
-from leads.temperature import thresholds_errors, thresholds_save
+from leads.temperature import THRESHOLD_LIMIT, thresholds_errors, thresholds_save
 
 router = Router(tags=["scoring and funnels"])
 
 
 class TemperatureIn(Schema):
-    warm: StrictInt
-    hot: StrictInt
+    model_config = ConfigDict(extra="forbid")
+
+    warm: StrictInt = Field(..., ge=0, le=THRESHOLD_LIMIT, description="warm from this score; at least 0")
+    hot: StrictInt = Field(..., ge=1, le=THRESHOLD_LIMIT, description="hot from this score; greater than warm")
 
 
 class TemperatureOut(Schema):
     warm: int
     hot: int
-
-
-class ErrorItem(Schema):
-    field: str
-    message: str
-
-
-class ErrorsOut(Schema):
-    errors: list[ErrorItem]
-
-
-class DetailOut(Schema):
-    detail: str
 
 
 @router.get("/settings/temperature", response=TemperatureOut)
@@ -47,20 +39,26 @@ def temperature_get(request: HttpRequest):
     return {"warm": thresholds.warm, "hot": thresholds.hot}
 
 
-@router.put("/settings/temperature", response={200: TemperatureOut, 400: ErrorsOut})
+@router.put("/settings/temperature", response={200: TemperatureOut})
 def temperature_put(request: HttpRequest, payload: TemperatureIn):
     errors = thresholds_errors(payload.warm, payload.hot)
     if errors:
-        return Status(400, {"errors": errors})
+        raise ApiError(errors)
     saved = thresholds_save(warm=payload.warm, hot=payload.hot)
     return Status(200, {"warm": saved.warm, "hot": saved.hot})
 
 
 # --- funnels -------------------------------------------------------------------------------------
+# Lengths and counts are checked by ``funnel_errors`` (the funnel form's validator too).
+StageName = Annotated[CleanStr, Field(json_schema_extra={"maxLength": 100})]
+
+
 class FunnelIn(Schema):
-    name: str
-    stages: list[str]
-    description: str = ""
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[CleanStr, Field(json_schema_extra={"maxLength": 100})]
+    stages: Annotated[list[StageName], Field(json_schema_extra={"maxItems": 50})]
+    description: text(2000) = ""  # type: ignore[valid-type]
 
 
 class FunnelOut(Schema):
@@ -130,20 +128,20 @@ def funnels_list(request: HttpRequest):
     return {"results": [funnel_payload(funnel) for funnel in funnels], "count": len(funnels)}
 
 
-@router.post("/funnels", response={201: FunnelOut, 400: ErrorsOut})
+@router.post("/funnels", response={201: FunnelOut})
 def funnels_create(request: HttpRequest, payload: FunnelIn):
     errors = funnel_errors(payload.name, payload.stages)
     if errors:
-        return Status(400, {"errors": errors})
+        raise ApiError(errors)
     try:
         funnel = funnel_create(name=payload.name, stages=payload.stages, description=payload.description)
     except IntegrityError:  # a concurrent create with the same name won the race
-        return Status(400, {"errors": [{"field": "name", "message": "A funnel with this name already exists."}]})
+        raise ApiError.field("name", "A funnel with this name already exists.") from None
     return Status(201, funnel_payload(Funnel.objects.prefetch_related("stages").get(pk=funnel.pk)))
 
 
 @router.get("/funnels/{funnel_id}", response={200: FunnelOut, 404: DetailOut})
-def funnels_get(request: HttpRequest, funnel_id: int):
+def funnels_get(request: HttpRequest, funnel_id: Id):
     funnel = Funnel.objects.prefetch_related("stages").filter(pk=funnel_id).first()
     if funnel is None:
         return Status(404, {"detail": f"No funnel with id {funnel_id}."})
@@ -151,7 +149,7 @@ def funnels_get(request: HttpRequest, funnel_id: int):
 
 
 @router.delete("/funnels/{funnel_id}", response={204: None, 404: DetailOut})
-def funnels_delete(request: HttpRequest, funnel_id: int):
+def funnels_delete(request: HttpRequest, funnel_id: Id):
     deleted, _ = Funnel.objects.filter(pk=funnel_id).delete()
     if not deleted:
         return Status(404, {"detail": f"No funnel with id {funnel_id}."})
@@ -182,8 +180,8 @@ def day_range(start: date | None, end: date | None) -> tuple[datetime | None, da
     return start_at, end_at
 
 
-@router.get("/funnels/{funnel_id}/report", response={200: FunnelReportOut, 400: ErrorsOut, 404: DetailOut})
-def funnels_report(request: HttpRequest, funnel_id: int, start: date | None = None, end: date | None = None):
+@router.get("/funnels/{funnel_id}/report", response={200: FunnelReportOut, 404: DetailOut})
+def funnels_report(request: HttpRequest, funnel_id: Id, start: date | None = None, end: date | None = None):
     """Per stage, in order: ``count`` (contacts in it now), ``entered`` (distinct contacts who
     moved into it between ``start`` and ``end``, inclusive days; all time by default),
     ``conversion_to_next`` (entered of the next stage / entered of this one; null for the last
@@ -193,7 +191,7 @@ def funnels_report(request: HttpRequest, funnel_id: int, start: date | None = No
     if funnel is None:
         return Status(404, {"detail": f"No funnel with id {funnel_id}."})
     if start and end and start > end:
-        return Status(400, {"errors": [{"field": "end", "message": "The end date is before the start date."}]})
+        raise ApiError.field("end", "The end date is before the start date.")
     start_at, end_at = day_range(start, end)
     return Status(200, {
         "id": funnel.pk,
@@ -206,63 +204,32 @@ def funnels_report(request: HttpRequest, funnel_id: int, start: date | None = No
 
 # --- a contact's stage ---------------------------------------------------------------------------
 class StageIn(Schema):
-    funnel: str
-    stage: str
+    model_config = ConfigDict(extra="forbid")
+
+    funnel: Annotated[CleanStr, Field(max_length=100)]
+    stage: Annotated[CleanStr, Field(max_length=100)]
 
 
-def contact_payload(contact: Contact) -> dict:
-    """The contact as in ``GET /api/v1/contacts/{email}`` — the contacts app's serializer when it
-    has one, so both endpoints always answer the same shape."""
-    try:
-        from contacts.services import contact_representation
-    except ImportError:
-        contact_representation = None
-    if contact_representation is not None:
-        return contact_representation(contact)
-    return _contact_payload_fallback(contact)
+@router.put("/contacts/by-email/stages", response={200: dict, 404: DetailOut})
+def contact_stage_put_by_email(request: HttpRequest, payload: StageIn,
+                               email: str = Query(..., max_length=254, description="the contact's email (any case)")):
+    """``PUT /contacts/{email}/stages`` for any email, ``/`` included."""
+    return contact_stage_put(request, email, payload)
 
 
-def _contact_payload_fallback(contact: Contact) -> dict:
-    thresholds = TemperatureSettings.current()
-    tags = sorted(
-        ({"name": ct.tag.name, "score": ct.score} for ct in contact.contact_tags.select_related("tag")),
-        key=lambda tag: (-tag["score"], tag["name"]),
-    )
-    stages = {cs.funnel.name: cs.stage.name for cs in contact.funnel_stages.select_related("funnel", "stage")}
-    consents = {consent.channel: consent.granted for consent in contact.consents.all()}
-    return {
-        "email": contact.email,
-        "first_name": contact.first_name,
-        "last_name": contact.last_name,
-        "phone": contact.phone,
-        "country": contact.country,
-        "city": contact.city,
-        "birth_date": contact.birth_date.isoformat() if contact.birth_date else None,
-        "properties": contact.properties,
-        "consents": consents,
-        "score": contact.score,
-        "temperature": thresholds.temperature_of(contact.score),
-        "tags": tags,
-        "stages": stages,
-        "tiers": {},
-    }
-
-
-@router.put("/contacts/{email}/stages", response={200: dict, 400: ErrorsOut, 404: DetailOut})
+@router.put("/contacts/{email}/stages", response={200: dict, 404: DetailOut})
 def contact_stage_put(request: HttpRequest, email: str, payload: StageIn):
     contact = Contact.objects.filter(email=normalize_email(email)).first()
     if contact is None:
         return Status(404, {"detail": f"No contact with email {normalize_email(email)}."})
     funnel = funnel_find(payload.funnel)
     if funnel is None:
-        return Status(400, {"errors": [{"field": "funnel", "message": f"No funnel named “{payload.funnel.strip()}”."}]})
+        raise ApiError.field("funnel", f"No funnel named “{payload.funnel.strip()}”.")
     stage = funnel.stages.filter(name__iexact=payload.stage.strip()).first()
     if stage is None:
         names = ", ".join(funnel.stages.values_list("name", flat=True))
-        return Status(400, {
-            "errors": [{"field": "stage", "message": f"Funnel “{funnel.name}” has no stage “{payload.stage.strip()}” (stages: {names})."}]
-        })
+        raise ApiError.field("stage", f"Funnel “{funnel.name}” has no stage “{payload.stage.strip()}” (stages: {names}).")
     stage.funnel = funnel
     contact_stage_set(contact_id=contact.pk, stage=stage, cause="api")
     contact.refresh_from_db()
-    return Status(200, contact_payload(contact))
+    return Status(200, contact_representation(contact))

@@ -1,29 +1,18 @@
-"""Plotly figures for the leads pages and the dashboard, built in Python and shipped as JSON
-(``includes/chart.html`` + ``static/js/charts.js`` draw them). ``layout.meta.links`` holds one URL
-per point so a click opens the list behind the number."""
+"""The leads pages' and the dashboard's Plotly figures (see core/charts.py for how they travel)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import plotly.graph_objects as go
 from django.utils import timezone
 
+from core.charts import PRIMARY, figure_dict
+
 HOT = "#e11d48"
 WARM = "#d97706"
 COLD = "#2563eb"
-PRIMARY = "#4f46e5"
 TEMPERATURE_COLOURS = {"cold": COLD, "warm": WARM, "hot": HOT}
-
-
-def _as_dict(figure: go.Figure, links: Sequence[str] | None = None) -> dict:
-    parsed = json.loads(figure.to_json())
-    layout = parsed.get("layout", {})
-    layout.pop("template", None)  # charts.js supplies the house style
-    if links is not None:
-        layout.setdefault("meta", {})["links"] = list(links)
-    return {"data": parsed["data"], "layout": layout, "config": {"displayModeBar": False, "responsive": True}}
 
 
 def score_line(series: Sequence[tuple], current_score: int) -> dict:
@@ -48,7 +37,7 @@ def score_line(series: Sequence[tuple], current_score: int) -> dict:
         )
     )
     figure.update_layout(showlegend=False, yaxis={"rangemode": "tozero"}, xaxis={"type": "date"})
-    return _as_dict(figure)
+    return figure_dict(figure)
 
 
 _FUNNEL_TEXT = {
@@ -72,7 +61,7 @@ def funnel_chart(stages: Sequence[dict], *, links: Sequence[str] | None = None, 
         )
     )
     figure.update_layout(showlegend=False, yaxis={"automargin": True})
-    return _as_dict(figure, links)
+    return figure_dict(figure, links)
 
 
 def temperature_bars(counts: dict[str, int], *, links: Sequence[str] | None = None) -> dict:
@@ -89,7 +78,7 @@ def temperature_bars(counts: dict[str, int], *, links: Sequence[str] | None = No
         )
     )
     figure.update_layout(showlegend=False, yaxis={"rangemode": "tozero"})
-    return _as_dict(figure, links)
+    return figure_dict(figure, links)
 
 
 def score_buckets(buckets: Sequence[tuple[str, int, int]], *, warm: int, hot: int, links: Sequence[str] | None = None) -> dict:
@@ -102,7 +91,7 @@ def score_buckets(buckets: Sequence[tuple[str, int, int]], *, warm: int, hot: in
         )
     )
     figure.update_layout(showlegend=False, bargap=0.1, xaxis={"type": "category", "title": {"text": "Lead score"}})
-    return _as_dict(figure, links)
+    return figure_dict(figure, links)
 
 
 def horizontal_bars(labels: Sequence[str], values: Sequence[int], *, links: Sequence[str] | None = None, unit: str = "contacts") -> dict:
@@ -113,7 +102,7 @@ def horizontal_bars(labels: Sequence[str], values: Sequence[int], *, links: Sequ
         )
     )
     figure.update_layout(showlegend=False, yaxis={"automargin": True, "type": "category"})
-    return _as_dict(figure, list(links)[::-1] if links is not None else None)
+    return figure_dict(figure, list(links)[::-1] if links is not None else None)
 
 
 def events_over_time(days: Sequence[str], series: dict[str, Sequence[int]], *, links: Sequence[str] | None = None) -> dict:
@@ -123,7 +112,7 @@ def events_over_time(days: Sequence[str], series: dict[str, Sequence[int]], *, l
             go.Bar(x=list(days), y=list(values), name=name.replace("_", " "), hovertemplate="%{x|%d %b}: %{y:,}<extra>%{fullData.name}</extra>")
         )
     figure.update_layout(barmode="stack", xaxis={"type": "date"}, bargap=0.15)
-    return _as_dict(figure, links)
+    return figure_dict(figure, links)
 
 
 def won_lost_buckets(buckets: Sequence[tuple[int, int, int, int]], *, hot: int, suggested: int | None) -> dict:
@@ -148,4 +137,4 @@ def won_lost_buckets(buckets: Sequence[tuple[int, int, int, int]], *, hot: int, 
         annotations.append({"x": suggested, "yref": "paper", "y": 0.92, "text": f"suggested ≥ {suggested}", "showarrow": False, "xanchor": "left", "font": {"color": PRIMARY, "size": 11}})
     figure.update_layout(barmode="overlay", shapes=shapes, annotations=annotations,
                          xaxis={"title": {"text": "Lead score"}}, yaxis={"title": {"text": "% of leads"}})
-    return _as_dict(figure)
+    return figure_dict(figure)

@@ -14,10 +14,11 @@ from urllib.parse import urlencode
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils import timezone
 
 from contacts.models import EVENT_TYPES
+from core.paging import table_rows_estimate
 from core.roles import MARKETER, SALES, has_role
 from leads import charts
 from leads.models import Funnel, TemperatureSettings
@@ -29,22 +30,13 @@ HISTOGRAM_BUCKETS = 12
 
 
 def _url(name: str, **params) -> str:
-    try:
-        url = reverse(name)
-    except NoReverseMatch:
-        return ""
+    url = reverse(name)
     return f"{url}?{urlencode(params)}" if params else url
 
 
 def contact_list_url(**params) -> str:
+    """The contact list filtered by ``params`` (its querystring is the filter)."""
     return _url("contacts:list", **params)
-
-
-def _reltuples(table: str) -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE relname = %s", [table])
-        row = cursor.fetchone()
-    return int(row[0]) if row else 0
 
 
 def _contact_stats(warm: int, hot: int, week_ago: datetime) -> dict:
@@ -103,7 +95,7 @@ def _score_buckets(warm: int, hot: int) -> tuple[int, list[tuple[int, int, int]]
 
 def _top_tags(limit: int = 10) -> tuple[list[tuple[str, int]], bool]:
     """(tag name, contacts) most popular first; the flag says whether the counts are estimates."""
-    rows_estimate = _reltuples("contacts_contacttag")
+    rows_estimate = table_rows_estimate("contacts_contacttag")
     with connection.cursor() as cursor:
         if rows_estimate > EXACT_TAG_COUNT_LIMIT:
             # pg_stats keeps the most common tag ids and their frequencies from ANALYZE's sample.

@@ -10,11 +10,11 @@ from leads.temperature import THRESHOLD_LIMIT, thresholds_errors
 
 class ThresholdsForm(forms.Form):
     warm = forms.IntegerField(
-        label="Warm from", min_value=-THRESHOLD_LIMIT, max_value=THRESHOLD_LIMIT,
+        label="Warm from", min_value=0, max_value=THRESHOLD_LIMIT,
         help_text="Contacts with at least this score are warm.",
     )
     hot = forms.IntegerField(
-        label="Hot from", min_value=-THRESHOLD_LIMIT, max_value=THRESHOLD_LIMIT,
+        label="Hot from", min_value=1, max_value=THRESHOLD_LIMIT,
         help_text="Contacts with at least this score are hot (and go to sales).",
     )
     decay_enabled = forms.BooleanField(
@@ -109,3 +109,18 @@ class BulkMoveForm(forms.Form):
                 "No contacts chosen: open this from the contact list with a filter or a selection."
             )
         return cleaned
+
+
+class AlertSettingsForm(forms.Form):
+    email_mode = forms.ChoiceField(
+        label="Email me", choices=[
+            ("instant", "An email for each lead that becomes hot"),
+            ("digest", "A digest of the leads that became hot"),
+            ("off", "No emails (the bell only)"),
+        ], widget=forms.RadioSelect,
+    )
+    digest_minutes = forms.TypedChoiceField(
+        label="Digest at most every", coerce=int,
+        choices=[(15, "15 minutes"), (30, "30 minutes"), (60, "hour"), (240, "4 hours"), (1440, "day")],
+        help_text="Leads that became hot within this time travel together in one email.",
+    )

@@ -57,7 +57,15 @@ WITH input AS (
     FROM moved m
     JOIN current cur ON cur.contact_id = m.contact_id AND cur.funnel_id = m.funnel_id
     JOIN resolved r ON r.contact_id = m.contact_id AND r.funnel_id = m.funnel_id
-    RETURNING contact_id
+    RETURNING contact_id, funnel_id, from_stage_id, to_stage_id
+), told AS (
+    -- the world hears of each move (core.outbox) from the same statement
+    INSERT INTO core_outboxmessage (type, contact_id, funnel_id, data)
+    SELECT 'funnel.stage_changed', l.contact_id, l.funnel_id, jsonb_build_object('from', fs.name, 'to', ts.name)
+    FROM logged l
+    LEFT JOIN leads_stage fs ON fs.id = l.from_stage_id
+    LEFT JOIN leads_stage ts ON ts.id = l.to_stage_id
+    ORDER BY l.contact_id
 )
 SELECT DISTINCT contact_id FROM logged ORDER BY contact_id
 """

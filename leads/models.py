@@ -184,3 +184,82 @@ class LeadStatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.contact_id}: {self.from_status} → {self.to_status}"
+
+
+class Notification(models.Model):
+    """An in-app alert for one user: "this lead became hot". Written set-based where the transition
+    is detected (``leads.notifications``); emailed once, instantly or in a digest, by the worker."""
+
+    KIND_LEAD_HOT = "lead_hot"
+    KIND_CHOICES = [(KIND_LEAD_HOT, "Lead became hot")]
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="lead_notifications",
+                             db_index=False)
+    contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="+", db_index=False)
+    kind = models.CharField(max_length=20, choices=KIND_CHOICES, default=KIND_LEAD_HOT)
+    score = models.IntegerField(help_text="The lead score when the alert was raised.")
+    created_at = models.DateTimeField(default=timezone.now)
+    read_at = models.DateTimeField(null=True, blank=True)
+    # Email delivery: ``email_due`` is decided when the row is written (the user's settings then);
+    # a worker claims rows by setting ``email_claimed_at`` (a lease: a worker that dies mid-send
+    # leaves a claim that expires) and ``email_sent_at`` marks the row done.
+    email_due = models.BooleanField(default=True)
+    email_claimed_at = models.DateTimeField(null=True, blank=True)
+    email_sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user", "-id"], name="notification_user_idx"),
+            # The bell's count and "mark all read" read only the unread rows of one user.
+            models.Index(fields=["user"], name="notification_unread_idx", condition=models.Q(read_at__isnull=True)),
+            # The mail sweep reads only rows still owed an email.
+            models.Index(fields=["user", "created_at"], name="notification_email_due_idx",
+                         condition=models.Q(email_due=True, email_sent_at__isnull=True)),
+            models.Index(fields=["contact"], name="notification_contact_idx"),
+        ]
+        constraints = [
+            # A lead that cools and heats up again while its alert is still unread is not alerted twice.
+            models.UniqueConstraint(fields=["user", "contact", "kind"], condition=models.Q(read_at__isnull=True),
+                                    name="notification_one_unread"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.contact_id} → user {self.user_id}"
+
+
+class AlertSettings(models.Model):
+    """One user's hot-lead alert settings and their last visit of the hot-leads page. A user
+    without a row has the defaults (an email per lead)."""
+
+    class EmailMode(models.TextChoices):
+        INSTANT = "instant", "An email for each lead"
+        DIGEST = "digest", "A digest"
+        OFF = "off", "No emails"
+
+    DIGEST_MINUTES_CHOICES = [(15, "15 minutes"), (30, "30 minutes"), (60, "hour"), (240, "4 hours"),
+                              (1440, "day")]
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True,
+                                related_name="alert_settings")
+    email_mode = models.CharField(max_length=10, choices=EmailMode.choices, default=EmailMode.INSTANT)
+    digest_minutes = models.PositiveIntegerField(default=60)
+    last_digest_at = models.DateTimeField(null=True, blank=True)
+    # "New since your last visit": a visit starts when the page is opened after a pause (see
+    # leads.notifications.hot_visit); leads that became hot after the previous visit are new.
+    hot_visit_at = models.DateTimeField(null=True, blank=True)
+    hot_previous_visit_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"alerts of user {self.user_id}: {self.email_mode}"
+
+
+class HotLead(models.Model):
+    """When a contact last became hot (written with the alerts); the hot-leads page's "new" marks."""
+
+    contact = models.OneToOneField("contacts.Contact", on_delete=models.CASCADE, primary_key=True, related_name="+")
+    became_hot_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.contact_id} hot since {self.became_hot_at:%Y-%m-%d %H:%M}"

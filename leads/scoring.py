@@ -14,6 +14,36 @@ from collections.abc import Sequence
 
 from django.db import transaction
 
+from core.outbox import OUTBOX_TABLE
+from leads.notifications import alerts_email_nudge, hot_alerts_cte
+
+# Temperature is derived (score vs thresholds), so a score change that crosses a threshold is a
+# temperature change: the statement that changes scores tells the world (``core.outbox``) from the
+# old and new scores of the rows it updated (``updated``: id, old_score, new_score), with the
+# thresholds read in the same statement.
+TEMPERATURE_OUTBOX_CTES = f"""
+, thresholds AS (
+    SELECT coalesce((SELECT warm FROM leads_temperaturesettings WHERE id = 1), 50) AS warm,
+           coalesce((SELECT hot FROM leads_temperaturesettings WHERE id = 1), 100) AS hot
+), crossed AS (
+    SELECT u.id, u.new_score,
+           CASE WHEN u.old_score >= t.hot THEN 'hot' WHEN u.old_score >= t.warm THEN 'warm' ELSE 'cold' END AS t_from,
+           CASE WHEN u.new_score >= t.hot THEN 'hot' WHEN u.new_score >= t.warm THEN 'warm' ELSE 'cold' END AS t_to
+    FROM updated u CROSS JOIN thresholds t
+    WHERE u.old_score <> u.new_score
+), told AS (
+    INSERT INTO {OUTBOX_TABLE} (type, contact_id, data)
+    SELECT 'lead.temperature_changed', id, jsonb_build_object('from', t_from, 'to', t_to, 'score', new_score)
+    FROM crossed WHERE t_from <> t_to ORDER BY id
+)
+"""
+
+# The same crossings, when one goes to hot, alert sales (``leads.notifications``) in the statement.
+HOT_ALERT_CTES = (
+    ", hot_crossed AS (SELECT id AS contact_id, t_from AS from_temperature, t_to AS to_temperature,"
+    " new_score AS score FROM crossed), " + hot_alerts_cte("hot_crossed") + "\n"
+)
+
 # ``score_add`` writes the ledger, the maintained score and the rolling growth counters in one
 # statement. Rows of the aggregate are ordered by contact id so that concurrent batches lock
 # contacts in the same order (no deadlocks); ``score = score + delta`` is re-evaluated on the
@@ -37,17 +67,19 @@ WITH input AS (
 ), activity AS (
     SELECT a.contact_id, a.latest
     FROM unnest(%(activity_ids)s::bigint[], %(activity_at)s::timestamptz[]) AS a(contact_id, latest)
+), updated AS (
+    UPDATE contacts_contact AS c
+    SET score = c.score + coalesce(agg.delta, 0),
+        last_activity_at = CASE WHEN agg.latest > c.last_activity_at OR c.last_activity_at IS NULL
+                                THEN coalesce(agg.latest, c.last_activity_at) ELSE c.last_activity_at END
+    FROM (SELECT coalesce(p.contact_id, a.contact_id) AS contact_id, p.delta, a.latest
+          FROM per_contact p FULL JOIN activity a ON a.contact_id = p.contact_id
+          ORDER BY 1) AS agg
+    WHERE c.id = agg.contact_id
+      AND (agg.delta IS NOT NULL OR c.last_activity_at IS NULL OR c.last_activity_at < agg.latest)
+    RETURNING c.id, c.score - coalesce(agg.delta, 0) AS old_score, c.score AS new_score
 )
-UPDATE contacts_contact AS c
-SET score = c.score + coalesce(agg.delta, 0),
-    last_activity_at = CASE WHEN agg.latest > c.last_activity_at OR c.last_activity_at IS NULL
-                            THEN coalesce(agg.latest, c.last_activity_at) ELSE c.last_activity_at END
-FROM (SELECT coalesce(p.contact_id, a.contact_id) AS contact_id, p.delta, a.latest
-      FROM per_contact p FULL JOIN activity a ON a.contact_id = p.contact_id
-      ORDER BY 1) AS agg
-WHERE c.id = agg.contact_id
-  AND (agg.delta IS NOT NULL OR c.last_activity_at IS NULL OR c.last_activity_at < agg.latest)
-"""
+""" + TEMPERATURE_OUTBOX_CTES + HOT_ALERT_CTES + "SELECT (SELECT count(*) FROM hot_alerted)"
 
 _LOCK_CONTACTS_SQL = "SELECT 1 FROM contacts_contact WHERE id = ANY(%s::bigint[]) ORDER BY id FOR NO KEY UPDATE"
 
@@ -107,23 +139,28 @@ def score_add(
         if not contacts_locked:
             cursor.execute(_LOCK_CONTACTS_SQL, [sorted(set(contact_ids) | set(params["activity_ids"]))])
         cursor.execute(_SCORE_ADD_SQL, params)
+        if cursor.fetchone()[0]:
+            alerts_email_nudge()
 
 
 # The full recompute: the ledger sum per contact vs the maintained value, writing only rows that
 # differ, in one statement — the ledger is aggregated once and joined to every contact (a contact
 # without ledger rows must have score 0), instead of a second pass probing the ledger per contact.
 _RECOMPUTE_SQL = """
-UPDATE contacts_contact AS c
-SET score = d.total
-FROM (
-    SELECT c.id, coalesce(l.total, 0) AS total
-    FROM contacts_contact c
-    LEFT JOIN (SELECT contact_id, sum(delta)::int AS total FROM leads_scorechange GROUP BY contact_id) AS l
-           ON l.contact_id = c.id
-    WHERE c.score <> coalesce(l.total, 0)
-) AS d
-WHERE c.id = d.id
-"""
+WITH updated AS (
+    UPDATE contacts_contact AS c
+    SET score = d.total
+    FROM (
+        SELECT c.id, c.score AS old_score, coalesce(l.total, 0) AS total
+        FROM contacts_contact c
+        LEFT JOIN (SELECT contact_id, sum(delta)::int AS total FROM leads_scorechange GROUP BY contact_id) AS l
+               ON l.contact_id = c.id
+        WHERE c.score <> coalesce(l.total, 0)
+    ) AS d
+    WHERE c.id = d.id
+    RETURNING c.id, d.old_score, c.score AS new_score
+)
+""" + TEMPERATURE_OUTBOX_CTES + HOT_ALERT_CTES + "SELECT count(*) FROM updated"
 
 
 def score_recompute_all(cursor) -> int:
@@ -131,7 +168,7 @@ def score_recompute_all(cursor) -> int:
     (0 when the maintained scores were right, which is what the tests assert)."""
     with transaction.atomic(savepoint=False):
         cursor.execute(_RECOMPUTE_SQL)
-        return cursor.rowcount
+        return cursor.fetchone()[0]
 
 
 def score_mismatches(cursor, *, limit: int = 100) -> list[tuple[int, int, int]]:

@@ -140,17 +140,6 @@ def lead_update(*, contact: Contact, user, status: str, note_text: str = "") -> 
     return result
 
 
-def lead_note_add(*, contact: Contact, user, text: str) -> Note:
-    """A note from the hot-leads row. Anyone who may see the lead may add one."""
-    text = (text or "").strip()
-    if not text:
-        raise LeadError("Write something first.", "note")
-    if len(text) > NOTE_MAX:
-        raise LeadError(f"A note may be at most {NOTE_MAX} characters.", "note")
-    now = timezone.now()
-    return Note.objects.create(contact=contact, author=user, text=text, created_at=now, updated_at=now)
-
-
 def _user_label(user) -> str:
     if user is None:
         return "Nobody"

@@ -12,71 +12,60 @@ from django.db import connection, transaction
 from django.http import QueryDict
 from django.utils import timezone
 
-from contacts.models import Contact
+from contacts.filters import ContactFilterSet
+from contacts.models import Contact, Tag
 from contacts.signals import contacts_changed_send
-from core.jobs import Progress, job_task
+from core.jobs import CHUNK_SIZE, Progress, id_chunks, job_run_chunks, job_task
 from core.models import Job
+from core.roles import MARKETER
 from leads.funnels import stages_set
 from leads.models import Stage, TagDecayState, TemperatureSettings
+from leads.scoring import score_add
 
 logger = logging.getLogger(__name__)
 
-BULK_BATCH = 5_000
+BULK_BATCH = CHUNK_SIZE
 
 
 def bulk_contacts_queryset(query: str):
     """The contacts a contact-list querystring selects, through the contacts app's FilterSet."""
-    params = QueryDict(query or "")
-    from contacts import filters
-
-    filter_class = getattr(filters, "ContactFilterSet", None) or getattr(filters, "ContactFilter", None)
-    if filter_class is None:  # the contact list has not landed: only explicit ids can be moved
-        return Contact.objects.none()
-    contact_filter = filter_class(params, queryset=Contact.objects.all())
+    contact_filter = ContactFilterSet(QueryDict(query or ""), queryset=Contact.objects.all())
     if not contact_filter.is_valid():
         raise ValueError(f"The contact filter is not valid: {contact_filter.errors.as_text()}")
     return contact_filter.qs
 
 
 def funnel_bulk_move(job: Job, progress: Progress) -> dict:
-    """Move the selected contacts to a stage in batches of ids (keyset on id), each batch one
-    ``stages_set`` statement in its own transaction: a re-run after a crash continues safely,
-    since contacts already in the stage are not moved again."""
+    """Move the selected contacts to a stage, BULK_BATCH contacts (in id order) per chunk on the
+    resumable runner, each chunk one ``stages_set`` statement committed with the job's resume
+    point: a redelivered job continues after its last committed chunk."""
     stage = Stage.objects.select_related("funnel").get(pk=job.params["stage_id"])
     ids = [int(part) for part in (job.params.get("ids") or "").split(",") if part.strip()]
     if ids:
         source = Contact.objects.filter(pk__in=ids)
     else:
         source = bulk_contacts_queryset(job.params.get("query", ""))
-    total = source.count()
-    progress.update(0, total)
-    source_ids = source.order_by("pk").values_list("pk", flat=True)
-    done = moved = 0
-    last_id = 0
-    while True:
-        batch = list(source_ids.filter(pk__gt=last_id)[:BULK_BATCH])
-        if not batch:
-            break
-        with transaction.atomic(), connection.cursor() as cursor:
-            moved_ids = stages_set(
-                cursor,
-                contact_ids=batch,
-                funnel_names=[stage.funnel.name] * len(batch),
-                stage_names=[stage.name] * len(batch),
-                cause="bulk",
-                user_id=job.created_by_id,
-            )
-            if moved_ids:
-                contacts_changed_send(moved_ids, sender=stages_set)
-        moved += len(moved_ids)
-        done += len(batch)
-        last_id = batch[-1]
-        progress.update(done, max(total, done))
-    return {"matched": done, "moved": moved, "stage": f"{stage.funnel.name} → {stage.name}"}
+    target_sql, target_params = source.order_by().values("id").query.sql_with_params()
+
+    def move(cursor, batch: list[int]) -> dict:
+        moved_ids = stages_set(
+            cursor,
+            contact_ids=batch,
+            funnel_names=[stage.funnel.name] * len(batch),
+            stage_names=[stage.name] * len(batch),
+            cause="bulk",
+            user_id=job.created_by_id,
+        )
+        contacts_changed_send(moved_ids, sender=stages_set)
+        return {"matched": len(batch), "moved": len(moved_ids)}
+
+    counts = job_run_chunks(job, id_chunks(target_sql, target_params, move, size=BULK_BATCH), total=source.count)
+    return {"matched": counts.get("matched", 0), "moved": counts.get("moved", 0),
+            "stage": f"{stage.funnel.name} → {stage.name}"}
 
 
 # The task body stays callable on its own (tests call it directly, without a worker).
-funnel_bulk_move_task = job_task("funnel_bulk_move")(funnel_bulk_move)
+funnel_bulk_move_task = job_task("funnel_bulk_move", roles=(MARKETER,))(funnel_bulk_move)
 
 
 # --- growth counters -------------------------------------------------------------------------------
@@ -150,8 +139,6 @@ ORDER BY s.contact_id
 
 def score_decay_apply(*, now: datetime | None = None) -> int:
     """Apply lead-score decay up to ``now`` if it is enabled. Returns the contacts changed."""
-    from leads.scoring import score_add
-
     now = now or timezone.now()
     thresholds = TemperatureSettings.current()
     if not thresholds.decay_enabled:
@@ -215,8 +202,6 @@ _TAG_DECAY_REMOVE_SQL = "DELETE FROM contacts_contacttag WHERE tag_id = %(tag_id
 def tag_decay_apply(*, now: datetime | None = None) -> int:
     """Apply each tag's half-life (``Tag.half_life_days``) to its scores, set-based per tag.
     Returns the contact-tag rows changed."""
-    from contacts.models import Tag
-
     now = now or timezone.now()
     thresholds = TemperatureSettings.current()
     if not thresholds.tag_decay_enabled:
@@ -243,3 +228,13 @@ def tag_decay_apply(*, now: datetime | None = None) -> int:
 @shared_task(name="leads.tasks.tag_decay_task")
 def tag_decay_task() -> int:
     return tag_decay_apply()
+
+
+# --- hot-lead alert emails ---------------------------------------------------------------------------
+@shared_task(name="leads.tasks.alerts_email_task")
+def alerts_email_task() -> int:
+    """Send the hot-lead emails that are owed (instant ones and due digests); enqueued after a
+    commit that wrote alerts, and swept by beat. Rows are claimed, so overlapping runs are safe."""
+    from leads.notifications import alerts_email_send  # local import: notifications imports this module
+
+    return alerts_email_send()

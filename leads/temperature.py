@@ -7,6 +7,7 @@ from __future__ import annotations
 from django.db import connection
 from django.db.models import Q
 
+from core.outbox import OUTBOX_TABLE
 from leads.models import TemperatureSettings
 
 TEMPERATURES = ("cold", "warm", "hot")
@@ -50,8 +51,9 @@ def thresholds_errors(warm, hot) -> list[dict]:
     for field, value in (("warm", warm), ("hot", hot)):
         if isinstance(value, bool) or not isinstance(value, int):
             errors.append({"field": field, "message": "Must be a whole number."})
-        elif abs(value) > THRESHOLD_LIMIT:
-            errors.append({"field": field, "message": f"Must be between -{THRESHOLD_LIMIT:,} and {THRESHOLD_LIMIT:,}."})
+        elif not 0 <= value <= THRESHOLD_LIMIT:
+            # Below 0 a "cold" contact could not exist for new contacts (they start at 0).
+            errors.append({"field": field, "message": f"Must be between 0 and {THRESHOLD_LIMIT:,}."})
     if not errors and warm >= hot:
         errors.append({"field": "hot", "message": f"Hot ({hot}) must be greater than warm ({warm})."})
     return errors
@@ -59,12 +61,53 @@ def thresholds_errors(warm, hot) -> list[dict]:
 
 def thresholds_save(*, warm: int, hot: int, user=None) -> TemperatureSettings:
     """Save new thresholds (validated by the caller). The audit trail is the settings history."""
+    from django.db import transaction
     from django.utils import timezone
 
     settings_row = TemperatureSettings.current()
-    TemperatureSettings.objects.filter(pk=settings_row.pk).update(
-        warm=warm, hot=hot, updated_by=user if getattr(user, "is_authenticated", False) else None,
-        updated_at=timezone.now(),
-    )
+    with transaction.atomic():
+        old = TemperatureSettings.objects.select_for_update().values_list("warm", "hot").get(pk=settings_row.pk)
+        TemperatureSettings.objects.filter(pk=settings_row.pk).update(
+            warm=warm, hot=hot, updated_by=user if getattr(user, "is_authenticated", False) else None,
+            updated_at=timezone.now(),
+        )
+        temperature_changes_record(old=old, new=(warm, hot))
     settings_row.refresh_from_db()
     return settings_row
+
+
+def temperature_changes_record(*, old: tuple[int, int], new: tuple[int, int]) -> int:
+    """Tell the world (``core.outbox``) about every contact whose temperature a threshold change
+    moves: ONE ``INSERT … SELECT`` over the score range between the old and new thresholds (the
+    only scores that can change class; ``contact_score_idx`` answers it). Call it in the
+    transaction that saves the thresholds. Returns the messages written."""
+    (old_warm, old_hot), (new_warm, new_hot) = old, new
+    if (old_warm, old_hot) == (new_warm, new_hot):
+        return 0
+    low, high = min(old_warm, old_hot, new_warm, new_hot), max(old_warm, old_hot, new_warm, new_hot)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {OUTBOX_TABLE} (type, contact_id, data)
+            SELECT 'lead.temperature_changed', id, jsonb_build_object('from', t_from, 'to', t_to, 'score', score)
+            FROM (
+                SELECT c.id, c.score,
+                       CASE WHEN c.score >= %(old_hot)s THEN 'hot' WHEN c.score >= %(old_warm)s THEN 'warm'
+                            ELSE 'cold' END AS t_from,
+                       CASE WHEN c.score >= %(new_hot)s THEN 'hot' WHEN c.score >= %(new_warm)s THEN 'warm'
+                            ELSE 'cold' END AS t_to
+                FROM contacts_contact c
+                WHERE c.score >= %(low)s AND c.score < %(high)s
+            ) moved
+            WHERE t_from <> t_to
+            ORDER BY id
+            """,
+            {"old_warm": old_warm, "old_hot": old_hot, "new_warm": new_warm, "new_hot": new_hot,
+             "low": low, "high": high},
+        )
+        told = cursor.rowcount
+        # The contacts this change makes hot alert sales in the same transaction.
+        from leads.notifications import hot_alerts_on_thresholds  # local import: notifications → scoring → temperature
+
+        hot_alerts_on_thresholds(cursor, old_warm=old_warm, old_hot=old_hot, new_warm=new_warm, new_hot=new_hot)
+        return told

@@ -2,29 +2,38 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date, timedelta
-from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.db import connection, transaction
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from contacts.models import Contact, ContactTag, Note
-from core.htmx import render_page, wants_fragment
+from core.htmx import render_page, toast, wants_fragment
+from core.jobs import job_start
+from core.paging import CappedPaginator
 from core.roles import ADMIN, MARKETER, SALES, STAFF, has_role, role_required
 from leads import charts
 from leads.api import day_range, funnel_create
+from leads.dashboard import contact_list_url
 from leads.filters import HotLeadFilter, hot_leads_base
 from leads.forms import BulkMoveForm, FunnelForm, LeadUpdateForm, StageMoveForm, ThresholdsForm
 from leads.funnels import contact_stage_set, funnel_report
-from leads.models import ContactStage, Funnel, Stage, StageTransition, TemperatureSettings
+from leads.model_check import model_check_context
+from leads.models import (
+    ContactStage,
+    Funnel,
+    HotLead,
+    Stage,
+    StageTransition,
+    TemperatureSettings,
+    TemperatureSettingsEvent,
+)
+from leads.notifications import alert_settings_of, hot_visit, hot_visit_reset
 from leads.services import (
     LeadError,
     lead_assign,
@@ -35,28 +44,12 @@ from leads.services import (
     lead_release,
     lead_update,
 )
-from leads.temperature import temperature_counts
+from leads.tasks import bulk_contacts_queryset, funnel_bulk_move_task
+from leads.temperature import temperature_changes_record, temperature_counts
 
 HOT_PAGE_SIZE = 25
+NEW_COUNT_CAP = 999
 COUNT_CAP = 10_000
-
-
-class CappedPaginator(Paginator):
-    """Counts at most COUNT_CAP rows (``LIMIT`` inside the count), so a page of a huge hot set
-    never pays for counting all of it; ``is_capped`` says the real total is larger."""
-
-    @property
-    def count(self) -> int:
-        if not hasattr(self, "_capped_count"):
-            capped = self.object_list.order_by()[: COUNT_CAP + 1].count()
-            self.is_capped = capped > COUNT_CAP
-            self._capped_count = min(capped, COUNT_CAP)
-        return self._capped_count
-
-
-def _toast(response: HttpResponse, message: str, level: str = "success") -> HttpResponse:
-    response["HX-Trigger"] = json.dumps({"toast": {"message": message, "level": level}})
-    return response
 
 
 def _base_query(request: HttpRequest, *drop: str) -> str:
@@ -90,7 +83,6 @@ def _decorate_leads(leads: list[Contact], thresholds: TemperatureSettings) -> No
         )
         notes_by_contact = {note.contact_id: note for note in latest_notes}
     for lead in leads:
-        lead.card_url = card_url(lead.pk)
         lead.top_tags = tags_by_contact.get(lead.pk, [])
         lead.latest_note = notes_by_contact.get(lead.pk)
         lead.temperature = thresholds.temperature_of(lead.score)
@@ -113,19 +105,22 @@ def hot(request: HttpRequest) -> HttpResponse:
     thresholds = TemperatureSettings.current()
     lead_filter = HotLeadFilter(request.GET, queryset=hot_leads_base(), user=request.user, thresholds=thresholds)
     queryset = lead_filter.leads() if lead_filter.is_valid() else hot_leads_base().none()
-    paginator = CappedPaginator(queryset, HOT_PAGE_SIZE)
+    paginator = CappedPaginator(queryset, HOT_PAGE_SIZE, count_cap=COUNT_CAP)
     page = paginator.get_page(request.GET.get("page"))
     leads = list(page.object_list)
     _decorate_leads(leads, thresholds)
     is_manager = lead_is_manager(request.user)
     for lead in leads:
         lead.can_edit = is_manager or lead.owner_id in (None, request.user.pk)
+    new_since, new_count = hot_new_since(request, leads, thresholds)
     context = {
+        "new_since": new_since,
+        "new_count": new_count,
         "filter": lead_filter,
         "form": lead_filter.form,
         "page_obj": page,
         "total": paginator.count,
-        "total_capped": getattr(paginator, "is_capped", False),
+        "total_capped": paginator.is_capped,
         "leads": leads,
         "thresholds": thresholds,
         "base_query": _base_query(request),
@@ -134,6 +129,34 @@ def hot(request: HttpRequest) -> HttpResponse:
         "statuses": Contact.LeadStatus.choices,
     }
     return render_page(request, "leads/hot.html", context, partial="results")
+
+
+def hot_new_since(request: HttpRequest, leads: list[Contact], thresholds: TemperatureSettings) -> tuple:
+    """Mark ``lead.is_new`` on the page's leads that became hot since the user's previous visit,
+    and count all such hot leads. Opening the page records a visit; filtering and paging (htmx
+    fragments) only read it."""
+    since = alert_settings_of(request.user).hot_previous_visit_at if wants_fragment(request) else hot_visit(request.user)
+    if since is None:
+        return None, 0
+    new_ids = set(
+        HotLead.objects.filter(contact_id__in=[lead.pk for lead in leads], became_hot_at__gt=since)
+        .values_list("contact_id", flat=True)
+    )
+    for lead in leads:
+        lead.is_new = lead.pk in new_ids and lead.score >= thresholds.hot
+    new_count = (
+        HotLead.objects.filter(became_hot_at__gt=since, contact__score__gte=thresholds.hot)
+        .order_by()[: NEW_COUNT_CAP + 1].count()
+    )
+    return since, new_count
+
+
+@require_POST
+@role_required(SALES, MARKETER)
+def hot_seen(request: HttpRequest) -> HttpResponse:
+    """"Mark all as seen": nothing on the page is new any more."""
+    hot_visit_reset(request.user)
+    return redirect("leads:hot")
 
 
 def _lead_for_row(contact_id: int) -> Contact:
@@ -155,8 +178,8 @@ def lead_claim_view(request: HttpRequest, contact_id: int) -> HttpResponse:
     try:
         lead_claim(contact=contact, user=request.user)
     except LeadError as error:
-        return _toast(_render_row(request, contact_id), error.message, "error")
-    return _toast(_render_row(request, contact_id), f"You now hold {contact.email}.")
+        return toast(_render_row(request, contact_id), error.message, "error")
+    return toast(_render_row(request, contact_id), f"You now hold {contact.email}.")
 
 
 @require_POST
@@ -166,8 +189,8 @@ def lead_release_view(request: HttpRequest, contact_id: int) -> HttpResponse:
     try:
         lead_release(contact=contact, user=request.user)
     except LeadError as error:
-        return _toast(_render_row(request, contact_id), error.message, "error")
-    return _toast(_render_row(request, contact_id), f"Released {contact.email}.")
+        return toast(_render_row(request, contact_id), error.message, "error")
+    return toast(_render_row(request, contact_id), f"Released {contact.email}.")
 
 
 @require_POST
@@ -176,13 +199,13 @@ def lead_assign_view(request: HttpRequest, contact_id: int) -> HttpResponse:
     contact = get_object_or_404(Contact, pk=contact_id)
     raw = (request.POST.get("owner") or "").strip()
     if raw and not raw.isdigit():
-        return _toast(_render_row(request, contact_id), "Choose a user from the list.", "error")
+        return toast(_render_row(request, contact_id), "Choose a user from the list.", "error")
     try:
         lead_assign(contact=contact, owner_id=int(raw) if raw else None, user=request.user)
     except LeadError as error:
-        return _toast(_render_row(request, contact_id), error.message, "error")
+        return toast(_render_row(request, contact_id), error.message, "error")
     holder = contact.owner.get_full_name() or contact.owner.username if contact.owner else "nobody"
-    return _toast(_render_row(request, contact_id), f"{contact.email} is now held by {holder}.")
+    return toast(_render_row(request, contact_id), f"{contact.email} is now held by {holder}.")
 
 
 @require_POST
@@ -216,7 +239,7 @@ def lead_update_view(request: HttpRequest, contact_id: int) -> HttpResponse:
         parts.append(f"marked {contact.get_lead_status_display().lower()}")
     if result and result.note:
         parts.append("note added")
-    return _toast(response, f"{contact.email}: {' and '.join(parts)}.")
+    return toast(response, f"{contact.email}: {' and '.join(parts)}.")
 
 
 # --- temperature settings ------------------------------------------------------------------------
@@ -229,6 +252,8 @@ def settings_view(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             data = form.cleaned_data
             with transaction.atomic():
+                old = TemperatureSettings.objects.select_for_update().values_list("warm", "hot").get(pk=thresholds.pk)
+                temperature_changes_record(old=old, new=(data["warm"], data["hot"]))
                 TemperatureSettings.objects.filter(pk=thresholds.pk).update(
                     warm=data["warm"], hot=data["hot"], decay_enabled=data["decay_enabled"],
                     decay_half_life_days=data["decay_half_life_days"], tag_decay_enabled=data["tag_decay_enabled"],
@@ -279,8 +304,6 @@ def _preview_context(warm: int, hot: int, thresholds: TemperatureSettings, error
 
 
 def _threshold_history() -> list:
-    from leads.models import TemperatureSettingsEvent
-
     return list(TemperatureSettingsEvent.objects.select_related("updated_by").order_by("-pgh_created_at")[:8])
 
 
@@ -407,14 +430,14 @@ def card_stage(request: HttpRequest, contact_id: int) -> HttpResponse:
     """Move the contact in one funnel from the card panel. Sales only for leads they hold."""
     contact = get_object_or_404(Contact, pk=contact_id)
     if not (lead_is_manager(request.user) or contact.owner_id == request.user.pk):
-        return _toast(card_panel_response(request, contact_id), "Claim this lead first to move it through funnels.", "error")
+        return toast(card_panel_response(request, contact_id), "Claim this lead first to move it through funnels.", "error")
     form = StageMoveForm(request.POST)
     if not form.is_valid():
-        return _toast(card_panel_response(request, contact_id), "Choose a stage.", "error")
+        return toast(card_panel_response(request, contact_id), "Choose a stage.", "error")
     stage = form.cleaned_data["stage"]
     moved = contact_stage_set(contact_id=contact.pk, stage=stage, cause="manual", user_id=request.user.pk)
     message = f"Moved to {stage.funnel.name} → {stage.name}." if moved else f"Already in {stage.name}."
-    return _toast(card_panel_response(request, contact_id), message, "success" if moved else "info")
+    return toast(card_panel_response(request, contact_id), message, "success" if moved else "info")
 
 
 # --- funnels -------------------------------------------------------------------------------------
@@ -498,23 +521,6 @@ def funnel_detail(request: HttpRequest, funnel_id: int) -> HttpResponse:
     return render_page(request, "leads/funnel_detail.html", context, partial="report")
 
 
-def card_url(contact_id: int) -> str:
-    """The contact card (the contacts app's page), or "" while it does not exist."""
-    try:
-        return reverse("contacts:card", kwargs={"contact_id": contact_id})
-    except NoReverseMatch:
-        return ""
-
-
-def contact_list_url(**params) -> str:
-    """The contact list filtered by ``params`` ("" while the contacts app has no list)."""
-    try:
-        url = reverse("contacts:list")
-    except NoReverseMatch:
-        return ""
-    return f"{url}?{urlencode(params)}" if params else url
-
-
 @require_http_methods(["GET", "POST"])
 @role_required(MARKETER)
 def funnel_edit(request: HttpRequest, funnel_id: int) -> HttpResponse:
@@ -567,8 +573,6 @@ def funnel_delete(request: HttpRequest, funnel_id: int) -> HttpResponse:
 def funnel_bulk_move(request: HttpRequest) -> HttpResponse:
     """Move a selection (``ids``) or everything a contact-list filter matches (``query``) to a
     stage, as a background job. Opened from the contact list with its querystring."""
-    from core.jobs import job_start
-    from leads.tasks import funnel_bulk_move_task
 
     data = request.POST if request.method == "POST" else None
     initial = {
@@ -600,8 +604,6 @@ def funnel_bulk_move(request: HttpRequest) -> HttpResponse:
 
 
 def _bulk_count(ids: str, query: str) -> int | None:
-    from leads.tasks import bulk_contacts_queryset
-
     if ids:
         return len([part for part in ids.split(",") if part.strip()])
     if not query:
@@ -613,6 +615,4 @@ def _bulk_count(ids: str, query: str) -> int | None:
 @require_GET
 @role_required(MARKETER)
 def model_check(request: HttpRequest) -> HttpResponse:
-    from leads.model_check import model_check_context
-
     return render(request, "leads/model_check.html", model_check_context())

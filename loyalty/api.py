@@ -1,7 +1,9 @@
-"""Loyalty API (spec/api-v1.md, Loyalty). Mounted under /api/v1/ by marketing_hub.api.
+"""Loyalty API (docs/api-v1.md, Loyalty). Mounted under /api/v1/ by marketing_hub.api.
 
 Bodies are validated by ``loyalty.services`` (one set of rules for the API and the editor), so each
 error names its field, e.g. ``{"field": "tiers.1.min", "message": "..."}``.
+
+Bodies are parsed by the API (``core.api``) and documented by the models below.
 
 ``POST /loyalty/programs`` and ``PUT /loyalty/programs/{id}`` save and recompute in one transaction
 before answering: a following ``GET /contacts/{email}`` shows the new tiers, and a failure leaves
@@ -11,16 +13,20 @@ browser editor runs the same recompute as a background Job with progress instead
 
 from __future__ import annotations
 
-import json
+from typing import Annotated, Any, Literal
 
 import pghistory
 from django.db import transaction
 from django.http import HttpRequest
-from ninja import Router, Status
+from ninja import Field, Router, Schema, Status
+from pydantic import ConfigDict, StrictBool
 
+from core.api import ApiError, CheckedBody, CleanStr, DetailOut, Id, text
 from core.audit import api_actor
+from loyalty.metrics import MAX_WITHIN_DAYS
 from loyalty.models import Program
 from loyalty.services import (
+    MAX_MIN,
     program_delete,
     program_input_clean,
     program_recompute,
@@ -32,15 +38,140 @@ from loyalty.services import (
 router = Router(tags=["loyalty"])
 
 
-def _body(request: HttpRequest):
-    try:
-        return json.loads(request.body or b"null"), None
-    except (ValueError, UnicodeDecodeError):
-        return None, Status(400, {"errors": [{"field": "body", "message": "is not valid JSON"}]})
+# --- bodies: the models document them, ``loyalty.services`` (the editor's validator) checks them --
+class TagScoreMetric(Schema):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["tag_score"]
+    tag: Annotated[CleanStr, Field(min_length=1, max_length=100)]
 
 
-def _errors(errors) -> Status:
-    return Status(400, {"errors": [error.as_dict() for error in errors]})
+class PurchaseCountMetric(Schema):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["purchase_count"]
+    within_days: Annotated[int, Field(ge=1, le=MAX_WITHIN_DAYS)] | None = Field(None, description="null: all time")
+
+
+class PurchaseTotalMetric(Schema):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["purchase_total"]
+    within_days: Annotated[int, Field(ge=1, le=MAX_WITHIN_DAYS)] | None = Field(None, description="null: all time")
+
+
+class ScoreMetric(Schema):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["score"]
+
+
+Metric = Annotated[TagScoreMetric | PurchaseCountMetric | PurchaseTotalMetric | ScoreMetric, Field(discriminator="type")]
+
+
+BenefitText = text(500)
+
+
+class Benefits(Schema):
+    model_config = ConfigDict(extra="forbid")
+    discount_percent: Annotated[float, Field(ge=0, le=100)] | None = None
+    free_shipping: StrictBool | None = None
+    gift: BenefitText | None = None  # type: ignore[valid-type]
+    text: BenefitText | None = None  # type: ignore[valid-type]
+
+
+class TierIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+    name: text(100, min_length=1)  # type: ignore[valid-type]
+    min: Annotated[float, Field(ge=-float(MAX_MIN), le=float(MAX_MIN), description="at most 2 decimal places")]
+    benefits: Benefits | None = None
+
+
+Tiers = Annotated[list[TierIn], Field(min_length=1, description="lowest threshold first, each higher than the one before")]
+
+
+def _checked_program(data: Any, program: Program | None) -> dict:
+    cleaned, errors = program_input_clean(data, program=program)
+    if errors:
+        raise ApiError([error.as_dict() for error in errors])
+    return cleaned
+
+
+class ProgramIn(CheckedBody):
+    name: text(100, min_length=1)  # type: ignore[valid-type]
+    description: text(2000) = ""  # type: ignore[valid-type]
+    metric: Metric
+    tiers: Tiers
+    downgrade_policy: Literal[tuple(Program.Downgrade.values)] = Program.Downgrade.IMMEDIATE  # type: ignore[valid-type]
+    grace_days: Annotated[int, Field(ge=0, le=3650)] = 0
+
+    @classmethod
+    def check(cls, data: Any) -> Any:
+        # The name's uniqueness and the update's merge need the database and the programme:
+        # the view calls ``program_input_clean`` itself; this only refuses non-objects early.
+        if not isinstance(data, dict):
+            raise ApiError.field("body", "must be a JSON object")
+        return data
+
+
+class ProgramUpdate(ProgramIn):
+    """Any subset of a programme's settings; the others keep their values."""
+
+    name: text(100, min_length=1) | None = None  # type: ignore[valid-type]
+    metric: Metric | None = None
+    tiers: Tiers | None = None
+
+
+class PreviewIn(CheckedBody):
+    model_config = ConfigDict(extra="forbid")
+    tiers: Tiers
+
+    @classmethod
+    def check(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ApiError.field("body", "must be a JSON object with tiers")
+        unknown = set(data) - {"tiers"}
+        if unknown:
+            raise ApiError.field(sorted(unknown)[0], "is not a preview setting; send {\"tiers\": [...]}")
+        if "tiers" not in data:
+            raise ApiError.field("tiers", "is required")
+        specs, errors = tiers_clean(data["tiers"])
+        if errors:
+            raise ApiError([error.as_dict() for error in errors])
+        return specs
+
+
+class TierOut(Schema):
+    id: int
+    name: str
+    min: float
+    benefits: dict[str, Any]
+
+
+class ProgramOut(Schema):
+    id: int
+    name: str
+    description: str
+    metric: dict[str, Any]
+    downgrade_policy: str
+    grace_days: int
+    tiers: list[TierOut]
+    version: int
+    recomputed_at: str | None
+
+
+class ProgramSavedOut(ProgramOut):
+    recompute: dict[str, Any]
+
+
+class ProgramList(Schema):
+    results: list[ProgramOut]
+    count: int
+
+
+class PreviewOut(Schema):
+    up: int
+    down: int
+    unchanged: int
+    pending_down: int = Field(0, description="drops postponed by a grace period")
+    no_tier: int = Field(0, description="contacts below the lowest tier")
+    distribution: dict[str, int]
 
 
 def _not_found(program_id: int) -> Status:
@@ -64,19 +195,15 @@ def program_representation(program: Program) -> dict:
     }
 
 
-@router.get("/loyalty/programs")
+@router.get("/loyalty/programs", response=ProgramList)
 def programs_list(request: HttpRequest):
-    return {"results": [program_representation(program) for program in Program.objects.prefetch_related("tiers")]}
+    programs = [program_representation(program) for program in Program.objects.prefetch_related("tiers")]
+    return {"results": programs, "count": len(programs)}
 
 
-@router.post("/loyalty/programs", response={201: dict, 400: dict})
-def program_create(request: HttpRequest):
-    data, error = _body(request)
-    if error:
-        return error
-    cleaned, errors = program_input_clean(data)
-    if errors:
-        return _errors(errors)
+@router.post("/loyalty/programs", response={201: ProgramSavedOut})
+def program_create(request: HttpRequest, payload: ProgramIn):
+    cleaned = _checked_program(payload.cleaned, None)
     return Status(201, _save_and_recompute(request, None, cleaned, reason="Programme created"))
 
 
@@ -90,30 +217,25 @@ def _save_and_recompute(request: HttpRequest, program: Program | None, cleaned: 
     return {**program_representation(program), "recompute": result}
 
 
-@router.get("/loyalty/programs/{program_id}", response={200: dict, 404: dict})
-def program_get(request: HttpRequest, program_id: int):
+@router.get("/loyalty/programs/{program_id}", response={200: ProgramOut, 404: DetailOut})
+def program_get(request: HttpRequest, program_id: Id):
     program = Program.objects.filter(pk=program_id).first()
     if program is None:
         return _not_found(program_id)
     return Status(200, program_representation(program))
 
 
-@router.put("/loyalty/programs/{program_id}", response={200: dict, 400: dict, 404: dict})
-def program_update(request: HttpRequest, program_id: int):
+@router.put("/loyalty/programs/{program_id}", response={200: ProgramSavedOut, 404: DetailOut})
+def program_update(request: HttpRequest, program_id: Id, payload: ProgramUpdate):
     program = Program.objects.filter(pk=program_id).first()
     if program is None:
         return _not_found(program_id)
-    data, error = _body(request)
-    if error:
-        return error
-    cleaned, errors = program_input_clean(data, program=program)
-    if errors:
-        return _errors(errors)
+    cleaned = _checked_program(payload.cleaned, program)
     return Status(200, _save_and_recompute(request, program, cleaned, reason="Programme changed through the API"))
 
 
-@router.delete("/loyalty/programs/{program_id}", response={204: None, 404: dict})
-def program_remove(request: HttpRequest, program_id: int):
+@router.delete("/loyalty/programs/{program_id}", response={204: None, 404: DetailOut})
+def program_remove(request: HttpRequest, program_id: Id):
     program = Program.objects.filter(pk=program_id).first()
     if program is None:
         return _not_found(program_id)
@@ -122,22 +244,9 @@ def program_remove(request: HttpRequest, program_id: int):
     return Status(204, None)
 
 
-@router.post("/loyalty/programs/{program_id}/preview", response={200: dict, 400: dict, 404: dict})
-def program_preview(request: HttpRequest, program_id: int):
+@router.post("/loyalty/programs/{program_id}/preview", response={200: PreviewOut, 404: DetailOut})
+def program_preview(request: HttpRequest, program_id: Id, payload: PreviewIn):
     program = Program.objects.filter(pk=program_id).first()
     if program is None:
         return _not_found(program_id)
-    data, error = _body(request)
-    if error:
-        return error
-    if not isinstance(data, dict):
-        return Status(400, {"errors": [{"field": "body", "message": "must be a JSON object with tiers"}]})
-    unknown = set(data) - {"tiers"}
-    if unknown:
-        return Status(400, {"errors": [{"field": sorted(unknown)[0], "message": "is not a preview setting; send {\"tiers\": [...]}"}]})
-    if "tiers" not in data:
-        return Status(400, {"errors": [{"field": "tiers", "message": "is required"}]})
-    specs, errors = tiers_clean(data["tiers"])
-    if errors:
-        return _errors(errors)
-    return Status(200, tiers_preview(program, specs))
+    return Status(200, tiers_preview(program, payload.cleaned))

@@ -8,6 +8,8 @@ class LoyaltyConfig(AppConfig):
 
     def ready(self) -> None:
         from contacts.signals import contacts_changed
+        from loyalty import contact_parts
         from loyalty.services import on_contacts_changed
 
         contacts_changed.connect(on_contacts_changed, dispatch_uid="loyalty.tiers")
+        contact_parts.register()

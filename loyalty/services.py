@@ -29,15 +29,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from contacts.models import Contact, Tag, tag_key
+from core.locks import LOYALTY_PROGRAM, advisory_xact_lock_many
 from loyalty.metrics import FieldError, metric_clean, metric_sql
 from loyalty.models import ContactTier, Program, Tier
 
 logger = logging.getLogger(__name__)
 
-# Two-key advisory locks: (namespace, programme id). A full recompute or a save takes it
-# exclusively; incremental refreshes and pins share it. So a refresh never computes with tiers that
-# a concurrent save is replacing, and two recomputes never interleave.
-LOCK_NAMESPACE = 7_001
 MAX_MIN = Decimal("999999999999.99")
 BENEFIT_KEYS = {"discount_percent", "free_shipping", "gift", "text"}
 
@@ -433,6 +430,15 @@ def _write(setup: _Setup, *, scope: str, scope_params: dict, now: datetime, vers
         LEFT JOIN loyalty_tier nt ON nt.id = ch.new_id
         WHERE ch.tier_changed
         RETURNING 1
+    ),
+    told AS (
+        -- the world hears of each tier change (core.outbox) from the same statement
+        INSERT INTO core_outboxmessage (type, contact_id, program_id, data)
+        SELECT 'loyalty.tier_changed', ch.contact_id, %(program_id)s, jsonb_build_object('from', ot.name, 'to', nt.name)
+        FROM changed ch
+        LEFT JOIN loyalty_tier ot ON ot.id = ch.old_id
+        LEFT JOIN loyalty_tier nt ON nt.id = ch.new_id
+        WHERE ch.tier_changed
     )
     SELECT (SELECT count(*) FROM upserted), count(*) FILTER (WHERE up), count(*) FILTER (WHERE down)
     FROM changed
@@ -444,14 +450,13 @@ def _write(setup: _Setup, *, scope: str, scope_params: dict, now: datetime, vers
 
 
 def _lock_programs(program_ids: list[int], *, shared: bool) -> None:
+    """The programmes' locks (``core.locks.LOYALTY_PROGRAM``). A full recompute or a save takes
+    them exclusively; incremental refreshes and pins share them. So a refresh never computes with
+    tiers that a concurrent save is replacing, and two recomputes never interleave."""
     if not program_ids:
         return
-    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {function}(%s, p::int) FROM unnest(%s::bigint[]) AS p ORDER BY p",
-            [LOCK_NAMESPACE, sorted(program_ids)],
-        )
+        advisory_xact_lock_many(cursor, LOYALTY_PROGRAM, program_ids, shared=shared)
 
 
 # --- preview ------------------------------------------------------------------------------------
@@ -781,6 +786,12 @@ def program_recompute_sql_reference(program: Program) -> int:
         INSERT INTO loyalty_tierchange (program_id, contact_id, from_tier, to_tier, direction, reason, created_at)
         SELECT %(p)s, ch.contact_id, COALESCE(o.name, ''), COALESCE(n.name, ''),
                CASE WHEN n.id IS NULL OR n.min < o.min THEN -1 ELSE 1 END, 'SQL reference recompute', %(now)s
+        FROM changed ch LEFT JOIN loyalty_tier o ON o.id = ch.old_tier LEFT JOIN loyalty_tier n ON n.id = ch.new_tier
+        WHERE ch.new_tier IS DISTINCT FROM ch.old_tier
+    ),
+    told AS (
+        INSERT INTO core_outboxmessage (type, contact_id, program_id, data)
+        SELECT 'loyalty.tier_changed', ch.contact_id, %(p)s, jsonb_build_object('from', o.name, 'to', n.name)
         FROM changed ch LEFT JOIN loyalty_tier o ON o.id = ch.old_tier LEFT JOIN loyalty_tier n ON n.id = ch.new_tier
         WHERE ch.new_tier IS DISTINCT FROM ch.old_tier
     )

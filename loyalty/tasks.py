@@ -4,35 +4,31 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from core.jobs import Progress, job_task
+from core.jobs import Progress, job_run_chunks, job_task, single_chunk
 from core.models import Job
+from core.roles import ADMIN
 from loyalty.models import Program
 from loyalty.services import program_recompute, tiers_apply_due
-from marketing_hub.celery import app
 
 
-@job_task("loyalty_recompute")
+@job_task("loyalty_recompute", roles=(ADMIN,))
 def program_recompute_task(job: Job, progress: Progress) -> dict:
-    """One set-based statement for the programme; progress goes 0 → 1 around it."""
+    """One set-based statement for the programme, as a single chunk of the job runner: its result
+    commits with the job's resume point, so a redelivery after the commit only reports it."""
     program = Program.objects.filter(pk=job.params["program_id"]).first()
     if program is None:
         return {"skipped": "the programme was deleted"}
-    progress.update(0, 1)
-    result = program_recompute(program, user=job.created_by, reason=job.params.get("reason") or "Full recompute")
-    progress.update(1, 1)
-    return result
+
+    def recompute(cursor) -> dict:
+        return program_recompute(program, user=job.created_by, reason=job.params.get("reason") or "Full recompute")
+
+    return job_run_chunks(job, single_chunk(recompute), total=1)
 
 
 @shared_task(name="loyalty.tasks.tiers_apply_due_task")
 def tiers_apply_due_task() -> int:
     """Downgrades whose grace period ended, and pins past their date."""
     return tiers_apply_due()
-
-
-app.conf.beat_schedule["loyalty-apply-due-downgrades"] = {
-    "task": "loyalty.tasks.tiers_apply_due_task",
-    "schedule": 15 * 60.0,
-}
 
 
 @shared_task(name="loyalty.tasks.programs_recompute_daily_task")
@@ -45,9 +41,3 @@ def programs_recompute_daily_task() -> int:
         program_recompute(program, reason="Daily recompute")
         count += 1
     return count
-
-
-app.conf.beat_schedule["loyalty-daily-recompute"] = {
-    "task": "loyalty.tasks.programs_recompute_daily_task",
-    "schedule": 24 * 60 * 60.0,
-}

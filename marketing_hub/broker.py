@@ -7,20 +7,53 @@ transport is registered under the alias ``mhsqla`` (``mhsqla+postgresql+psycopg:
 kombu creates its tables (and a sequence) the first time a process opens the broker, with no
 guard between processes: two workers starting together on a fresh database could both run
 ``CREATE SEQUENCE`` and one died. Our channel creates them under a PostgreSQL advisory lock.
+
+kombu's channel keeps ONE SQLAlchemy session for every thread. This transport has no event loop,
+so a prefork worker runs billiard's pool with helper threads: when a pool process dies (SIGKILL,
+the OOM killer) the pool's supervisor thread marks its task lost and, with ``acks_late`` and
+``task_reject_on_worker_lost``, requeues the message — a ``_put`` on that session while the
+consumer thread is inside ``_get`` on it. A session is not thread-safe: the consumer then died
+with "This session is in 'prepared' state" (and the worker exited), or the requeue failed and the
+dead process's prefetch slots stayed taken (the worker alive but consuming nothing). Our channel
+gives each thread a session of its own (the engine's connection pool is thread-safe).
 """
 
 from __future__ import annotations
+
+import threading
 
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import sqlalchemy as kombu_sqlalchemy
 from sqlalchemy import text
 from sqlalchemy.orm import sessionmaker
 
+from core.locks import BROKER_SCHEMA
+
 ENGINE_ONLY_EXCLUDED = ("polling_interval",)
-SCHEMA_LOCK_KEY = 731_004_401  # pg_advisory_xact_lock key for creating kombu's tables
 
 
 class Channel(kombu_sqlalchemy.Channel):
+    def __init__(self, connection, **kwargs):
+        self._thread_sessions = threading.local()
+        self._all_sessions: list = []
+        super().__init__(connection, **kwargs)
+
+    @property
+    def session(self):
+        """The calling thread's session (see the module docstring)."""
+        session = getattr(self._thread_sessions, "session", None)
+        if session is None:
+            _, session_factory = self._open()
+            session = self._thread_sessions.session = session_factory()
+            self._all_sessions.append(session)
+        return session
+
+    def close(self):
+        super().close()  # requeues unacknowledged messages through the sessions first
+        for session in self._all_sessions:
+            session.close()
+        self._all_sessions.clear()
+
     def _engine_from_config(self):
         conninfo = self.connection.client
         saved = {key: conninfo.transport_options.pop(key) for key in ENGINE_ONLY_EXCLUDED
@@ -38,7 +71,8 @@ class Channel(kombu_sqlalchemy.Channel):
                 if hostname not in self._engines:
                     engine = self._engine_from_config()
                     with engine.begin() as connection:
-                        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+                        connection.execute(text("SELECT pg_advisory_xact_lock(:namespace, 0)"),
+                                           {"namespace": BROKER_SCHEMA.key})
                         kombu_sqlalchemy.metadata.create_all(connection)
                     self._engines[hostname] = engine, sessionmaker(bind=engine)
         return self._engines[hostname]

@@ -14,8 +14,26 @@ app = Celery("marketing_hub")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-# Each app adds its periodic work to this dict from its tasks module (see beat_schedule below).
+
+def _env_positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{name} must be a positive whole number, got {raw!r}")
+    return int(raw)
+
+
+# Pool processes are replaced after this many tasks, or after a task that left them larger than
+# this (checked between tasks), so a slow leak ends in a clean replacement instead of the OOM
+# killer's SIGKILL mid-batch. A fork costs well under a second, amortised over minutes of work.
+app.conf.worker_max_tasks_per_child = _env_positive_int("MH_WORKER_MAX_TASKS_PER_CHILD", 500)
+app.conf.worker_max_memory_per_child = _env_positive_int("MH_WORKER_MAX_MEMORY_MB", 1024) * 1024  # KiB
+
+# The whole beat schedule, in one place: areas do not import the shell to add to it.
 app.conf.beat_schedule = {
+    # core: the worker's heartbeat and the queue head it saw, for /healthz/deep (core.health).
+    "core-worker-heartbeat": {"task": "core.tasks.worker_heartbeat_task", "schedule": 15.0},
     "prune-broker-messages": {"task": "marketing_hub.tasks.broker_prune_task", "schedule": 300.0},
     # segments: full refresh of memberships that are due (time-relative ones every 15 minutes,
     # the rest hourly); between runs the rules engine keeps changed contacts current.
@@ -25,13 +43,29 @@ app.conf.beat_schedule = {
     "leads-score-trend-refresh": {"task": "leads.tasks.score_trend_refresh_task", "schedule": 300.0},
     "leads-score-decay": {"task": "leads.tasks.score_decay_task", "schedule": 3600.0},
     "leads-tag-decay": {"task": "leads.tasks.tag_decay_task", "schedule": 3600.0},
+    # leads: hot-lead alert emails — instant ones are also enqueued after the commit that wrote
+    # them (this catches a lost message); digests go out when a user's interval has passed.
+    "leads-alerts-email": {"task": "leads.tasks.alerts_email_task", "schedule": 30.0},
     # automation: re-enqueue event processing when pending events wait too long (lost message,
-    # broker restart); mark jobs whose worker died as failed.
+    # broker restart).
     "automation-events-sweep": {"task": "automation.tasks.events_sweep_task", "schedule": 5.0},
     # segments: the rules engine queues the contacts of each batch for a membership refresh
     # (segments.dirty); this re-enqueues the drain when a message was lost.
     "segments-dirty-sweep": {"task": "segments.tasks.segments_dirty_sweep_task", "schedule": 30.0},
-    "automation-jobs-reap": {"task": "automation.tasks.jobs_reap_task", "schedule": 600.0},
+    # core: enqueue again the jobs nobody is running (their worker died, their message was lost);
+    # they resume from their last committed chunk.
+    "core-jobs-sweep": {"task": "core.jobs.jobs_sweep_task", "schedule": 30.0},
     # contacts: the Tags page's counts on a large database (a snapshot; small ones count live).
     "contacts-tag-stats": {"task": "contacts.tasks.tag_stats_refresh_task", "schedule": 300.0},
+    # tracking: messages of visitors who never identified, after MH_ANONYMOUS_RETENTION_DAYS.
+    "tracking-purge": {"task": "tracking.tasks.tracking_purge_task", "schedule": 24 * 3600.0},
+    # loyalty: downgrades whose grace period ended (and expired pins) every 15 minutes; a daily full
+    # recompute for rolling windows and manual tag edits that bypass the rules engine.
+    "loyalty-apply-due-downgrades": {"task": "loyalty.tasks.tiers_apply_due_task", "schedule": 15 * 60.0},
+    # webhooks: start the pump when outbox messages wait or deliveries are due (retries wait in
+    # the database with their due time; the pump is also kicked after the commits that write
+    # messages); old dispatched outbox rows and finished deliveries are deleted daily.
+    "webhooks-sweep": {"task": "webhooks.tasks.webhooks_sweep_task", "schedule": 2.0},
+    "webhooks-cleanup": {"task": "webhooks.tasks.webhooks_cleanup_task", "schedule": 24 * 60 * 60.0},
+    "loyalty-daily-recompute": {"task": "loyalty.tasks.programs_recompute_daily_task", "schedule": 24 * 60 * 60.0},
 }

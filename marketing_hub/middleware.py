@@ -1,6 +1,16 @@
 from __future__ import annotations
 
+import logging
+import sys
+
 from django.contrib.auth.middleware import LoginRequiredMiddleware as DjangoLoginRequired
+from django.core.signals import got_request_exception
+from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse, JsonResponse
+
+from core.api import RETRY_AFTER_SECONDS
+
+logger = logging.getLogger(__name__)
 
 # Machine endpoints authenticate on their own (API keys) or are public by design.
 PUBLIC_PREFIXES = ("/api/", "/healthz", "/static/")
@@ -15,10 +25,70 @@ class LoginRequiredMiddleware(DjangoLoginRequired):
     def handle_no_permission(self, request, view_func):
         # An HTMX fragment request after the session expired: send the whole page to the login.
         if request.headers.get("HX-Request") == "true":
-            from django.http import HttpResponse
             from django.urls import reverse
 
             response = HttpResponse(status=204)
             response["HX-Redirect"] = f"{reverse('login')}?next={request.headers.get('HX-Current-URL', '/')}"
             return response
         return super().handle_no_permission(request, view_func)
+
+
+# --- PostgreSQL unavailable -------------------------------------------------------------------
+# While the database restarts (or is unreachable) every request fails the same way; the client
+# should come back shortly, and nothing about the server's internals belongs in the answer.
+DATABASE_UNAVAILABLE_MESSAGE = "The service is temporarily unavailable. Please retry in a few seconds."
+_JSON_PREFIXES = ("/api/", "/v1/")
+
+
+def _database_unavailable(request) -> HttpResponse:
+    if request.path.startswith(_JSON_PREFIXES) or "application/json" in request.headers.get("Accept", ""):
+        response = JsonResponse({"detail": DATABASE_UNAVAILABLE_MESSAGE}, status=503)
+    else:
+        response = HttpResponse(_UNAVAILABLE_PAGE, status=503, content_type="text/html; charset=utf-8")
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+# Plain HTML: rendering the base template would need the database (context processors, the user).
+_UNAVAILABLE_PAGE = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Temporarily unavailable</title></head>'
+    '<body style="font-family: system-ui, sans-serif; max-width: 36rem; margin: 4rem auto; line-height: 1.5">'
+    f"<h1>Temporarily unavailable</h1><p>{DATABASE_UNAVAILABLE_MESSAGE}</p></body></html>"
+)
+
+
+def _is_database_unavailable(exc: BaseException | None) -> bool:
+    return isinstance(exc, (OperationalError, InterfaceError))
+
+
+class DatabaseUnavailableMiddleware:
+    """503 with ``Retry-After`` instead of a 500 (or DEBUG's traceback page) when PostgreSQL is
+    unavailable, in any mode. A view's error arrives in ``process_exception``; one raised by
+    another middleware (the session or the user loaded from the database) was already turned into
+    a 500 response before it gets here, so ``got_request_exception`` marks the request and the
+    500 is replaced on the way out."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if response.status_code == 500 and getattr(request, "_mh_database_unavailable", False):
+            return _database_unavailable(request)
+        return response
+
+    def process_exception(self, request, exception):
+        if _is_database_unavailable(exception):
+            logger.warning("answered 503, database unavailable: %s", exception.__class__.__name__)
+            return _database_unavailable(request)
+        return None
+
+
+def _mark_database_unavailable(sender, request=None, **kwargs) -> None:
+    if request is not None and _is_database_unavailable(sys.exc_info()[1]):
+        logger.warning("answered 503, database unavailable: %s", sys.exc_info()[1].__class__.__name__)
+        request._mh_database_unavailable = True
+
+
+got_request_exception.connect(_mark_database_unavailable, dispatch_uid="mh-database-unavailable")

@@ -1,6 +1,13 @@
-"""`make run`: database, migrations, demo data on first run, web server, worker and beat.
+"""`make run`: database, migrations, static files, demo data on first run, then a supervisor of the
+web server (gunicorn; Django's runserver only with DEBUG=1), the worker and beat.
 
-Ctrl-C stops everything this started (and the embedded database, if this started it).
+A child that exits is started again after a pause that doubles with each quick crash (1 s up to
+30 s; back to 1 s once a child ran for a minute). A dead child never stops the others or the
+database. Ctrl-C (SIGINT) or SIGTERM stops every child, and the embedded database if this started
+it.
+
+Environment: PORT, DEBUG, WEB_CONCURRENCY (gunicorn workers; default 2 × cores + 1),
+WORKER_CONCURRENCY (pool processes; default 2), MH_RUN_DIR (logs and beat's schedule; .run/).
 """
 
 from __future__ import annotations
@@ -11,19 +18,102 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from marketing_hub import embedded_db
+
 ROOT = Path(__file__).resolve().parent.parent
-RUN_DIR = ROOT / ".run"
+RESTART_DELAY_FIRST = 1.0
+RESTART_DELAY_MAX = 30.0
+# A child that ran this long before exiting is restarted at once, as if it had never crashed.
+HEALTHY_RUN_SECONDS = 60.0
+STOP_TIMEOUT = 15.0
 
 
-def main() -> int:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketing_hub.settings")
-    port = os.environ.get("PORT", "8000")
-    RUN_DIR.mkdir(exist_ok=True)
-    embedded = not os.environ.get("DATABASE_URL")
-    db_was_running = (ROOT / ".pgdata" / "postmaster.pid").exists()
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
+
+@dataclass
+class Child:
+    """One supervised process; its output goes to ``<run dir>/<name>.log``."""
+
+    name: str
+    args: list[str]
+    log_path: Path
+    process: subprocess.Popen | None = None
+    started_at: float = 0.0
+    restart_at: float | None = None
+    delay: float = RESTART_DELAY_FIRST
+    restarts: int = 0
+    history: list[str] = field(default_factory=list)
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            # A session of its own: Ctrl-C reaches the supervisor only, which stops the children
+            # in order (a second SIGINT would make celery's shutdown cold).
+            self.process = subprocess.Popen(self.args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    def exited(self) -> int | None:
+        """The exit status if the process ended since the last look (its group is cleaned up)."""
+        if self.process is None or self.restart_at is not None:
+            return None
+        code = self.process.poll()
+        if code is None:
+            return None
+        # Processes it started (a killed celery worker's pool) must not outlive it.
+        _signal_group(self.process.pid, signal.SIGKILL)
+        return code
+
+    def schedule_restart(self, now: float) -> float:
+        if now - self.started_at >= HEALTHY_RUN_SECONDS:
+            self.delay = RESTART_DELAY_FIRST
+        wait = self.delay
+        self.restart_at = now + wait
+        self.delay = min(self.delay * 2, RESTART_DELAY_MAX)
+        self.restarts += 1
+        return wait
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def web_command(port: str) -> list[str]:
+    python = sys.executable
+    if env_flag("DEBUG"):
+        return [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
+    workers = os.environ.get("WEB_CONCURRENCY") or str(2 * (os.cpu_count() or 1) + 1)
+    return [python, "-m", "gunicorn", "marketing_hub.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", workers,
+            "--timeout", "60", "--graceful-timeout", "10", "--access-logfile", "-"]
+
+
+def children(port: str, run_dir: Path) -> list[Child]:
+    python = sys.executable
+    concurrency = os.environ.get("WORKER_CONCURRENCY", "2")
+    commands = {
+        "web": web_command(port),
+        "worker": [python, "-m", "celery", "-A", "marketing_hub", "worker", "--loglevel=INFO", "--pool=prefork",
+                   f"--concurrency={concurrency}"],
+        "beat": [python, "-m", "celery", "-A", "marketing_hub", "beat", "--loglevel=INFO",
+                 "--schedule", str(run_dir / "celerybeat-schedule")],
+    }
+    return [Child(name, args, run_dir / f"{name}.log") for name, args in commands.items()]
+
+
+def prepare() -> None:
+    """Migrations, static files, demo users; demo data when the database has no contacts."""
     import django
 
     django.setup()  # starts the embedded PostgreSQL when there is no DATABASE_URL
@@ -31,8 +121,11 @@ def main() -> int:
 
     print("→ migrating the database", flush=True)
     call_command("migrate", interactive=False, verbosity=0)
+    print("→ collecting static files", flush=True)
+    call_command("collectstatic", interactive=False, verbosity=0)
+    # local import: models can be imported only after django.setup() above
     from contacts.models import Contact
-    from demo.users import DEMO_USERS, ensure_demo_users
+    from demo.users import ensure_demo_users
 
     ensure_demo_users()
     if not Contact.objects.exists():
@@ -42,31 +135,57 @@ def main() -> int:
 
     connections.close_all()
 
-    python = sys.executable
-    processes: list[tuple[str, subprocess.Popen]] = []
 
-    def spawn(name: str, args: list[str]) -> None:
-        log = open(RUN_DIR / f"{name}.log", "ab")
-        processes.append((name, subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)))
-
-    spawn("web", [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"])
-    spawn("worker", [python, "-m", "celery", "-A", "marketing_hub", "worker", "--loglevel=INFO", "--concurrency=2"])
-    spawn("beat", [python, "-m", "celery", "-A", "marketing_hub", "beat", "--loglevel=INFO",
-                   "--schedule", str(RUN_DIR / "celerybeat-schedule")])
-
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
+def wait_until_up(url: str, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         try:
             urllib.request.urlopen(f"{url}/healthz", timeout=2)
-            break
+            return True
         except Exception:
             time.sleep(0.2)
-    print(f"\nMarketing Hub is running on {url}  (logs in .run/; Ctrl-C stops everything)\n")
-    print("Demo logins:")
-    for user in DEMO_USERS:
-        print(f"  {user['role']:<9} {user['username']:<10} / {user['password']}")
-    print(flush=True)
+    return False
 
+
+def supervise(processes: list[Child], should_stop) -> None:
+    """Restart children that exit until ``should_stop()``."""
+    while not should_stop():
+        now = time.monotonic()
+        for child in processes:
+            code = child.exited()
+            if code is not None:
+                wait = child.schedule_restart(now)
+                print(f"{child.name} exited with {code}; restarting in {wait:.0f} s (see {child.log_path})", flush=True)
+            elif child.restart_at is not None and now >= child.restart_at:
+                child.start()
+                print(f"{child.name} restarted (pid {child.process.pid})", flush=True)
+        time.sleep(0.2)
+
+
+def stop_all(processes: list[Child]) -> None:
+    for child in processes:
+        child.stop()
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for child in processes:
+        if child.process is None:
+            continue
+        try:
+            child.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"{child.name} did not stop within {STOP_TIMEOUT:.0f} s; killing it", flush=True)
+        _signal_group(child.process.pid, signal.SIGKILL)
+        child.process.wait()
+
+
+def main() -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketing_hub.settings")
+    port = os.environ.get("PORT", "8000")
+    run_dir = Path(os.environ.get("MH_RUN_DIR") or ROOT / ".run")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    embedded = not os.environ.get("DATABASE_URL")
+    db_was_running = (embedded_db.PGDATA / "postmaster.pid").exists()
+
+    prepare()
     stopping = False
 
     def stop(*_args) -> None:
@@ -75,26 +194,27 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    # local import: the demo logins are read after django.setup() in prepare()
+    from demo.users import DEMO_USERS
+
+    processes = children(port, run_dir)
     try:
-        while not stopping:
-            for name, process in processes:
-                if process.poll() is not None:
-                    print(f"{name} exited with {process.returncode}; see .run/{name}.log", flush=True)
-                    stopping = True
-            time.sleep(0.5)
+        for child in processes:
+            child.start()
+        url = f"http://127.0.0.1:{port}"
+        up = wait_until_up(url)
+        server = "runserver (DEBUG=1)" if env_flag("DEBUG") else "gunicorn"
+        print(f"\nMarketing Hub is {'running' if up else 'starting'} on {url} ({server}; logs in {run_dir}/;"
+              " Ctrl-C stops everything)\n", flush=True)
+        print("Demo logins:")
+        for user in DEMO_USERS:
+            print(f"  {user['role']:<9} {user['username']:<10} / {user['password']}")
+        print(flush=True)
+        supervise(processes, lambda: stopping)
     finally:
         print("\nStopping…", flush=True)
-        for _name, process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for _name, process in processes:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all(processes)
         if embedded and not db_was_running:
-            from marketing_hub import embedded_db
-
             embedded_db.stop()
             print("Embedded PostgreSQL stopped.")
     return 0

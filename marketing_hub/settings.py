@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "pgtrigger",
     "pghistory",
     "ninja",
+    "corsheaders",
     # The areas, lowest layer first (``contacts_changed`` receivers run in this order).
     "core",
     "contacts",
@@ -88,12 +89,18 @@ INSTALLED_APPS = [
     "loyalty",
     "segments",
     "automation",
+    "webhooks",
+    "tracking",
     "demo",
     "marketing_hub",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # PostgreSQL unavailable → 503 + Retry-After on every path (outside all that reads the database).
+    "marketing_hub.middleware.DatabaseUnavailableMiddleware",
+    # CORS only for the tracking intake at /v1/ (browser sources' origins, see tracking/cors.py).
+    "corsheaders.middleware.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -109,6 +116,7 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "marketing_hub.urls"
+CORS_URLS_REGEX = r"^/v1/"
 WSGI_APPLICATION = "marketing_hub.wsgi.application"
 
 TEMPLATES = [
@@ -156,6 +164,11 @@ else:
     }
     EMBEDDED_DATABASE = True
 DATABASES["default"].setdefault("OPTIONS", {})
+# An acknowledged write (an event answered 202, a contact upsert, an import, an edit) must survive a
+# crash of the server, whatever its own default: every session commits synchronously; only work
+# recomputable from stored state opts out per transaction (SET LOCAL synchronous_commit = off).
+_db_options = DATABASES["default"]["OPTIONS"]
+_db_options["options"] = f"{_db_options.get('options', '')} -c synchronous_commit=on".strip()
 # The benchmark (bench/run.py) and its worker/web processes use a separate database on the same
 # server: MH_DATABASE_NAME overrides the database name of the embedded server or DATABASE_URL.
 if os.environ.get("MH_DATABASE_NAME", "").strip():
@@ -217,7 +230,8 @@ LOGOUT_REDIRECT_URL = "login"
 
 AXES_FAILURE_LIMIT = 5
 AXES_COOLOFF_TIME = 0.25  # hours
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Per IP across usernames too: spraying a few passwords over many usernames locks the address.
+AXES_LOCKOUT_PARAMETERS = ["ip_address", ["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_ENABLED = env_bool("AXES_ENABLED", True)
 
@@ -263,12 +277,14 @@ STATICFILES_DIRS = [BASE_DIR / "static", ("plotly", Path(plotly.__file__).parent
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
-        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        "BACKEND": "marketing_hub.staticfiles.ForgivingManifestStaticFilesStorage"
         if PRODUCTION
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
-WHITENOISE_USE_FINDERS = not PRODUCTION
+# Production serves what collectstatic gathered; until it has run, the source folders (pages keep
+# working, see marketing_hub/staticfiles.py).
+WHITENOISE_USE_FINDERS = not PRODUCTION or not (STATIC_ROOT / "staticfiles.json").exists()
 MEDIA_ROOT = BASE_DIR / "media"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
@@ -294,6 +310,8 @@ NINJA_PAGINATION_PER_PAGE = 50
 # the cache is shared) and the largest accepted body.
 INGEST_RATE_LIMIT_PER_MINUTE = env_int("INGEST_RATE_LIMIT_PER_MINUTE", 3000)
 INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 5 * 1024 * 1024)
+# The body limit of every other API operation (413 above it).
+API_MAX_BODY_BYTES = 2 * 1024 * 1024
 
 # The rules engine runs one batch per partition of the contacts at a time (contact id modulo this
 # number; see automation/engine.py). Every worker must use the same value; a worker needs at
@@ -302,6 +320,96 @@ MH_ENGINE_PARTITIONS = env_int("MH_ENGINE_PARTITIONS", 2)
 if not 1 <= MH_ENGINE_PARTITIONS <= 64:
     raise ImproperlyConfigured(f"MH_ENGINE_PARTITIONS must be between 1 and 64, got {MH_ENGINE_PARTITIONS}")
 
+# The login page lists the demo logins in DEBUG, or with this on (a public demo in production mode).
+SHOW_DEMO_LOGINS = False
+
+# Segments. A live count (builder, API preview) that takes longer than this is cancelled; the page
+# says so and the worker counts the saved segment instead.
+SEGMENT_PREVIEW_TIMEOUT_MS = 8000
+# The worker's full refresh of a saved segment: bounded too, more generously.
+SEGMENT_REFRESH_TIMEOUT_MS = 10 * 60 * 1000
+# With more saved segments than this, the rules engine's per-batch membership refresh skips the
+# time-relative ones (the schedule refreshes those fully anyway) to keep ingestion fast.
+SEGMENT_INCREMENTAL_MAX_SEGMENTS = 50
+# Full refresh cadence in minutes: time-relative segments drift with the clock; the others only
+# miss changes that bypass the rules engine (manual tag edits, imports, consent changes).
+SEGMENT_REFRESH_MINUTES_TIME_RELATIVE = 15
+SEGMENT_REFRESH_MINUTES_OTHER = 60
+
+# /healthz/deep answers 503 (and admins see a warning on the dashboard) when the worker's heartbeat
+# or the oldest pending event has not moved for this many seconds (see core.health).
+MH_STALL_SECONDS = env_int("MH_STALL_SECONDS", 120)
+if MH_STALL_SECONDS < 30:
+    raise ImproperlyConfigured(f"MH_STALL_SECONDS must be at least 30 (the heartbeat runs every 15 s), got {MH_STALL_SECONDS}")
+
 # The Tags page counts live while the planner estimates at most this many contact-tags (a count
 # well under a second); above it, it reads a snapshot the worker recounts every 5 minutes.
 MH_TAG_STATS_LIVE_MAX_ROWS = env_int("MH_TAG_STATS_LIVE_MAX_ROWS", 300_000)
+
+# Tracking: messages of visitors who never identify are deleted after this many days without one.
+MH_ANONYMOUS_RETENTION_DAYS = env_int("MH_ANONYMOUS_RETENTION_DAYS", 90)
+
+# Outbound webhooks: CIDRs a webhook URL may resolve to although they are loopback, private or
+# link-local (refused otherwise: the server must not be turned against its own network).
+MH_WEBHOOK_ALLOWED_NETS = env_list("MH_WEBHOOK_ALLOWED_NETS", [])
+# Seconds before each retry of a failed delivery (the contract's schedule); tests shorten it.
+MH_WEBHOOK_RETRY_DELAYS = env_list("MH_WEBHOOK_RETRY_DELAYS", ["5", "300", "1800", "7200", "18000", "36000", "36000"])
+# How long a claimed delivery is reserved for its attempt (a killed worker's delivery is sent
+# again, with the same webhook-id, once this has passed); well above the 10 s request timeout.
+MH_WEBHOOK_LEASE_SECONDS = env_int("MH_WEBHOOK_LEASE_SECONDS", 60)
+try:
+    import ipaddress as _ipaddress
+
+    [_ipaddress.ip_network(net, strict=False) for net in MH_WEBHOOK_ALLOWED_NETS]
+    MH_WEBHOOK_RETRY_DELAYS = [max(0.0, float(delay)) for delay in MH_WEBHOOK_RETRY_DELAYS]
+except ValueError as _exc:
+    raise ImproperlyConfigured(f"MH_WEBHOOK_ALLOWED_NETS (CIDRs) or MH_WEBHOOK_RETRY_DELAYS (seconds): {_exc}") from None
+
+# --- Email (hot-lead alerts) ------------------------------------------------------------------
+# EMAIL_URL (smtp://user:password@host:587 with STARTTLS via smtp+tls://, implicit TLS via
+# smtps://, or console://) or the usual EMAIL_HOST / EMAIL_PORT / EMAIL_HOST_USER /
+# EMAIL_HOST_PASSWORD / EMAIL_USE_TLS / EMAIL_USE_SSL; with neither, mail is printed by the
+# console backend (the worker's log), so nothing leaves a development machine by accident.
+_SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+EMAIL_URL = os.environ.get("EMAIL_URL", "").strip()
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "").strip() or "localhost"
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+if EMAIL_URL:
+    from urllib.parse import unquote, urlsplit
+
+    _email = urlsplit(EMAIL_URL)
+    if _email.scheme == "console":
+        EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    elif _email.scheme in {"smtp", "smtp+tls", "smtps", "smtp+ssl"}:
+        if not _email.hostname:
+            raise ImproperlyConfigured(f"EMAIL_URL needs a host, e.g. smtp://user:password@mail.example.com:587, got {EMAIL_URL!r}")
+        EMAIL_BACKEND = _SMTP_BACKEND
+        EMAIL_HOST = _email.hostname
+        EMAIL_USE_TLS = _email.scheme == "smtp+tls"
+        EMAIL_USE_SSL = _email.scheme in {"smtps", "smtp+ssl"}
+        try:
+            EMAIL_PORT = _email.port or (465 if EMAIL_USE_SSL else 587 if EMAIL_USE_TLS else 25)
+        except ValueError:
+            raise ImproperlyConfigured(f"EMAIL_URL has an invalid port: {EMAIL_URL!r}") from None
+        EMAIL_HOST_USER = unquote(_email.username or "")
+        EMAIL_HOST_PASSWORD = unquote(_email.password or "")
+    else:
+        raise ImproperlyConfigured(
+            f"EMAIL_URL must start with smtp://, smtp+tls://, smtps:// or console://, got {_email.scheme or EMAIL_URL!r}://"
+        )
+else:
+    EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "").strip() or (
+        _SMTP_BACKEND if os.environ.get("EMAIL_HOST", "").strip() else "django.core.mail.backends.console.EmailBackend"
+    )
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL are exclusive: STARTTLS on 587 or implicit TLS on 465")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "").strip() or "Marketing Hub <alerts@localhost>"
+# Links in emails (a lead's card, the unsubscribe link) need the address people reach the app at.
+MH_SITE_URL = (os.environ.get("MH_SITE_URL", "").strip() or f"http://127.0.0.1:{PORT}").rstrip("/")
+if not MH_SITE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"MH_SITE_URL must be an http(s):// address, got {MH_SITE_URL!r}")

@@ -1,14 +1,15 @@
 from __future__ import annotations
 
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from marketing_hub import views
-from marketing_hub.api import api
+from marketing_hub.api import api, api_unrouted
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
+    path("healthz/deep", views.healthz_deep, name="healthz_deep"),
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("settings/", views.settings_home, name="settings"),
@@ -16,10 +17,13 @@ urlpatterns = [
     path("settings/api-keys/<int:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),
     path("settings/users/", views.users, name="users"),
     path("api/v1/", api.urls),
+    re_path(r"^api/v1/(?P<rest>[\s\S]*)\Z", api_unrouted),  # JSON, not the HTML 404 page
     path("contacts/", include("contacts.urls")),
     path("automation/", include("automation.urls")),
     path("jobs/", include("core.jobs.urls")),
     path("leads/", include("leads.urls")),
     path("segments/", include("segments.urls")),
     path("loyalty/", include("loyalty.urls")),
+    path("settings/webhooks/", include("webhooks.urls")),
+    path("", include("tracking.urls")),  # /v1/… (Segment-compatible intake) and /settings/sources/
 ]

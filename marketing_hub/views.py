@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
@@ -8,23 +10,26 @@ from django.contrib.auth.models import Group
 from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from core.health import deep_health, stalled_since_for_dashboard
 from core.models import ApiKey
-from core.roles import ADMIN, ALL_ROLES, STAFF, role_required
+from core.roles import ADMIN, ALL_ROLES, STAFF, has_role, role_required
+from demo.users import DEMO_USERS
+from leads.dashboard import dashboard_context
+from marketing_hub.celery import app as celery_app
 from marketing_hub.forms import ApiKeyForm, UserCreateForm
+from webhooks.views import switched_off_warning
 
 
 class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        if settings.DEBUG or getattr(settings, "SHOW_DEMO_LOGINS", False):
-            from demo.users import DEMO_USERS
-
+        if settings.DEBUG or settings.SHOW_DEMO_LOGINS:
             context["demo_logins"] = DEMO_USERS
         return context
 
@@ -32,15 +37,10 @@ class LoginView(auth_views.LoginView):
 @require_GET
 @role_required(*STAFF)
 def dashboard(request: HttpRequest) -> HttpResponse:
-    # The leads app owns the dashboard's KPIs and charts (issue 5); until it provides
-    # ``leads.dashboard.dashboard_context`` the page shows the shell only.
-    context: dict = {}
-    try:
-        from leads.dashboard import dashboard_context
-    except ImportError:
-        dashboard_context = None
-    if dashboard_context is not None:
-        context.update(dashboard_context(request))
+    # The leads area owns the dashboard's KPIs and charts; the shell only places them.
+    context = dashboard_context(request)
+    context["webhooks_switched_off"] = switched_off_warning(request)
+    context["processing_stalled_since"] = stalled_since_for_dashboard() if has_role(request.user, ADMIN) else None
     return render(request, "marketing_hub/dashboard.html", context)
 
 
@@ -55,9 +55,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
     except Exception as exc:  # reported, not raised: this is a health probe
         checks["database"] = f"error: {exc.__class__.__name__}"
     try:
-        from marketing_hub.celery import app
-
-        with app.connection_for_write() as conn:
+        with celery_app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=3)
         checks["broker"] = "ok"
     except Exception as exc:
@@ -67,20 +65,25 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 @require_GET
+def healthz_deep(request: HttpRequest) -> JsonResponse:
+    """`/healthz` plus the background processing: worker heartbeat, queue, broker backlog; 503
+    when processing has stalled longer than MH_STALL_SECONDS (see core.health)."""
+    body, status = deep_health()
+    return JsonResponse(body, status=status)
+
+
+@require_GET
 @role_required(ADMIN)
 def settings_home(request: HttpRequest) -> HttpResponse:
     links = [
         ("leads:settings", "Lead temperature", "Cold, warm and hot thresholds, with a preview before saving; score decay."),
         ("leads:model_check", "Scoring model check", "Won vs lost deals: each rule's lift and a suggested hot threshold."),
         ("loyalty:programs", "Loyalty tiers", "Programmes, tier thresholds and benefits."),
+        ("webhooks:list", "Webhooks", "Signed, retried calls to the shop or other tools when segments, tiers, stages, temperature or consents change."),
+        ("tracking:sources", "Sources", "Write keys for Segment-compatible tracking libraries, and their live debugger."),
         ("automation:events", "Event processing", "What the worker still has to apply, and events that failed."),
     ]
-    settings_links = []
-    for url_name, title, text in links:
-        try:
-            settings_links.append({"url": reverse(url_name), "title": title, "text": text})
-        except NoReverseMatch:
-            continue
+    settings_links = [{"url": reverse(url_name), "title": title, "text": text} for url_name, title, text in links]
     return render(request, "marketing_hub/settings.html", {"settings_links": settings_links})
 
 

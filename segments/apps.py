@@ -7,7 +7,10 @@ class SegmentsConfig(AppConfig):
     name = "segments"
 
     def ready(self) -> None:
-        from contacts.signals import contacts_changed
+        from contacts.signals import contacts_changed, contacts_erasing
+        from segments import contact_parts
         from segments.dirty import on_contacts_changed
 
         contacts_changed.connect(on_contacts_changed, dispatch_uid="segments.memberships")
+        contacts_erasing.connect(contact_parts.on_contacts_erasing, dispatch_uid="segments.erased_counts")
+        contact_parts.register()

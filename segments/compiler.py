@@ -81,6 +81,10 @@ from django.utils import timezone
 
 from contacts.models import Consent, ContactTag, Event, Tag, tag_key
 from core.conditions import compile_condition
+from leads.models import ContactStage, Stage, TemperatureSettings
+from leads.temperature import temperature_q
+from loyalty.models import ContactTier, Tier
+from segments.models import Segment
 from segments.validation import segment_references
 
 TRUE = Q(Value(True, output_field=BooleanField()))
@@ -163,11 +167,6 @@ def years_before(today: dt.date, years: int) -> dt.date:
     if today.month == 2 and today.day == 29 and not calendar.isleap(year):
         return dt.date(year, 2, 28)
     return today.replace(year=year)
-
-
-def age_on(birth_date: dt.date, today: dt.date) -> int:
-    """Whole years: the definition the SQL ranges below are derived from."""
-    return today.year - birth_date.year - ((today.month, today.day) < (birth_date.month, birth_date.day))
 
 
 def age_q(op: str, value: Any, today: dt.date) -> Q:
@@ -352,9 +351,6 @@ class Compiler:
     def prefetch(self, definitions: Iterable[Any]) -> None:
         """Resolve every name used by ``definitions`` (and the segments they nest) in a few
         queries instead of one per leaf."""
-        from leads.models import Stage
-        from loyalty.models import Tier
-        from segments.models import Segment
 
         pending = list(definitions)
         tag_keys: set[str] = set()
@@ -371,7 +367,7 @@ class Compiler:
                         stages.add((leaf["funnel"].strip().lower(), leaf["stage"].strip().lower()))
                     elif kind == "tier":
                         tiers.add((leaf["program"].strip().lower(), leaf["tier"].strip().lower()))
-                segment_ids.update(ref for ref in segment_references_deep(definition) if ref not in self.segments)
+                segment_ids.update(ref for ref in segment_references(definition) if ref not in self.segments)
             pending = []
             if segment_ids:
                 found = {
@@ -402,7 +398,6 @@ class Compiler:
     @property
     def thresholds(self):
         if self._thresholds is None:
-            from leads.models import TemperatureSettings
 
             self._thresholds = TemperatureSettings.current()
         return self._thresholds
@@ -470,13 +465,11 @@ class Compiler:
         if kind == "consent":
             return Consent.objects.filter(channel=leaf["channel"].strip().lower(), granted=True)
         if kind == "stage":
-            from leads.models import ContactStage
 
             key = (leaf["funnel"].strip().lower(), leaf["stage"].strip().lower())
             if key not in self.stage_ids:
                 self.prefetch([leaf])
             return ContactStage.objects.filter(stage_id__in=self.stage_ids[key]) if self.stage_ids[key] else None
-        from loyalty.models import ContactTier
 
         key = (leaf["program"].strip().lower(), leaf["tier"].strip().lower())
         if key not in self.tier_ids:
@@ -512,7 +505,6 @@ class Compiler:
         return number_q("score", leaf["op"], leaf["value"])
 
     def leaf_temperature(self, leaf: dict, _stack) -> Q:
-        from leads.temperature import temperature_q
 
         return temperature_q(leaf["value"], self.thresholds)
 
@@ -784,10 +776,6 @@ def iter_leaves(node: Any):
         yield node
 
 
-def segment_references_deep(node: Any) -> list[int]:
-    return segment_references(node)
-
-
 EMAIL_CONSENT = {"type": "consent", "channel": "email", "value": True}
 
 
@@ -814,7 +802,6 @@ def compile_definition(definition: Any, *, now: dt.datetime | None = None,
 def is_time_relative(definition: Any, *, _seen: frozenset[int] = frozenset()) -> bool:
     """Whether membership can change with the clock alone (time windows, inactivity, age,
     temperature thresholds) — also through nested segments."""
-    from segments.models import Segment
 
     for leaf in iter_leaves(definition):
         kind = leaf.get("type")

@@ -42,7 +42,8 @@ def segments_mark_dirty(contact_ids: list[int]) -> None:
 
 def segments_dirty_enqueue() -> None:
     """Enqueue the drain after the current transaction commits."""
-    from segments.tasks import segments_dirty_refresh_enqueue  # tasks imports this module
+    # local import: segments.tasks imports this module (its tasks run the drain)
+    from segments.tasks import segments_dirty_refresh_enqueue
 
     transaction.on_commit(segments_dirty_refresh_enqueue)
 

@@ -18,6 +18,9 @@ from django.db.models import BooleanField, ExpressionWrapper
 
 from contacts.models import Contact
 from core.conditions import describe_condition
+from segments.compiler import Compiler
+from segments.models import Segment
+from segments.validation import segment_references
 
 OP_WORDS = {
     "eq": "of exactly {v}",
@@ -162,8 +165,6 @@ def leaf_phrase(leaf: dict, segment_names: dict[int, str] | None = None) -> tupl
 
 
 def _segment_names(definition: Any) -> dict[int, str]:
-    from segments.models import Segment
-    from segments.validation import segment_references
 
     ids = segment_references(definition)
     return dict(Segment.objects.filter(pk__in=ids).values_list("pk", "name")) if ids else {}
@@ -210,7 +211,6 @@ class ExplainedNode:
 
 def explain_for_contact(definition: Any, contact_id: int) -> ExplainedNode | None:
     """Each condition of ``definition`` evaluated for one contact (None if the contact is gone)."""
-    from segments.compiler import Compiler
 
     compiler = Compiler(contact_ids=[contact_id])
     compiler.prefetch([definition])

@@ -20,6 +20,8 @@ from typing import Any
 
 from django import forms
 
+from core.conditions import OP_LABELS as CONDITION_OP_LABELS
+from core.conditions import OPS as CONDITION_OPS
 from segments.validation import ATTRIBUTE_COLUMNS, LEAF_TYPES, NUMBER_OPS, OPS, DefinitionProblem
 
 LEAF_LABELS = {
@@ -37,20 +39,10 @@ LEAF_LABELS = {
     "stage": "Funnel stage",
     "tier": "Loyalty tier",
 }
-OP_LABELS = {
-    "eq": "=",
-    "ne": "≠",
-    "gt": ">",
-    "gte": "≥",
-    "lt": "<",
-    "lte": "≤",
-    "between": "between",
-    "in": "is one of",
-    "contains": "contains",
-    "is_empty": "is empty",
-    "not_empty": "is not empty",
-}
-WHERE_OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "contains")
+# The leaves' operators: those of the shared condition language (an event's "where" uses exactly
+# those) plus ranges and emptiness.
+OP_LABELS = {**CONDITION_OP_LABELS, "between": "between", "is_empty": "is empty", "not_empty": "is not empty"}
+WHERE_OPS = CONDITION_OPS
 TEXT_OPS = ("eq", "ne", "in", "contains", "is_empty", "not_empty")
 PATH = re.compile(r"^r(-\d+)*$")
 NUMBER = re.compile(r"^\s*-?\d+([.,]\d+)?\s*$")

@@ -18,6 +18,9 @@ from django.db.models import Q, Value
 from django.utils import timezone
 
 from contacts.models import Contact
+from core.jobs import job_start
+from core.locks import SEGMENT_REFRESH, advisory_xact_lock
+from core.outbox import OUTBOX_TABLE
 from segments.compiler import (
     COLUMN_LEAVES,
     Compiler,
@@ -32,16 +35,9 @@ from segments.validation import DefinitionError, segment_references, validate_de
 logger = logging.getLogger(__name__)
 
 SAMPLE_SIZE = 20
-# A live count that takes longer than this is cancelled; the builder says so and the saved
-# segment is counted by the worker instead. Never blocks typing: the page keeps working.
-PREVIEW_TIMEOUT_MS = getattr(settings, "SEGMENT_PREVIEW_TIMEOUT_MS", 8000)
-# With more saved segments than this, the per-batch incremental refresh skips the
-# time-relative ones (the schedule refreshes those fully anyway) to keep ingestion fast.
-INCREMENTAL_MAX_SEGMENTS = getattr(settings, "SEGMENT_INCREMENTAL_MAX_SEGMENTS", 50)
-# Full refresh cadence: time-relative segments drift with the clock; the others only miss
-# changes that bypass the rules engine (manual tag edits, imports, consent changes).
-REFRESH_MINUTES_TIME_RELATIVE = getattr(settings, "SEGMENT_REFRESH_MINUTES_TIME_RELATIVE", 15)
-REFRESH_MINUTES_OTHER = getattr(settings, "SEGMENT_REFRESH_MINUTES_OTHER", 60)
+# The limits (SEGMENT_PREVIEW_TIMEOUT_MS, SEGMENT_INCREMENTAL_MAX_SEGMENTS, SEGMENT_REFRESH_MINUTES_*)
+# are declared once in marketing_hub/settings.py and read at call time, so tests and
+# override_settings see the value in force.
 
 
 def for_sending_definition(definition: Any, for_sending: bool) -> Any:
@@ -64,6 +60,50 @@ class Preview:
     @property
     def emails(self) -> list[str]:
         return [row["email"] for row in self.sample]
+
+
+class SegmentTooExpensive(Exception):
+    """Counting a definition took longer than its time limit: the client is told to narrow it
+    instead of waiting (or getting a 500)."""
+
+    def __init__(self, timeout_ms: int) -> None:
+        super().__init__(
+            f"this definition is too expensive: counting it took longer than {timeout_ms / 1000:g} s. "
+            "Narrow it: fewer conditions under any/not, shorter time windows, or a tag condition first."
+        )
+        self.timeout_ms = timeout_ms
+
+
+@contextmanager
+def statement_timeout(timeout_ms: int):
+    """Run the block's queries under ``SET LOCAL statement_timeout`` (in a savepoint when a
+    transaction is open, so the limit ends with the block); a cancelled query raises
+    ``SegmentTooExpensive``. 0 means no limit."""
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT current_setting('statement_timeout')")
+                [previous] = cursor.fetchone()
+                if timeout_ms:
+                    cursor.execute("SET LOCAL statement_timeout = %s", [int(timeout_ms)])
+            yield
+            # SET LOCAL outlives a released savepoint: put the outer transaction's limit back.
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [previous])
+    except DatabaseError as exc:
+        if isinstance(exc.__cause__, psycopg.errors.QueryCanceled):
+            raise SegmentTooExpensive(timeout_ms) from None
+        raise
+
+
+def segment_count_bounded(definition: Any, *, for_sending: bool = False, now: dt.datetime | None = None,
+                          timeout_ms: int | None = None) -> int:
+    """``segment_count`` within ``SEGMENT_PREVIEW_TIMEOUT_MS`` (unless given): what every live
+    count a person or a client waits for goes through. Raises ``SegmentTooExpensive``."""
+    if timeout_ms is None:
+        timeout_ms = settings.SEGMENT_PREVIEW_TIMEOUT_MS
+    with statement_timeout(timeout_ms):
+        return segment_count(definition, for_sending=for_sending, now=now)
 
 
 def segment_queryset(definition: Any, *, for_sending: bool = False, now: dt.datetime | None = None):
@@ -145,8 +185,11 @@ def subqueries_under_or_not(definition: Any, compiler: Compiler, _seen: frozense
 
 
 def segment_preview(definition: Any, *, for_sending: bool = False, sample_size: int = SAMPLE_SIZE,
-                    timeout_ms: int | None = PREVIEW_TIMEOUT_MS) -> Preview:
-    """Count and a sample (sorted by email) of a (valid) definition, within a time limit."""
+                    timeout_ms: int | None = None) -> Preview:
+    """Count and a sample (sorted by email) of a (valid) definition, within a time limit
+    (``SEGMENT_PREVIEW_TIMEOUT_MS`` unless given; 0 = none)."""
+    if timeout_ms is None:
+        timeout_ms = settings.SEGMENT_PREVIEW_TIMEOUT_MS
     queryset = segment_queryset(definition, for_sending=for_sending)
     try:
         with transaction.atomic():
@@ -171,7 +214,10 @@ def segment_save(*, segment: Segment | None = None, name: str, definition: Any, 
     now, and queue the worker's full refresh that materialises the membership."""
     validate_definition(definition, segment_id=segment.pk if segment else None)
     now = timezone.now()
-    count = segment_count(definition, for_sending=for_sending, now=now)
+    try:
+        count = segment_count_bounded(definition, for_sending=for_sending, now=now)
+    except SegmentTooExpensive:
+        count = None  # too slow to count while someone waits: the worker's refresh below counts it
     with transaction.atomic():
         if segment is None:
             segment = Segment(created_by=user if getattr(user, "is_authenticated", False) else None, created_at=now)
@@ -193,7 +239,7 @@ def segment_save(*, segment: Segment | None = None, name: str, definition: Any, 
 
 def segment_refresh_enqueue(segment: Segment, *, user=None):
     """Start a "Refresh now" job (progress on the Jobs page)."""
-    from core.jobs import job_start
+    # local import: segments.tasks imports this module (its tasks run the refresh)
     from segments.tasks import segment_refresh_task
 
     return job_start(
@@ -202,6 +248,16 @@ def segment_refresh_enqueue(segment: Segment, *, user=None):
 
 
 # --- full refresh (versioned) ---------------------------------------------------------------------
+# Membership moves are told to the world (``core.outbox``) by the statement that makes them: one
+# row per contact that entered or left, from the ``inserted``/``removed`` CTEs. ``data`` stays
+# empty: the segment is the ``segment_id`` column (its name is read when the message is sent).
+_OUTBOX_MOVES_SQL = (
+    f"INSERT INTO {OUTBOX_TABLE} (type, contact_id, segment_id, data) "
+    "SELECT 'segment.entered', contact_id, {segment}, '{{}}'::jsonb FROM inserted "
+    "UNION ALL SELECT 'segment.exited', contact_id, {segment}, '{{}}'::jsonb FROM removed"
+)
+
+
 def segment_refresh(segment_id: int, *, now: dt.datetime | None = None, progress=None) -> int | None:
     """Recompute a saved segment's membership over all contacts and record its size.
 
@@ -216,7 +272,10 @@ def segment_refresh(segment_id: int, *, now: dt.datetime | None = None, progress
     now = now or timezone.now()
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext('segment_refresh'), %s)", [segment_id])
+            advisory_xact_lock(cursor, SEGMENT_REFRESH, segment_id)
+            # Bounded like every count, with the worker's longer limit: a definition too
+            # expensive to evaluate fails this job instead of holding a worker for ever.
+            cursor.execute("SET LOCAL statement_timeout = %s", [int(settings.SEGMENT_REFRESH_TIMEOUT_MS)])
         segment = Segment.objects.filter(pk=segment_id).first()
         if segment is None:
             return None
@@ -238,16 +297,17 @@ def segment_refresh(segment_id: int, *, now: dt.datetime | None = None, progress
                     WHERE NOT EXISTS (SELECT 1 FROM segments_segmentmember m
                                       WHERE m.segment_id = %s AND m.contact_id = t.id)
                     ON CONFLICT DO NOTHING
-                    RETURNING 1
+                    RETURNING contact_id
                 ),
                 removed AS (
                     DELETE FROM segments_segmentmember m WHERE m.segment_id = %s
                     AND NOT EXISTS (SELECT 1 FROM target t WHERE t.id = m.contact_id)
-                    RETURNING 1
-                )
+                    RETURNING m.contact_id
+                ),
+                told AS ({_OUTBOX_MOVES_SQL.format(segment="%s")})
                 SELECT (SELECT count(*) FROM target), (SELECT count(*) FROM inserted), (SELECT count(*) FROM removed)
                 """,
-                [*params, segment_id, now, segment_id, segment_id],
+                [*params, segment_id, now, segment_id, segment_id, segment_id, segment_id],
             )
             count, added, removed = cursor.fetchone()
         if progress:
@@ -268,7 +328,8 @@ def segments_refresh_due(*, now: dt.datetime | None = None) -> list[int]:
     now = now or timezone.now()
     refreshed = []
     for segment in Segment.objects.only("pk", "definition", "refreshed_at").order_by("refreshed_at"):
-        minutes = REFRESH_MINUTES_TIME_RELATIVE if is_time_relative(segment.definition) else REFRESH_MINUTES_OTHER
+        minutes = (settings.SEGMENT_REFRESH_MINUTES_TIME_RELATIVE if is_time_relative(segment.definition)
+                   else settings.SEGMENT_REFRESH_MINUTES_OTHER)
         if segment.refreshed_at and segment.refreshed_at > now - dt.timedelta(minutes=minutes):
             continue
         try:
@@ -295,7 +356,7 @@ def segment_members_refresh_for_contacts(contact_ids: list[int]) -> None:
     segments = list(Segment.objects.only("pk", "definition", "for_sending").order_by("pk"))
     if not segments:
         return
-    if len(segments) > INCREMENTAL_MAX_SEGMENTS:
+    if len(segments) > settings.SEGMENT_INCREMENTAL_MAX_SEGMENTS:
         segments = [segment for segment in segments if not is_time_relative(segment.definition)]
     compiler = Compiler(contact_ids=ids)
     definitions = {segment.pk: effective_definition(segment) for segment in segments}
@@ -327,14 +388,15 @@ def segment_members_refresh_for_contacts(contact_ids: list[int]) -> None:
             INSERT INTO segments_segmentmember (segment_id, contact_id, added_at)
             SELECT segment_id, contact_id, %s FROM matching
             ON CONFLICT DO NOTHING
-            RETURNING segment_id
+            RETURNING segment_id, contact_id
         ),
         removed AS (
             DELETE FROM segments_segmentmember m
             WHERE m.contact_id = ANY(%s) AND m.segment_id = ANY(%s)
               AND NOT EXISTS (SELECT 1 FROM matching x WHERE x.segment_id = m.segment_id AND x.contact_id = m.contact_id)
-            RETURNING m.segment_id
-        )
+            RETURNING m.segment_id, m.contact_id
+        ),
+        told AS ({_OUTBOX_MOVES_SQL.format(segment="segment_id")})
         SELECT segment_id, sum(delta)::bigint FROM (
             SELECT segment_id, 1 AS delta FROM inserted
             UNION ALL SELECT segment_id, -1 FROM removed
@@ -417,6 +479,7 @@ __all__ = [
     "Preview",
     "SegmentMember",
     "segment_count",
+    "segment_count_bounded",
     "segment_members_queryset",
     "segment_members_refresh_for_contacts",
     "segment_overlap",

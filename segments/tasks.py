@@ -7,20 +7,25 @@ import logging
 
 from celery import shared_task
 
-from core.jobs import Progress, job_task
+from core.jobs import Progress, job_run_chunks, job_task, single_chunk
 from core.models import Job
+from core.roles import MARKETER
 from segments.dirty import segments_dirty_exists, segments_dirty_refresh
 from segments.services import segment_refresh, segments_refresh_due
 
 logger = logging.getLogger(__name__)
 
 
-@job_task("segment_refresh")
+@job_task("segment_refresh", roles=(MARKETER,))
 def segment_refresh_task(job: Job, progress: Progress) -> dict:
-    count = segment_refresh(int(job.params["segment_id"]), progress=progress)
-    if count is None:
-        return {"deleted": True}
-    return {"members": count}
+    """"Refresh now": the one-statement refresh as a single chunk of the job runner (a versioned
+    recompute; its result commits with the job's resume point)."""
+
+    def refresh(cursor) -> dict:
+        count = segment_refresh(int(job.params["segment_id"]))
+        return {"deleted": True} if count is None else {"members": count}
+
+    return job_run_chunks(job, single_chunk(refresh), total=1)
 
 
 @shared_task(name="segments.tasks.segments_refresh_scheduled_task")

@@ -22,6 +22,8 @@ from typing import Any
 
 from contacts.models import EVENT_TYPES
 from core.conditions import ConditionError, validate_conditions
+from core.validators import CONTROL_CHARACTERS_MESSAGE, has_control_characters
+from segments.models import Segment
 
 LEAF_TYPES = (
     "has_tag",
@@ -172,6 +174,9 @@ class _Validator:
         if len(value) > MAX_TEXT:
             self.add(join_path(path, key), f"may be at most {MAX_TEXT} characters")
             return None
+        if has_control_characters(value):
+            self.add(join_path(path, key), CONTROL_CHARACTERS_MESSAGE)
+            return None
         return value
 
     def number(self, value: Any, path: str, *, integer: bool = False, low: float | None = None,
@@ -296,6 +301,8 @@ class _Validator:
                 self.add(value_path, "must be a non-empty text for contains")
             elif len(value) > MAX_TEXT:
                 self.add(value_path, f"may be at most {MAX_TEXT} characters")
+            elif has_control_characters(value):
+                self.add(value_path, CONTROL_CHARACTERS_MESSAGE)
             return
         if op in ("gt", "gte", "lt", "lte"):
             self.number(value, value_path)
@@ -313,6 +320,9 @@ class _Validator:
                 return
         for index, item in enumerate(items):
             item_path = f"{value_path}[{index}]" if op == "in" else value_path
+            if isinstance(item, str) and has_control_characters(item):
+                self.add(item_path, CONTROL_CHARACTERS_MESSAGE)
+                continue
             if is_property:
                 if isinstance(item, str | bool):
                     if isinstance(item, str) and len(item) > MAX_TEXT:
@@ -376,7 +386,6 @@ def _check_references(validator: _Validator, segment_id: int | None) -> None:
     (the one being saved) or loops among the others."""
     if not validator.segment_refs:
         return
-    from segments.models import Segment
 
     definitions: dict[int, Any] = {}
 

@@ -8,6 +8,7 @@ import datetime as dt
 import json
 from typing import Any
 
+import plotly.graph_objects as go
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery
@@ -17,10 +18,14 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from contacts.csvio import contacts_export_rows, csv_lines
 from contacts.models import EVENT_TYPE_CHOICES, Contact, Tag, tag_key
-from core.htmx import render_page
+from core.charts import PRIMARY, PRIMARY_LIGHT, figure_dict
+from core.htmx import redirect_page, render_page
 from core.models import Job
 from core.roles import MARKETER, STAFF, has_role, role_required
+from leads.models import Stage
+from loyalty.models import Tier
 from segments import forms as builder
 from segments.api import segments_referring_to
 from segments.compiler import effective_definition
@@ -67,9 +72,6 @@ def segment_list(request: HttpRequest) -> HttpResponse:
 # --- the builder ----------------------------------------------------------------------------------
 def _choices() -> dict[str, Any]:
     """Options of the selects (small tables: funnels, tiers, segments, event types)."""
-    from leads.models import Stage
-    from loyalty.models import Tier
-
     stages = [f"{funnel} \u203a {stage}" for funnel, stage in
               Stage.objects.order_by("funnel__name", "position").values_list("funnel__name", "name")[:500]]
     tiers = [f"{program} \u203a {tier}" for program, tier in
@@ -126,13 +128,13 @@ def _save_from_post(request: HttpRequest, segment: Segment | None) -> HttpRespon
     except DefinitionError as exc:  # a concurrent edit introduced a cycle
         unclaimed = builder.attach_errors(root, exc.problems)
         return _builder_page(request, segment=segment, root=root, meta_form=meta_form, unclaimed=unclaimed)
-    messages.success(request, f"Segment “{saved.name}” saved with {saved.count:,} contacts; membership is refreshing.")
+    if saved.count is None:
+        messages.success(request, f"Segment “{saved.name}” saved; it is too expensive to count live, so the worker "
+                                  "is counting it.")
+    else:
+        messages.success(request, f"Segment “{saved.name}” saved with {saved.count:,} contacts; membership is refreshing.")
     url = reverse("segments:detail", kwargs={"segment_id": saved.pk})
-    if getattr(request, "htmx", None):
-        response = HttpResponse(status=204)
-        response["HX-Redirect"] = url
-        return response
-    return HttpResponseRedirect(url)
+    return redirect_page(request, url)
 
 
 @require_http_methods(["GET", "POST"])
@@ -252,17 +254,16 @@ def _size_chart(segment: Segment) -> dict | None:
     # Dates on the axis: Plotly's automatic ticks over a few minutes read "18:23:17.205".
     span = sizes[-1][0] - sizes[0][0]
     tick_format = "%d %b" if span.total_seconds() >= 2 * 86400 else "%d %b %H:%M"
-    return {
-        "data": [{
-            "type": "scatter", "mode": "lines+markers",
-            "x": [timezone.localtime(moment).isoformat() for moment, _ in sizes],
-            "y": [count for _, count in sizes],
-            "line": {"shape": "hv", "width": 2}, "marker": {"size": 5},
-            "hovertemplate": "%{x|%d %b %H:%M}: %{y:,} contacts<extra></extra>",
-        }],
-        "layout": {"margin": {"l": 56, "r": 16, "t": 8, "b": 40}, "yaxis": {"rangemode": "tozero", "tickformat": ","},
-                   "xaxis": {"type": "date", "tickformat": tick_format, "nticks": 5}},
-    }
+    figure = go.Figure(go.Scatter(
+        mode="lines+markers",
+        x=[timezone.localtime(moment).isoformat() for moment, _ in sizes],
+        y=[count for _, count in sizes],
+        line={"shape": "hv", "width": 2}, marker={"size": 5},
+        hovertemplate="%{x|%d %b %H:%M}: %{y:,} contacts<extra></extra>",
+    ))
+    figure.update_layout(margin={"l": 56, "r": 16, "t": 8, "b": 40}, yaxis={"rangemode": "tozero", "tickformat": ","},
+                         xaxis={"type": "date", "tickformat": tick_format, "nticks": 5})
+    return figure_dict(figure)
 
 
 @require_GET
@@ -313,8 +314,6 @@ def segment_job(request: HttpRequest, segment_id: int, job_id: int) -> HttpRespo
 @role_required(MARKETER)
 def segment_export(request: HttpRequest, segment_id: int) -> StreamingHttpResponse:
     """The members as CSV (the contact list's export format, every cell formula-escaped)."""
-    from contacts.csvio import contacts_export_rows, csv_lines
-
     segment = get_object_or_404(Segment, pk=segment_id)
     members = segment_members_queryset(segment).order_by("email")
     response = StreamingHttpResponse(csv_lines(contacts_export_rows(members)), content_type="text/csv; charset=utf-8")
@@ -352,14 +351,13 @@ def segment_templates(request: HttpRequest) -> HttpResponse:
 def _overlap_chart(result: dict, names: dict[int, str]) -> dict:
     regions = sorted(result["regions"].items(), key=lambda item: (len(item[0]), item[0]))
     labels = [" ∩ ".join(names[pk] for pk in key) + (" only" if len(key) == 1 else "") for key, _ in regions]
-    return {
-        "data": [{
-            "type": "bar", "orientation": "h", "x": [count for _, count in regions], "y": labels,
-            "marker": {"color": ["#a5b4fc" if len(key) == 1 else "#4f46e5" for key, _ in regions]},
-            "hovertemplate": "%{y}: %{x:,}<extra></extra>",
-        }],
-        "layout": {"margin": {"l": 200, "r": 16, "t": 8, "b": 32}, "yaxis": {"automargin": True, "autorange": "reversed"}},
-    }
+    figure = go.Figure(go.Bar(
+        orientation="h", x=[count for _, count in regions], y=labels,
+        marker={"color": [PRIMARY_LIGHT if len(key) == 1 else PRIMARY for key, _ in regions]},
+        hovertemplate="%{y}: %{x:,}<extra></extra>",
+    ))
+    figure.update_layout(margin={"l": 200, "r": 16, "t": 8, "b": 32}, yaxis={"automargin": True, "autorange": "reversed"})
+    return figure_dict(figure)
 
 
 @require_GET

@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 from kombu import Connection
 
-from marketing_hub.broker import SCHEMA_LOCK_KEY
+from core.locks import BROKER_SCHEMA
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +34,7 @@ def test_opening_the_broker_waits_for_the_schema_lock_then_has_its_tables():
     params = connection.get_connection_params()
     params.pop("cursor_factory", None)
     other = psycopg.connect(**params, autocommit=True)
-    other.execute("SELECT pg_advisory_lock(%s)", [SCHEMA_LOCK_KEY])
+    other.execute("SELECT pg_advisory_lock(%s, 0)", [BROKER_SCHEMA.key])
     opened = threading.Event()
     failures: list[BaseException] = []
 
@@ -54,7 +54,7 @@ def test_opening_the_broker_waits_for_the_schema_lock_then_has_its_tables():
         # when this process opens the broker, it waits …
         assert not opened.wait(1.0), f"the channel opened while another process held the schema lock {failures}"
     finally:
-        other.execute("SELECT pg_advisory_unlock(%s)", [SCHEMA_LOCK_KEY])
+        other.execute("SELECT pg_advisory_unlock(%s, 0)", [BROKER_SCHEMA.key])
         other.close()
     # … and once the lock is free it opens, with kombu's tables in place
     assert opened.wait(20) and not failures, failures

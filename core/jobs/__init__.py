@@ -2,48 +2,78 @@
 
 Usage in an app's tasks.py::
 
-    @job_task("bulk_tag")
-    def bulk_tag_task(job: Job, progress: Progress) -> dict:
-        ...                      # set-based SQL, in batches
-        progress.update(done, total)
-        return {"tagged": n}     # stored as job.result
+    @job_task("contacts_bulk", roles=(MARKETER,))
+    def contacts_bulk_task(job: Job, progress: Progress) -> dict:
+        return job_run_chunks(job, id_chunks(target_sql, params, apply_to_ids), total=count)
 
 and in a view::
 
-    job = job_start(bulk_tag_task, title="Add tag X to 500 contacts", params={...}, user=request.user)
+    job = job_start(contacts_bulk_task, title="Add tag X to 500 contacts", params={...}, user=request.user)
 
 ``job_start`` creates the Job row and enqueues the task after the surrounding transaction commits.
-The task marks the job running, then done (with the returned result) or failed (with the error).
-A task killed mid-way leaves a ``running`` job that ``jobs_reap_stale`` marks failed later; work
-inside a job must be idempotent or transactional per batch so that "run again" is safe.
+``roles`` are the roles that may start a job of the kind, and so run it again from the Jobs page.
+
+A delivery of the task first takes the job's advisory lock (``core.locks.JOB``, a session lock held
+for the whole delivery): a second delivery of the same job — the broker redelivering a message
+whose worker still runs it, or the sweeper's — finds it taken and leaves. It then claims the job
+(queued or running → running) and runs the body. Bulk bodies run on ``job_run_chunks``
+(``core.jobs.runner``), which resumes a job that was ``running`` from the resume point its last
+committed chunk stored: a redelivered half-done job continues where it stopped and never applies
+a chunk twice. Single-statement bodies (recomputes) are idempotent and simply run again.
+
+A worker killed mid-job loses its connection, and with it the job's lock. ``jobs_sweep`` (beat)
+re-enqueues running jobs whose lock nobody holds and queued jobs whose message was lost; a job
+whose worker died ``MAX_REVIVALS`` times is marked failed instead (it probably kills the worker).
 """
 
 from __future__ import annotations
 
 import logging
-import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from functools import wraps
+from typing import Any
 
 from celery import shared_task
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from core import locks
+from core.jobs.runner import (
+    CHUNK_SIZE,
+    FINISHED,
+    ChunkDone,
+    JobContinues,
+    id_chunks,
+    job_run_chunks,
+    single_chunk,
+)
 from core.models import Job
+from core.roles import has_role
+
+__all__ = [
+    "CHUNK_SIZE", "FINISHED", "JOB_TASKS", "ChunkDone", "JobContinues", "Progress", "id_chunks", "job_lock_id",
+    "job_restart", "job_resumable", "job_resume", "job_run_chunks", "job_start", "job_task", "jobs_sweep",
+    "single_chunk", "user_may_start",
+]
 
 logger = logging.getLogger(__name__)
 
+# A job whose worker died this many times is failed rather than enqueued again.
+MAX_REVIVALS = 5
+
 
 class Progress:
-    """Writes progress to the Job row (its own UPDATE, visible at once to the polling page)."""
+    """Writes progress to the Job row (its own UPDATE, visible at once to the polling page), for
+    bodies that do not run on the chunk runner (which records progress with each chunk)."""
 
     def __init__(self, job: Job) -> None:
         self.job = job
 
     def update(self, processed: int, total: int | None = None) -> None:
-        fields: dict = {"processed": processed}
+        fields: dict = {"processed": processed, "heartbeat_at": timezone.now()}
         if total is not None:
             fields["total"] = total
             self.job.total = total
@@ -52,45 +82,77 @@ class Progress:
         Job.objects.filter(pk=self.job.pk).update(**fields)
 
 
-def job_task(kind: str, **task_options) -> Callable:
-    """Decorator making ``func(job, progress)`` a Celery task that takes a job id."""
+def job_lock_id(job_id: int) -> int:
+    """The job's key in the JOB lock namespace (advisory keys are 32-bit)."""
+    return job_id % 2**31
 
-    def decorator(func: Callable) -> Callable:
+
+def job_task(kind: str, *, roles: Sequence[str], **task_options: Any) -> Callable[[Callable], Any]:
+    """Decorator making ``func(job, progress)`` a Celery task that takes a job id; ``roles`` may
+    start (and re-run) jobs of this kind."""
+
+    def decorator(func: Callable) -> Any:
         @shared_task(name=f"{func.__module__}.{func.__name__}", **task_options)
         @wraps(func)
         def task(job_id: int) -> None:
-            claimed = Job.objects.filter(pk=job_id, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).update(
-                status=Job.Status.RUNNING, started_at=timezone.now()
-            )
-            if not claimed:
-                return  # finished already (a redelivered message)
-            job = Job.objects.get(pk=job_id)
-            try:
-                result = func(job, Progress(job))
-            except Exception as exc:
-                logger.exception("job %s (%s) failed", job_id, kind)
-                Job.objects.filter(pk=job_id).update(
-                    status=Job.Status.FAILED,
-                    error=f"{exc.__class__.__name__}: {exc}"[:2000] or traceback.format_exc()[-2000:],
-                    finished_at=timezone.now(),
-                )
-                return
-            Job.objects.filter(pk=job_id).update(
-                status=Job.Status.DONE, progress=1.0, result=result or {}, finished_at=timezone.now()
-            )
+            if _job_deliver(job_id, kind, func) == "continue":
+                task.delay(job_id)
 
         task.job_kind = kind
+        task.job_roles = tuple(roles)
         JOB_TASKS[kind] = task
         return task
 
     return decorator
 
 
-JOB_TASKS: dict[str, Callable] = {}
+# kind → its Celery task (with ``job_kind`` and ``job_roles``)
+JOB_TASKS: dict[str, Any] = {}
+
+
+def _job_deliver(job_id: int, kind: str, func: Callable) -> str:
+    """One delivery of a job, under its lock. Returns what happened: "busy" (another delivery
+    holds it), "finished" (nothing to do), "continue" (enqueue again), "done" or "failed"."""
+    with connection.cursor() as cursor, locks.advisory_session_lock(
+        cursor, locks.JOB, job_lock_id(job_id), wait=False
+    ) as held:
+        if not held:
+            logger.info("job %s (%s) is being run by another delivery; leaving it", job_id, kind)
+            return "busy"
+        now = timezone.now()
+        # queued, or running with nobody at it (we hold its lock): claim it. A running job resumes
+        # from its stored point; a finished one is left alone (a late duplicate message).
+        claimed = Job.objects.filter(pk=job_id, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).update(
+            status=Job.Status.RUNNING, started_at=Coalesce(F("started_at"), Value(now)), heartbeat_at=now,
+        )
+        if not claimed:
+            return "finished"
+        job = Job.objects.get(pk=job_id)
+        try:
+            result = func(job, Progress(job))
+        except JobContinues:
+            return "continue"  # enqueued by the caller once our lock is released
+        except Exception as exc:
+            logger.exception("job %s (%s) failed", job_id, kind)
+            Job.objects.filter(pk=job_id).update(
+                status=Job.Status.FAILED, error=f"{exc.__class__.__name__}: {exc}"[:2000],
+                finished_at=timezone.now(),
+            )
+            return "failed"
+        Job.objects.filter(pk=job_id).update(
+            status=Job.Status.DONE, progress=1.0, result=result or {}, finished_at=timezone.now(),
+        )
+        return "done"
+
+
+def user_may_start(user: Any, kind: str) -> bool:
+    """Whether ``user`` holds a role that may start jobs of ``kind`` (unknown kinds: nobody)."""
+    task = JOB_TASKS.get(kind)
+    return task is not None and has_role(user, *task.job_roles)
 
 
 def job_start(
-    task, *, title: str, params: dict | None = None, user=None, total: int | None = None,
+    task: Any, *, title: str, params: dict | None = None, user: Any = None, total: int | None = None,
     link: tuple[str, str, str] | None = None,
 ) -> Job:
     """Create a queued Job for ``task`` (a ``@job_task``) and enqueue it after commit. ``link`` is
@@ -104,26 +166,79 @@ def job_start(
         params=params,
         created_by=user if getattr(user, "is_authenticated", False) else None,
         total=total,
+        heartbeat_at=timezone.now(),
     )
     transaction.on_commit(lambda: task.delay(job.pk))
     return job
 
 
-def job_restart(job: Job, *, user=None) -> Job:
-    """"Run again": a new job of the same kind with the same parameters."""
+def job_restart(job: Job, *, user: Any = None) -> Job:
+    """"Run again": a new job of the same kind with the same parameters (a new run on purpose:
+    "add tag +1" adds once more). The caller checks ``user_may_start`` first."""
     task = JOB_TASKS[job.kind]
     return job_start(task, title=job.title, params=job.params, user=user)
 
 
-def jobs_reap_stale(*, older_than: timedelta = timedelta(hours=2)) -> int:
-    """Running jobs whose worker died long ago are marked failed, so nobody waits forever."""
-    cutoff = timezone.now() - older_than
-    return Job.objects.filter(status=Job.Status.RUNNING, started_at__lt=cutoff).update(
-        status=Job.Status.FAILED, error="The worker stopped while running this job; run it again.",
-        finished_at=timezone.now(),
-    )
+def job_resumable(job: Job) -> bool:
+    """A failed job that committed part of its work and can continue from its resume point
+    ("Continue" instead of "Run again", which would apply the committed chunks a second time)."""
+    return (job.status == Job.Status.FAILED and job.chunks_done > 0 and job.resume_after != FINISHED
+            and job.kind in JOB_TASKS)
 
 
-def job_bump(job_id: int, processed: int) -> None:
-    """Add to a job's processed count atomically (for jobs split over several tasks)."""
-    Job.objects.filter(pk=job_id).update(processed=F("processed") + processed)
+def job_resume(job: Job) -> bool:
+    """Queue a failed job again; its next delivery continues after its last committed chunk.
+    False when it is no longer failed (someone else resumed it)."""
+    if not Job.objects.filter(pk=job.pk, status=Job.Status.FAILED).update(
+        status=Job.Status.QUEUED, error="", finished_at=None, heartbeat_at=timezone.now(),
+    ):
+        return False
+    task = JOB_TASKS[job.kind]
+    transaction.on_commit(lambda: task.delay(job.pk))
+    return True
+
+
+def jobs_sweep(*, running_after: timedelta = timedelta(seconds=60),
+               queued_after: timedelta = timedelta(minutes=10)) -> dict[str, int]:
+    """Revive jobs nobody is working on: running jobs whose lock no session holds (their worker
+    died; with late acks the broker may not redeliver for an hour, or at all on the database
+    broker) and whose last sign of life is older than ``running_after``, and queued jobs older than
+    ``queued_after`` (their message was lost). Each is enqueued again and resumes from its stored
+    point; a job revived ``MAX_REVIVALS`` times is failed. Returns {"revived": n, "failed": m}."""
+    now = timezone.now()
+    held, held_params = locks.held_sql(locks.JOB)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT j.id FROM automation_job j
+            WHERE (j.status = 'running' AND coalesce(j.heartbeat_at, j.started_at, j.created_at) < %s
+                   OR j.status = 'queued' AND coalesce(j.heartbeat_at, j.created_at) < %s)
+              AND NOT EXISTS (SELECT 1 FROM pg_locks WHERE {held} AND objid::bigint = j.id %% 2147483648)
+            ORDER BY j.id
+            """,
+            [now - running_after, now - queued_after, *held_params],
+        )
+        stale_ids = [row[0] for row in cursor.fetchall()]
+    revived = failed = 0
+    for job in Job.objects.filter(pk__in=stale_ids).only("pk", "kind", "attempts", "status"):
+        task = JOB_TASKS.get(job.kind)
+        if task is None or job.attempts >= MAX_REVIVALS:
+            reason = ("Its kind of job no longer exists." if task is None else
+                      f"The worker stopped {job.attempts} times while running this job; run it again.")
+            failed += Job.objects.filter(pk=job.pk, status=job.status).update(
+                status=Job.Status.FAILED, error=reason, finished_at=now,
+            )
+            continue
+        # The guard on the status and the old heartbeat: a delivery that claimed it meanwhile wins.
+        if Job.objects.filter(pk=job.pk, status=job.status, attempts=job.attempts).update(
+            attempts=F("attempts") + 1, heartbeat_at=now,
+        ):
+            logger.warning("job %s (%s) had no worker; enqueued again", job.pk, job.kind)
+            task.delay(job.pk)
+            revived += 1
+    return {"revived": revived, "failed": failed}
+
+
+@shared_task(name="core.jobs.jobs_sweep_task")
+def jobs_sweep_task() -> dict[str, int]:
+    return jobs_sweep()

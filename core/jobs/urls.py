@@ -11,4 +11,5 @@ urlpatterns = [
     path("<int:job_id>/", views.job_detail, name="detail"),
     path("<int:job_id>/progress/", views.job_progress, name="progress"),
     path("<int:job_id>/rerun/", views.job_rerun, name="rerun"),
+    path("<int:job_id>/continue/", views.job_continue, name="continue"),
 ]

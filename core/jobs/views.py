@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -13,7 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from core.htmx import render_page
-from core.jobs import JOB_TASKS, job_restart
+from core.jobs import JOB_TASKS, job_restart, job_resumable, job_resume, user_may_start
 from core.models import Job
 from core.roles import ADMIN, MARKETER, STAFF, role_required
 
@@ -40,7 +41,9 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     return render(request, "core/job_detail.html", {
         "job": job,
         "poll_url": reverse("jobs:progress", kwargs={"job_id": job.pk}),
-        "can_restart": job.is_finished and job.kind in JOB_TASKS,
+        "can_restart": job.is_finished and user_may_start(request.user, job.kind),
+        "can_resume": job_resumable(job) and user_may_start(request.user, job.kind),
+        "rerun_roles": " or ".join(getattr(JOB_TASKS.get(job.kind), "job_roles", ())),
     })
 
 
@@ -67,9 +70,26 @@ def job_progress(request: HttpRequest, job_id: int) -> HttpResponse:
 @role_required(*JOB_LIST_ROLES)
 def job_rerun(request: HttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(Job, pk=job_id)
+    if job.kind in JOB_TASKS and not user_may_start(request.user, job.kind):
+        # the roles that may start this kind of job (an Admin-only recompute stays Admin-only)
+        raise PermissionDenied("Your role may not run this kind of job.")
     if not job.is_finished or job.kind not in JOB_TASKS:
         messages.error(request, "Only a finished job of a known kind can be run again.")
         return redirect("jobs:detail", job_id=job.pk)
     new_job = job_restart(job, user=request.user)
     messages.success(request, f"Started again as job #{new_job.pk}.")
     return redirect("jobs:detail", job_id=new_job.pk)
+
+
+@require_POST
+@role_required(*JOB_LIST_ROLES)
+def job_continue(request: HttpRequest, job_id: int) -> HttpResponse:
+    """"Continue" a failed job from its last committed chunk (same role rule as "Run again")."""
+    job = get_object_or_404(Job, pk=job_id)
+    if job.kind in JOB_TASKS and not user_may_start(request.user, job.kind):
+        raise PermissionDenied("Your role may not run this kind of job.")
+    if not job_resumable(job):
+        messages.error(request, "Only a failed job that got part of the way can continue.")
+    elif job_resume(job):
+        messages.success(request, "Continuing from where it stopped.")
+    return redirect("jobs:detail", job_id=job.pk)

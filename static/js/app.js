@@ -386,4 +386,18 @@
     var box = document.getElementById("toasts");
     if (box) watchToasts(box);
   });
+
+  // [data-copy="element-id"] buttons copy that element's text (a new API key, a write key, a
+  // signing secret, a snippet) and say so for a moment.
+  document.addEventListener("click", function (evt) {
+    var button = evt.target.closest ? evt.target.closest("[data-copy]") : null;
+    if (!button) return;
+    var source = document.getElementById(button.getAttribute("data-copy"));
+    if (!source || !navigator.clipboard) return;
+    navigator.clipboard.writeText(source.textContent.trim()).then(function () {
+      var label = button.textContent;
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = label; }, 1500);
+    });
+  });
 })();

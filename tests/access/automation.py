@@ -1,9 +1,8 @@
-"""Who may open the automation pages (rules, matrices, ad-hoc actions, event processing, jobs)."""
+"""Who may open the automation pages (rules, matrices, ad-hoc actions, event processing)."""
 
-from core.roles import ADMIN, MARKETER, SALES
+from core.roles import ADMIN, MARKETER
 
 RULES = {MARKETER, ADMIN}
-STAFF = {MARKETER, SALES, ADMIN}
 
 
 def _rule():
@@ -18,12 +17,6 @@ def _matrix():
     matrix = SegmentationMatrix.objects.create(name="m", event_type="product_view", property="category",
                                                rows=[{"value": "a", "tag": "A", "score": 1}])
     return {"matrix_id": matrix.pk}
-
-
-def _job():
-    from core.models import Job
-
-    return {"job_id": Job.objects.create(kind="rule_backfill", title="t", status="done").pk}
 
 
 ACCESS = {
@@ -47,8 +40,4 @@ ACCESS = {
     "automation:adhoc": {"roles": RULES},
     "automation:events": {"roles": RULES},
     "automation:events_retry": {"roles": RULES, "method": "post"},
-    "jobs:list": {"roles": RULES},
-    "jobs:detail": {"roles": STAFF, "kwargs": _job},
-    "jobs:progress": {"roles": STAFF, "kwargs": _job},
-    "jobs:rerun": {"roles": RULES, "method": "post", "kwargs": _job},
 }

@@ -71,6 +71,7 @@ ACCESS = {
     "contacts:card_note_add": {"roles": BOTH, "method": "post", "kwargs": _contact_kwargs},
     # Someone else's note is a 404 (only the author, or Admin, edits it).
     "contacts:card_note_edit": {"roles": BOTH, "kwargs": _note_kwargs},
+    # Sales only for leads nobody else holds: tests/contacts/test_owner_holder.py (horizontal access).
     "contacts:card_owner": {"roles": BOTH, "method": "post", "kwargs": _contact_kwargs},
     "contacts:card_consent": {"roles": {MARKETER}, "method": "post", "kwargs": _contact_kwargs},
     "contacts:card_export": {"roles": {MARKETER}, "kwargs": _contact_kwargs},

@@ -2,13 +2,27 @@
 
 from core.roles import ADMIN, MARKETER, SALES
 
+
+def _job(kind: str = "rule_backfill"):
+    from core.models import Job
+
+    return {"job_id": Job.objects.create(kind=kind, title="t", status="done").pk}
+
+
 ACCESS = {
     "dashboard": {"roles": {MARKETER, SALES, ADMIN}},
     "settings": {"roles": {ADMIN}},
     "api_keys": {"roles": {ADMIN}},
     "api_key_revoke": {"roles": {ADMIN}, "method": "post", "kwargs": lambda: {"key_id": 999999}},
     "users": {"roles": {ADMIN}},
+    # the Jobs pages; "Run again" also needs a role that may start the job's kind (here a rule
+    # backfill, which Marketers start; tests/jobs/test_rerun_roles.py covers an Admin-only kind)
+    "jobs:list": {"roles": {MARKETER, ADMIN}},
+    "jobs:detail": {"roles": {MARKETER, SALES, ADMIN}, "kwargs": _job},
+    "jobs:progress": {"roles": {MARKETER, SALES, ADMIN}, "kwargs": _job},
+    "jobs:rerun": {"roles": {MARKETER, ADMIN}, "method": "post", "kwargs": _job},
+    "jobs:continue": {"roles": {MARKETER, ADMIN}, "method": "post", "kwargs": _job},
 }
 
 # Reachable without signing in, by design.
-PUBLIC = {"login", "logout", "healthz"}
+PUBLIC = {"login", "logout", "healthz", "healthz_deep"}

@@ -32,3 +32,16 @@ ACCESS = {
     "leads:funnel_delete": {"roles": {MARKETER, ADMIN}, "method": "post", "kwargs": _funnel},
     "leads:model_check": {"roles": {MARKETER, ADMIN}},
 }
+
+# Hot-lead alerts: every role has its own notifications and settings.
+ACCESS.update({
+    "leads:hot_seen": {"roles": {SALES, MARKETER, ADMIN}, "method": "post"},
+    "leads:notifications": {"roles": {SALES, MARKETER, ADMIN}},
+    "leads:notification_bell": {"roles": {SALES, MARKETER, ADMIN}},
+    "leads:notification_read": {"roles": {SALES, MARKETER, ADMIN}, "method": "post",
+                                "kwargs": lambda: {"notification_id": 999999}},
+    "leads:notifications_read_all": {"roles": {SALES, MARKETER, ADMIN}, "method": "post"},
+    "leads:alert_settings": {"roles": {SALES, MARKETER, ADMIN}},
+})
+# The emails' unsubscribe link works without signing in (a signed token names the user).
+PUBLIC = {"leads:alerts_unsubscribe"}

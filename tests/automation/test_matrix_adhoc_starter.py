@@ -99,7 +99,8 @@ def test_adhoc_over_a_contact_list_filter_resumes_after_a_crash():
     job = _job({"target": "filter", "query": "tag=kurtki", "actions": [{"type": "add_tag", "tag": "Promo", "score": 1}]})
     # and a previous attempt that committed the first contact before the worker died
     first_id = min(contact.pk for contact in tagged)
-    job.result = {"last_contact_id": first_id, "done": 1}
+    Job.objects.filter(pk=job.pk).update(resume_after=first_id, counts={"contacts": 1}, processed=1, chunks_done=1)
+    job.refresh_from_db()
     # when the redelivered task runs
     result = adhoc_run(job, Progress(job))
     # then only the other two get it now

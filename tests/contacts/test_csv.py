@@ -148,3 +148,44 @@ def test_upload_rejects_a_file_without_header(marketer_client):
     response = marketer_client.post(reverse("contacts:import"), {"file": SimpleUploadedFile("e.csv", b"\n\n")})
     assert response.status_code == 200 and "no header row" in response.content.decode()
     assert not ContactImport.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_import_job_resumes_after_its_last_committed_chunk(marketer, monkeypatch):
+    # given an import of four rows (two bad) run as a job in chunks of two rows
+    from contacts import csvio
+    from contacts.csvio import guess_mapping, read_header_and_preview
+    from contacts.tasks import contacts_import_task
+    from core.models import Job
+
+    monkeypatch.setattr(csvio, "CHUNK_ROWS", 2)
+    header, _ = read_header_and_preview(GOOD_AND_BAD)
+    contact_import = ContactImport.objects.create(filename="f.csv", content=GOOD_AND_BAD, header=header,
+                                                  mapping=guess_mapping(header), status="queued", created_by=marketer)
+    job = Job.objects.create(kind="import_contacts", params={"import_id": contact_import.pk}, created_by=marketer)
+    # and a first delivery that dies in the second chunk (after the first one committed)
+    write = csvio.contacts_import_write
+    calls = []
+
+    def dying_write(chunk, **kwargs):
+        calls.append(chunk.last_row)
+        if len(calls) == 2:
+            raise RuntimeError("worker lost")
+        return write(chunk, **kwargs)
+
+    monkeypatch.setattr(csvio, "contacts_import_write", dying_write)
+    contacts_import_task.run(job.pk)
+    job.refresh_from_db()
+    assert (job.resume_after, job.processed, job.counts) == (3, 2, {"rows": 2, "imported": 1, "errors": 1})
+    assert set(Contact.objects.values_list("email", flat=True)) == {"anna@example.com"}
+    # when the job is delivered again as a running job (its worker was killed, not failed)
+    monkeypatch.setattr(csvio, "contacts_import_write", write)
+    Job.objects.filter(pk=job.pk).update(status="running", error="", finished_at=None)
+    contacts_import_task.run(job.pk)
+    # then it continues with the rows after the first chunk: every row counted and reported once
+    job.refresh_from_db()
+    contact_import.refresh_from_db()
+    assert job.status == "done" and job.result == {"rows": 4, "imported": 2, "errors": 2}
+    assert (contact_import.status, contact_import.total_rows, contact_import.imported_rows) == ("done", 4, 2)
+    assert sorted({row for row, _column, _problem in contact_import.errors}) == [3, 4]
+    assert set(Contact.objects.values_list("email", flat=True)) == {"anna@example.com", "ewa@example.com"}

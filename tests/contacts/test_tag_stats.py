@@ -10,7 +10,8 @@ from django.urls import reverse
 
 from contacts.models import ContactTag, TagStats
 from contacts.services import tag_merge, tag_overview, tag_stats_refresh
-from contacts.tasks import TAG_STATS_LOCK_KEY, tag_stats_recount_task, tag_stats_refresh_task
+from contacts.tasks import tag_stats_recount_task, tag_stats_refresh_task
+from core import locks
 from core.jobs import job_start
 from core.models import Job
 from marketing_hub.celery import app
@@ -110,12 +111,12 @@ def test_scheduled_recount_skips_while_another_runs(shop, large):
     params.pop("cursor_factory", None)
     other = psycopg.connect(**params, autocommit=True)
     try:
-        other.execute("SELECT pg_advisory_lock(%s)", [TAG_STATS_LOCK_KEY])
+        other.execute("SELECT pg_advisory_lock(%s, 0)", [locks.TAG_STATS.key])
         # then the scheduled recount skips
         assert tag_stats_refresh_task.run() is None
         assert not TagStats.objects.exists()
     finally:
-        other.execute("SELECT pg_advisory_unlock(%s)", [TAG_STATS_LOCK_KEY])
+        other.execute("SELECT pg_advisory_unlock(%s, 0)", [locks.TAG_STATS.key])
         other.close()
     # and once it is free, it counts
     assert tag_stats_refresh_task.run() == 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
+from contacts.models import Contact
 from demo import datagen
 
 
@@ -37,8 +38,6 @@ class Command(BaseCommand):
             raise CommandError("--contacts must be at least 1")
         if contacts > 5_000_000:
             raise CommandError("--contacts may be at most 5,000,000")
-        from contacts.models import Contact
-
         if reset:
             reset_generated_data()
         elif Contact.objects.exists():

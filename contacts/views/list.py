@@ -1,0 +1,147 @@
+"""The contact list (/contacts/): filters, sorting, pages, bulk actions and the CSV export.
+
+Filters come from ``ContactFilterSet`` (with the ones other areas register); the labels beside
+the score come from ``contacts.registry`` too. Sales read the list; bulk actions and the export
+are the Marketer's."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_GET, require_POST
+
+from contacts.csvio import contacts_export_rows, csv_lines
+from contacts.filters import ContactFilterSet, owner_choices
+from contacts.forms import BulkActionForm
+from contacts.models import Contact
+from contacts.registry import SCORE_LABELS
+from contacts.selectors import top_tags_by_contact
+from contacts.tasks import bulk_apply, contacts_bulk_task
+from core.htmx import render_page, toast
+from core.jobs import job_start
+from core.models import Job
+from core.paging import estimated_count
+from core.roles import MARKETER, SALES, has_role, role_required
+
+PER_PAGE = 50
+COUNT_CAP = 1_000
+MAX_PAGE = 200
+SELECTION_LIMIT = 500
+
+
+def _list_context(request: HttpRequest, data: QueryDict) -> dict:
+    filterset = ContactFilterSet(data, queryset=Contact.objects.all())
+    queryset = filterset.qs
+    filtered = filterset.is_filtered
+    # Exact up to COUNT_CAP (a LIMITed count is cheap); beyond, the planner's estimate, labelled as
+    # one, so counting never dominates the page time.
+    count, exact = estimated_count(queryset, COUNT_CAP)
+    # Deep OFFSETs cost as much as the rows they skip: pages stop at MAX_PAGE (filter or sort instead).
+    last_page = max(1, min(MAX_PAGE, -(-count // PER_PAGE)))
+    try:
+        page = min(max(int(data.get("page", 1)), 1), last_page)
+    except ValueError:
+        page = 1
+    offset = (page - 1) * PER_PAGE
+    rows = list(queryset.select_related("owner").defer("search_document", "properties")[offset: offset + PER_PAGE + 1])
+    has_next = len(rows) > PER_PAGE
+    rows = rows[:PER_PAGE]
+    tags = top_tags_by_contact([contact.pk for contact in rows])
+    labels = [label.rows(rows) for label in SCORE_LABELS]
+    for contact in rows:
+        contact.top_tags = tags.get(contact.pk, [])
+        # every label is safe HTML (see contacts.registry.ScoreLabel)
+        contact.score_label = mark_safe("".join(by_contact.get(contact.pk, "") for by_contact in labels))
+    query = data.copy()
+    query.pop("page", None)
+    return {
+        "filter": filterset,
+        "contacts": rows,
+        "count": count,
+        "count_exact": exact,
+        "page": page,
+        "has_next": has_next,
+        "has_previous": page > 1,
+        "next_page": page + 1,
+        "previous_page": page - 1,
+        "base_query": query.urlencode(),
+        "is_filtered": filtered,
+        "can_bulk": has_role(request.user, MARKETER),
+        "bulk_form": BulkActionForm(owner_choices=owner_choices()),
+        "selection_limit": SELECTION_LIMIT,
+        "count_cap": COUNT_CAP,
+        # rendered once per page: an include per row is most of a 50-row page's rendering time
+        "icons": {"star": render_to_string("includes/icon.html", {"name": "star", "size": 12})},
+    }
+
+
+@require_GET
+@role_required(MARKETER, SALES)
+def contact_list(request: HttpRequest) -> HttpResponse:
+    return render_page(request, "contacts/list.html", _list_context(request, request.GET), partial="results")
+
+
+@require_POST
+@role_required(MARKETER)
+def contact_bulk(request: HttpRequest) -> HttpResponse:
+    """A bulk action on the ticked contacts (done now) or on all contacts matching the filters (a Job)."""
+    form = BulkActionForm(request.POST, owner_choices=owner_choices())
+    query = request.POST.get("query", "")
+    if not form.is_valid():
+        errors = "; ".join(f"{form.fields[name].label if name in form.fields else name}: {' '.join(map(str, errs))}"
+                           for name, errs in form.errors.items())
+        return toast(HttpResponse(status=204), errors, "error")
+    params = form.params()
+    if form.cleaned_data["scope"] == "all":
+        filterset = ContactFilterSet(QueryDict(query), queryset=Contact.objects.all())
+        params["query"] = query
+        title = bulk_title(params, "all contacts matching the filters" if filterset.is_filtered else "all contacts")
+        job = job_start(contacts_bulk_task, title=title, params=params, user=request.user)
+        response = render(request, "contacts/bulk_status.html", {"job": job, "poll_url": reverse(
+            "contacts:bulk_status", kwargs={"job_id": job.pk})})
+        return toast(response, "Started: " + title, "info")
+    ids = form.cleaned_data["ids"]
+    if not ids:
+        return toast(HttpResponse(status=204), "Tick some contacts first, or use “all matching”.", "warning")
+    changed = bulk_apply(Contact.objects.filter(pk__in=ids), params, user=request.user)
+    response = render(request, "contacts/list.html#results", _list_context(request, QueryDict(query)))
+    return toast(response, bulk_title(params, f"{len(ids)} selected contacts") + f" — {changed} changed.")
+
+
+def bulk_title(params: dict, target: str) -> str:
+    action = params["action"]
+    if action == "add_tag":
+        score = int(params["score"])
+        return f"Add {params['tag']} ({'+' if score > 0 else ''}{score}) to {target}"
+    if action == "remove_tag":
+        return f"Remove {params['tag']} from {target}"
+    return f"Assign an owner to {target}"
+
+
+@require_GET
+@role_required(MARKETER)
+def bulk_status(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(Job, pk=job_id, kind="contacts_bulk")
+    return render(request, "contacts/bulk_status.html",
+                  {"job": job, "poll_url": reverse("contacts:bulk_status", kwargs={"job_id": job.pk})})
+
+
+@require_GET
+@role_required(MARKETER)
+def contact_export_csv(request: HttpRequest) -> StreamingHttpResponse:
+    """CSV of the filtered list, or of ``ids``; streamed, every cell formula-escaped."""
+    ids = [int(value) for value in request.GET.get("ids", "").split(",") if value.strip().isdigit()]
+    queryset: QuerySet[Contact]
+    if ids:
+        queryset = Contact.objects.filter(pk__in=ids[:SELECTION_LIMIT]).order_by("id")
+    else:
+        queryset = ContactFilterSet(request.GET, queryset=Contact.objects.all()).qs
+    response = StreamingHttpResponse(csv_lines(contacts_export_rows(queryset)), content_type="text/csv; charset=utf-8")
+    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+    response["Content-Disposition"] = f'attachment; filename="contacts-{stamp}.csv"'
+    return response

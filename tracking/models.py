@@ -1,0 +1,160 @@
+"""Sources (write keys for Segment-compatible libraries), the identities they link to contacts,
+messages waiting for their visitor to be identified, and what the live debugger shows."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.utils import timezone
+
+
+class SourceQuerySet(models.QuerySet):
+    def active(self) -> SourceQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+
+class Source(models.Model):
+    """Where tracked messages come from. A server key is a secret; a browser key is public (it
+    sits in the shop's pages), so a browser source only answers its allowed origins and may not
+    set consents. Only the key's SHA-256 is stored; the key itself is shown once."""
+
+    KIND_SERVER = "server"
+    KIND_BROWSER = "browser"
+    KINDS = [(KIND_SERVER, "Server (secret key)"), (KIND_BROWSER, "Browser (public key, allowed origins)")]
+
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=10, choices=KINDS)
+    key_prefix = models.CharField(max_length=12, help_text="The first characters, to recognise a key in lists.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    allowed_origins = ArrayField(models.CharField(max_length=200), default=list, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = SourceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+    @staticmethod
+    def hash_key(raw_key: str) -> str:
+        return hashlib.sha256(raw_key.encode()).hexdigest()
+
+    @staticmethod
+    def new_key() -> str:
+        return "mhw_" + secrets.token_urlsafe(24)
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @property
+    def is_browser(self) -> bool:
+        return self.kind == self.KIND_BROWSER
+
+
+class Identity(models.Model):
+    """An id a tracking library knows a person by, linked to the contact it resolved to. The same
+    id is one person across sources (a shop's server and browser sources share user ids)."""
+
+    KIND_USER = "user"
+    KIND_ANONYMOUS = "anonymous"
+    KINDS = [(KIND_USER, "userId"), (KIND_ANONYMOUS, "anonymousId")]
+
+    kind = models.CharField(max_length=10, choices=KINDS)
+    value = models.CharField(max_length=200)
+    contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="identities")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "value"], name="tracking_identity_kind_value_uniq")]
+        indexes = [models.Index(fields=["contact"], name="tracking_identity_contact_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.value}"
+
+
+class HeldMessage(models.Model):
+    """A valid message whose visitor no identify has linked to an email yet. It is applied, through
+    the normal ingestion, in the transaction that links its userId or anonymousId."""
+
+    key = models.CharField(max_length=160, unique=True, help_text="The message's idempotency key.")
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
+    user_id = models.CharField(max_length=200, blank=True, default="")
+    anonymous_id = models.CharField(max_length=200, blank=True, default="")
+    message = models.JSONField(help_text="The cleaned message, timestamp already corrected.")
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user_id"], name="tracking_held_user_idx", condition=~models.Q(user_id="")),
+            models.Index(fields=["anonymous_id"], name="tracking_held_anon_idx", condition=~models.Q(anonymous_id="")),
+            models.Index(fields=["received_at"], name="tracking_held_received_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class MessageReceipt(models.Model):
+    """The idempotency key of an identify, alias or group message (track, page and screen keep
+    theirs in the events' receipts)."""
+
+    key = models.CharField(max_length=160, primary_key=True)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class MessageLog(models.Model):
+    """The live debugger: the last messages of each source (capped, see ``LOG_KEEP``)."""
+
+    LOG_KEEP = 100
+    ACCEPTED = "accepted"
+    HELD = "held"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+    STATUSES = [(ACCEPTED, "Accepted"), (HELD, "Waiting for identify"), (DUPLICATE, "Duplicate"),
+                (REJECTED, "Rejected")]
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="log")
+    received_at = models.DateTimeField(default=timezone.now)
+    message_type = models.CharField(max_length=20, blank=True, default="")
+    message_id = models.CharField(max_length=200, blank=True, default="")
+    label = models.CharField(max_length=200, blank=True, default="", help_text="Event or page name.")
+    status = models.CharField(max_length=10, choices=STATUSES)
+    reason = models.TextField(blank=True, default="")
+    event_type = models.CharField(max_length=20, blank=True, default="")
+    event_id = models.CharField(max_length=160, blank=True, default="")
+    contact = models.ForeignKey("contacts.Contact", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    visitor = models.CharField(max_length=200, blank=True, default="", help_text="userId or anonymousId.")
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["source", "-id"], name="tracking_log_source_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.message_type} {self.message_id}"
+
+
+class HourlyCount(models.Model):
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField()
+    accepted = models.IntegerField(default=0)
+    duplicates = models.IntegerField(default=0)
+    rejected = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "hour"], name="tracking_hourly_source_hour_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.source_id} {self.hour:%Y-%m-%d %H}:00"
