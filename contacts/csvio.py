@@ -1,16 +1,45 @@
-"""CSV in and out: formula-safe export, and the import (validate rows, upsert set-based per chunk)."""
+"""CSV in and out: formula-safe export, and the import (validate rows, upsert set-based per chunk).
+
+The export is written for spreadsheets set to either list separator (``,`` or, in Poland and
+Germany, ``;``) and the import undoes exactly what the export does, so export → import keeps every
+value:
+
+- The file starts with a UTF-8 BOM (Excel otherwise reads it as the ANSI code page: ``Kraków``
+  garbled). The import ignores a BOM.
+- A cell holding ``,`` ``;`` a quote, a tab or a line break is quoted (RFC 4180, quotes doubled),
+  whatever the delimiter, so a reader splitting on either separator keeps it whole.
+- Formula guard (OWASP "CSV injection"): a spreadsheet may start a cell at the start of the value
+  or after any of ``, ; " tab CR LF`` inside it (a ``;`` spreadsheet opening the ``,`` file splits
+  the text where we did not). At each such cell start, text that begins with a formula character
+  (``= + - @`` tab CR), possibly after apostrophes, gets one more apostrophe in front. Exception:
+  a number or phone number is not a formula — text made of digits, spaces, dashes, dots and
+  parentheses with an optional leading ``+`` or ``-`` and at least one digit (``-5``, ``-12.5``,
+  ``+48 763 901 750``, ``+1-555-0100``) is left as it is: without letters, quotes or ``!|:$`` it
+  cannot call a function or reference anything, so at worst a spreadsheet shows it as arithmetic.
+  At the start of the value the whole value must have that form; after a separator, the text up to
+  the next separator. The import removes one apostrophe wherever apostrophes followed by a formula
+  character open a cell start, which inverts the guard exactly (a value that itself begins with
+  ``'=`` is exported as ``''=``).
+- Tags are ``name:score`` joined by ``;``, strongest first; a name holding ``;`` ``|`` ``:`` or a
+  quote is written in double quotes with inner quotes doubled (``"a;b":2``). The import reads that,
+  and what people type by hand: ``kurtki:3;buty:2``, ``kurtki:3|buty:2``, ``vip`` (score 1).
+- The import detects the delimiter from the header line (``,`` ``;`` or tab, whichever appears most;
+  ``,`` on a tie). In a file whose tags column is the last one, an unquoted tags cell split by the
+  delimiter (``kurtki:3;buty:2`` in a ``;`` file) is joined back instead of losing its tail.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from django.contrib.postgres.aggregates import StringAgg
+from django.contrib.postgres.aggregates import JSONBAgg
 from django.db import connection, transaction
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import F, Func, JSONField, OuterRef, QuerySet, Subquery
 
 from contacts.models import ContactImport, ContactTag, TagScoreChange
 from contacts.scoring import tag_scores_set, tags_ensure
@@ -25,30 +54,83 @@ from contacts.services import (
     suppressed_emails,
 )
 
+BOM = "\ufeff"
 # Spreadsheets run a cell starting with one of these as a formula (OWASP "CSV injection").
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# After one of these a spreadsheet may start a new cell (a separator of either kind, a quote, a line
+# break, a tab), so the guard checks the text after each of them too.
+_CELL_BREAK = re.compile(r"[,;\"\t\r\n]")
+_FORMULA_AT = re.compile(r"'*[=+\-@\t\r]")
+_GUARDED_AT = re.compile(r"'+[=+\-@\t\r]")
+# A number or phone number: harmless however a spreadsheet reads it (see the module docstring).
+_NUMBER_OR_PHONE = re.compile(r"[+-]?[0-9 ().-]*[0-9][0-9 ().-]*")
+_NEEDS_QUOTES = re.compile(r"[,;\"\t\r\n]")
+
+
+def _cell_starts(text: str) -> list[int]:
+    return [0, *(match.end() for match in _CELL_BREAK.finditer(text))]
+
+
+def _starts_a_formula(text: str, start: int) -> bool:
+    if not _FORMULA_AT.match(text, start):
+        return False
+    if start == 0:
+        piece = text
+    else:
+        following_break = _CELL_BREAK.search(text, start)
+        piece = text[start:following_break.start() if following_break else len(text)]
+    return not _NUMBER_OR_PHONE.fullmatch(piece)
 
 
 def csv_safe(value) -> str:
-    """A cell value a spreadsheet shows as text: formula-like strings get a leading apostrophe."""
+    """A cell value a spreadsheet shows as text: an apostrophe before every formula-like cell start
+    (at the start and after each separator, quote or line break; numbers and phone numbers
+    excepted). ``csv_unguard`` inverts it."""
     if value is None:
         return ""
     text = str(value)
-    if text.startswith(FORMULA_PREFIXES):
-        return "'" + text
+    if not _CELL_BREAK.search(text):  # the usual cell: one cell start
+        return "'" + text if _starts_a_formula(text, 0) else text
+    starts = [start for start in _cell_starts(text) if _starts_a_formula(text, start)]
+    if not starts:
+        return text
+    parts, last = [], 0
+    for start in starts:
+        parts.append(text[last:start])
+        parts.append("'")
+        last = start
+    parts.append(text[last:])
+    return "".join(parts)
+
+
+def csv_unguard(text: str) -> str:
+    """The value ``csv_safe`` was given: one apostrophe removed wherever apostrophes followed by a
+    formula character open a cell start."""
+    if "'" not in text:
+        return text
+    drop = {start for start in _cell_starts(text) if _GUARDED_AT.match(text, start)}
+    if not drop:
+        return text
+    return "".join(char for index, char in enumerate(text) if index not in drop)
+
+
+def _csv_cell(value) -> str:
+    text = csv_safe(value)
+    if _NEEDS_QUOTES.search(text):
+        return '"' + text.replace('"', '""') + '"'
     return text
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 def csv_lines(rows: Iterable[Iterable]) -> Iterator[str]:
-    """Encode rows as CSV lines, every cell through ``csv_safe`` (for a StreamingHttpResponse)."""
-    writer = csv.writer(_Echo())
+    """Encode rows as CSV lines (for a StreamingHttpResponse): a UTF-8 BOM first, ``,`` between
+    cells, every cell through ``csv_safe`` and quoted when it holds either separator, a quote, a tab
+    or a line break."""
+    yield BOM
     for row in rows:
-        yield writer.writerow([csv_safe(cell) for cell in row])
+        cells = [_csv_cell(cell) for cell in row]
+        if cells == [""]:
+            cells = ['""']  # a lone empty cell, else the line would read as no cells at all
+        yield ",".join(cells) + "\r\n"
 
 
 EXPORT_HEADER = ["email", "first_name", "last_name", "phone", "country", "city", "birth_date", "score",
@@ -57,28 +139,37 @@ EXPORT_HEADER = ["email", "first_name", "last_name", "phone", "country", "city",
 
 def contacts_export_rows(queryset: QuerySet) -> Iterator[list]:
     """Header + one row per contact, streamed from a server-side cursor in chunks (never all loaded).
-    Tags are ``name:score;…`` strongest first, the import format, so an export re-imports as is."""
+    Tags are ``name:score;…`` strongest first (``tags_format``), the import format, so an export
+    re-imports as is."""
+    pair = Func(F("tag__name"), F("score"), function="jsonb_build_array", output_field=JSONField())
     tags = (
         ContactTag.objects.filter(contact=OuterRef("pk"))
         .values("contact")
-        .annotate(joined=StringAgg(
-            _tag_pair(), delimiter=";", order_by=("-score", "tag__name")))
-        .values("joined")
+        .annotate(pairs=JSONBAgg(pair, order_by=("-score", "tag__name")))
+        .values("pairs")
     )
-    rows = queryset.annotate(tag_list=Subquery(tags)).values_list(
+    rows = queryset.annotate(tag_pairs=Subquery(tags, output_field=JSONField())).values_list(
         "email", "first_name", "last_name", "phone", "country", "city", "birth_date", "score",
-        "owner__username", "created_at", "last_activity_at", "tag_list",
+        "owner__username", "created_at", "last_activity_at", "tag_pairs",
     )
     yield EXPORT_HEADER
     for row in rows.iterator(chunk_size=2000):
-        yield [value.isoformat() if hasattr(value, "isoformat") else value for value in row]
+        *values, pairs = row
+        yield [*(value.isoformat() if hasattr(value, "isoformat") else value for value in values),
+               tags_format(pairs or [])]
 
 
-def _tag_pair():
-    from django.db.models import CharField, Value
-    from django.db.models.functions import Cast, Concat
+_TAG_NAME_NEEDS_QUOTES = re.compile(r"[;|:\"\r\n]|^\s|\s$")
 
-    return Concat("tag__name", Value(":"), Cast("score", CharField()), output_field=CharField())
+
+def tags_format(pairs: Iterable) -> str:
+    """[("kurtki", 3), ("a;b", 2)] → ``kurtki:3;"a;b":2`` (``parse_tags`` reads it back)."""
+    cells = []
+    for name, score in pairs:
+        if _TAG_NAME_NEEDS_QUOTES.search(name):
+            name = '"' + name.replace('"', '""') + '"'
+        cells.append(f"{name}:{score}")
+    return ";".join(cells)
 
 
 # --- import -------------------------------------------------------------------------------------
@@ -114,10 +205,12 @@ def decode_upload(raw: bytes) -> str:
 
 def sniff_reader(text: str) -> csv.reader:
     """A reader for the file's delimiter: whichever of , ; tab appears most in the header line
-    (the header rarely quotes, so this beats sniffing rows whose tag cells hold ';')."""
+    (the header rarely quotes, so this beats sniffing rows whose tag cells hold ';'); a BOM at the
+    start is ignored."""
+    text = text.removeprefix(BOM)
     first_line = text.split("\n", 1)[0]
     delimiter = max((",", ";", "\t"), key=first_line.count)
-    return csv.reader(io.StringIO(text), delimiter=delimiter)
+    return csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
 
 
 def read_header_and_preview(text: str, preview_rows: int = 5) -> tuple[list[str], list[list[str]]]:
@@ -127,7 +220,7 @@ def read_header_and_preview(text: str, preview_rows: int = 5) -> tuple[list[str]
         raise ValueError("The file has no header row.")
     preview = []
     for row in reader:
-        preview.append(row)
+        preview.append([csv_unguard(cell) for cell in row])  # as the import will read them
         if len(preview) >= preview_rows:
             break
     return [cell.strip() for cell in header], preview
@@ -148,21 +241,64 @@ def guess_mapping(header: list[str]) -> dict[str, int]:
 
 
 def parse_tags(value: str) -> list[tuple[str, int]]:
-    """``"kurtki:4;Sukienki:1;vip"`` → [("kurtki", 4), ("Sukienki", 1), ("vip", 1)]."""
+    """``kurtki:4;"a;b":2|vip`` → [("kurtki", 4), ("a;b", 2), ("vip", 1)].
+
+    Items are separated by ``;`` or ``|``; a name is either quoted (``"…"``, inner quotes doubled,
+    any character allowed) or everything up to the item's last ``:``; no ``:score`` means 1."""
     tags = []
-    for part in value.split(";"):
-        if not part.strip():
-            continue
-        name, separator, score_text = part.rpartition(":")
-        if not separator:
-            name, score_text = part, "1"
+    position, length = 0, len(value)
+    while position < length:
+        while position < length and value[position].isspace():
+            position += 1
+        if position < length and value[position] == '"':
+            name, position = _quoted_tag_name(value, position)
+            end = _tag_item_end(value, position)
+            rest = value[position:end].strip()
+            if not rest:
+                score_text = "1"
+            elif rest.startswith(":"):
+                score_text = rest[1:]
+            else:
+                raise ValueError(f"After the quoted tag name {name!r} write ':' and a score, not {rest!r}.")
+        else:
+            end = _tag_item_end(value, position)
+            part = value[position:end]
+            if not part.strip():
+                position = end + 1
+                continue
+            name, separator, score_text = part.rpartition(":")
+            if not separator:
+                name, score_text = part, "1"
         name = clean_tag_name(name)
         score_text = score_text.strip()
         if not score_text.isdigit() or not 1 <= int(score_text) <= MAX_TAG_SCORE_STEP:
             raise ValueError(f"Score of tag {name!r} must be a whole number from 1 to {MAX_TAG_SCORE_STEP}, "
                              f"got {score_text!r}.")
         tags.append((name, int(score_text)))
+        position = end + 1
     return tags
+
+
+def _tag_item_end(value: str, position: int) -> int:
+    """Index of the next item separator (``;`` or ``|``) at or after ``position``, else the end."""
+    ends = [index for index in (value.find(";", position), value.find("|", position)) if index >= 0]
+    return min(ends) if ends else len(value)
+
+
+def _quoted_tag_name(value: str, position: int) -> tuple[str, int]:
+    """The quoted name opening at ``position`` and the index after its closing quote."""
+    chars = []
+    index = position + 1
+    while index < len(value):
+        if value[index] == '"':
+            if value[index + 1:index + 2] == '"':
+                chars.append('"')
+                index += 2
+                continue
+            return "".join(chars), index + 1
+        chars.append(value[index])
+        index += 1
+    raise ValueError(f"A quoted tag name is not closed: {value[position:]!r}.")
 
 
 @dataclass
@@ -181,7 +317,7 @@ def parse_row(number: int, row: list[str], mapping: dict[str, int], header: list
         index = mapping.get(target)
         if index is None:
             return None
-        return row[index].strip() if index < len(row) else ""
+        return csv_unguard(row[index].strip()) if index < len(row) else ""
 
     def column_name(target: str) -> str:
         return header[mapping[target]] if mapping.get(target) is not None else target
@@ -225,6 +361,21 @@ def parse_row(number: int, row: list[str], mapping: dict[str, int], header: list
     return ParsedRow(number, item, tags), []
 
 
+def _rejoin_split_tags(row: list[str], header: list[str], tags_index: int | None) -> list[str]:
+    """A row whose unquoted last cell, the tags, was split by the file's delimiter
+    (``a@x.pl;kurtki:3;buty:2`` under the header ``email;tags``): the tags cell joined back (``;``
+    separates tags whatever the delimiter was), so no tag is silently dropped."""
+    width = len(header)
+    if tags_index != width - 1 or len(row) <= width:
+        return row
+    tail = row[tags_index:]
+    while len(tail) > 1 and not tail[-1].strip():
+        tail.pop()
+    if len(tail) == 1:
+        return [*row[:tags_index], tail[0]]
+    return [*row[:tags_index], ";".join(tail)]
+
+
 @dataclass
 class ImportChunk:
     """Up to CHUNK_ROWS data rows of the file: the valid ones parsed, the invalid ones' errors."""
@@ -251,6 +402,7 @@ def contacts_import_chunks(contact_import: ContactImport, *, after_row: int = 0,
         chunk.last_row = number
         if not any(cell.strip() for cell in row):
             continue
+        row = _rejoin_split_tags(row, header, mapping.get("tags"))
         chunk.rows += 1
         parsed, row_errors = parse_row(number, row, mapping, header)
         if parsed is None:

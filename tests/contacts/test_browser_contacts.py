@@ -123,7 +123,7 @@ def test_marketer_imports_a_csv_with_two_bad_rows(live_server, login_page, marke
     shot(page, "contacts-import-done")
     with page.expect_download() as download_info:
         page.get_by_test_id("error-report").click()
-    report = Path(download_info.value.path()).read_text(encoding="utf-8").splitlines()
+    report = Path(download_info.value.path()).read_text(encoding="utf-8-sig").splitlines()
     assert report[0] == "row,column,problem"
     assert [line.split(",")[:2] for line in report[1:]] == [["3", "email"], ["4", "birth_date"]]
     assert set(Contact.objects.values_list("email", flat=True)) == {"ola@example.com", "ewa@example.com"}
