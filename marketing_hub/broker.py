@@ -25,6 +25,7 @@ import threading
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import sqlalchemy as kombu_sqlalchemy
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from core.locks import BROKER_SCHEMA
@@ -53,6 +54,16 @@ class Channel(kombu_sqlalchemy.Channel):
         for session in self._all_sessions:
             session.close()
         self._all_sessions.clear()
+
+    def _get_or_create(self, queue):
+        """kombu's look-up-or-insert of a queue row is guarded only inside one process: two
+        processes publishing to a new queue at once (two web workers after a deploy) both insert
+        it, and one got a unique violation instead of publishing. The loser reads the winner's row."""
+        try:
+            return super()._get_or_create(queue)
+        except IntegrityError:
+            self.session.rollback()
+            return self.session.query(self.queue_cls).filter(self.queue_cls.name == queue).one()
 
     def _engine_from_config(self):
         conninfo = self.connection.client

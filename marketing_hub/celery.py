@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import worker_process_init
+from django.db import connections
 
 import marketing_hub.broker  # noqa: F401  (registers the "mhsqla" broker transport)
 
@@ -13,6 +15,19 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketing_hub.settings")
 app = Celery("marketing_hub")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_process_init.connect
+def _name_database_sessions_after_the_process(**kwargs: object) -> None:
+    """Each pool process names its database sessions "<application_name>/<pid>", so an operator
+    (or a test) reading pg_stat_activity knows which process holds which backend — over a Unix
+    socket there is no client port to tell them apart."""
+    for connection in connections.all(initialized_only=True):
+        connection.close()
+    for alias in connections:
+        options = connections.settings[alias].setdefault("OPTIONS", {})
+        base = str(options.get("application_name") or "marketing-hub-worker").split("/")[0]
+        options["application_name"] = f"{base}/{os.getpid()}"[:63]
 
 
 def _env_positive_int(name: str, default: int) -> int:

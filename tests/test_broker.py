@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import threading
 import uuid
+from unittest import mock
 
 import psycopg
 import pytest
 from django.db import connection
 from kombu import Connection
+from sqlalchemy.orm import Query
 
 from core.locks import BROKER_SCHEMA
 
@@ -62,3 +64,34 @@ def test_opening_the_broker_waits_for_the_schema_lock_then_has_its_tables():
     with connection.cursor() as cursor:
         cursor.execute("SELECT to_regclass('kombu_queue') IS NOT NULL AND to_regclass('kombu_message') IS NOT NULL")
         assert cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_queue_another_process_created_between_look_up_and_insert_is_used_not_an_error():
+    # given the broker's tables, and a new queue that another process inserts after this process
+    # looked it up and found nothing (kombu guards the look-up-then-insert only within a process)
+    queue = f"broker-race-{uuid.uuid4().hex[:8]}"
+    with Connection(_broker_url()) as broker:
+        channel = broker.default_channel
+        channel.queue_declare(queue=f"broker-test-{uuid.uuid4().hex[:8]}")  # opens and creates the tables
+        real_first = Query.first
+        misses = {"left": 2}  # kombu looks up twice (before and inside its mutex)
+
+        def first_missing_until_inserted(query):
+            if misses["left"] and query.column_descriptions[0]["entity"] is channel.queue_cls:
+                misses["left"] -= 1
+                if not misses["left"]:
+                    with connection.cursor() as cursor:
+                        cursor.execute("INSERT INTO kombu_queue (id, name) VALUES (nextval('queue_id_sequence'), %s)", [queue])
+                return None
+            return real_first(query)
+
+        # when this process declares the queue
+        with mock.patch.object(Query, "first", first_missing_until_inserted):
+            declared = channel._get_or_create(queue)
+        # then it uses the other process's row instead of failing on the unique name
+        assert misses["left"] == 0
+        assert declared.name == queue
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM kombu_queue WHERE name = %s", [queue])
+            assert cursor.fetchone()[0] == 1

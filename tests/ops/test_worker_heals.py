@@ -30,22 +30,23 @@ def _pending() -> int:
     return PendingEvent.objects.count()
 
 
-def _blocked_worker_backend() -> int | None:
-    """The client port of a worker backend waiting on a lock inside its batch transaction."""
+def _blocked_worker_process() -> int | None:
+    """The pid of the pool process whose backend waits on a lock inside its batch transaction (pool
+    processes name their sessions "<application_name>/<pid>")."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT client_port FROM pg_stat_activity WHERE datname = current_database() "
-            "AND application_name = 'mh-heal-worker' AND wait_event_type = 'Lock' LIMIT 1"
+            "SELECT application_name FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name LIKE 'mh-heal-worker/%%' AND wait_event_type = 'Lock' LIMIT 1"
         )
         row = cursor.fetchone()
-    return row[0] if row else None
+    return int(row[0].rsplit("/", 1)[1]) if row else None
 
 
-def _pool_process_using_port(worker_pid: int, port: int) -> psutil.Process:
+def _pool_process(worker_pid: int, pid: int) -> psutil.Process:
     for child in psutil.Process(worker_pid).children():
-        if any(conn.laddr and conn.laddr.port == port for conn in child.net_connections(kind="tcp")):
+        if child.pid == pid:
             return child
-    raise AssertionError(f"no pool process of {worker_pid} has a connection from port {port}")
+    raise AssertionError(f"{pid} is not a pool process of {worker_pid}")
 
 
 def _hold_tag_lock(email: str):
@@ -85,8 +86,8 @@ def test_sigkill_of_one_pool_process_mid_batch_heals_without_restart(ingest_api)
                 for i in range(start, start + 1000)
             ]})
             assert response.status_code == 202
-        port = wait_for(_blocked_worker_backend, timeout=60, message="a pool process to block inside its batch")
-        victim = _pool_process_using_port(worker.process.pid, port)
+        pid = wait_for(_blocked_worker_process, timeout=60, message="a pool process to block inside its batch")
+        victim = _pool_process(worker.process.pid, pid)
 
         # when that pool process is SIGKILLed mid-batch (and the lock then goes away)
         os.kill(victim.pid, signal.SIGKILL)
