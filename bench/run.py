@@ -7,7 +7,8 @@
    counts (``segments.services.segment_count`` vs hand-written SQL, interleaved, at least 7 runs)
    and the full segment refresh, p95 server time of the contact list / card / hot
    leads views, end-to-end ingestion with a real worker (PostgreSQL and Redis brokers), full
-   recomputes (app vs SQL), table sizes.
+   recomputes (app vs SQL), webhooks, 20 concurrent users against the server as ``make run``
+   starts it (quiet and while ingesting), table sizes.
 3. One JSON document on stdout and in ``bench/results/latest.json``. Progress goes to stderr.
 
 It asserts nothing: a figure that cannot be measured is ``null`` with a ``reason``.
@@ -33,7 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 GENERATOR = ROOT / "demo" / "datagen.py"
-PARTS = ("segments", "views", "recompute", "ingest", "webhooks", "sizes")
+PARTS = ("segments", "views", "recompute", "ingest", "webhooks", "load", "sizes")
 SEGMENT_MIN_RUNS = 7
 
 
@@ -558,6 +559,37 @@ def measure_webhooks(database_name: str) -> list[dict]:
     return webhooks.measure(database_name, emails, ingest_key, admin_key)
 
 
+def measure_load(database_name: str, contacts: int) -> list[dict]:
+    """concurrent_users_p95_ms (quiet and while ingesting): 20 logged-in users against the web
+    server as `make run` starts it (bench/load.py)."""
+    from django.urls import reverse
+
+    # local import: main() chooses the bench database and sets Django up first
+    from bench import load
+    from core.models import ApiKey
+    from demo.users import DEMO_USERS, ensure_demo_users
+
+    ensure_demo_users()
+    _, ingest_key = ApiKey.issue(name="bench load ingest", scope=ApiKey.SCOPE_INGEST)
+    _, admin_key = ApiKey.issue(name="bench load admin", scope=ApiKey.SCOPE_ADMIN)
+    emails = [row[0] for row in _rows("SELECT email FROM contacts_contact ORDER BY md5(id::text) LIMIT 20000")]
+    views = _view_urls(contacts)
+    # 200 contacts spread over the table by a hash of the id: rich and poor cards alike
+    cards = [reverse("contacts:card", kwargs={"contact_id": row[0]})
+             for row in _rows("SELECT id FROM contacts_contact ORDER BY md5(id::text) LIMIT 200")]
+    urls = {"list": views["contact_list_p95_ms"], "card": cards, "hot": views["hot_leads_p95_ms"], "dashboard": ["/"]}
+    from django.db import connections
+
+    connections.close_all()
+    try:
+        return load.measure(database_name, users=DEMO_USERS, urls=urls, emails=emails, ingest_key=ingest_key,
+                            admin_key=admin_key, say=say)
+    except Exception as exc:
+        traceback.print_exc()
+        return [missing(name, f"{type(exc).__name__}: {exc} (logs: bench/results/load-*.log)")
+                for name in ("concurrent_users_p95_ms", "concurrent_users_p95_ms_ingesting")]
+
+
 def _rows(sql: str) -> list[tuple]:
     from django.db import connection
 
@@ -700,6 +732,8 @@ def main(argv: list[str] | None = None) -> int:
         figures += measure_ingest(name, total, args.ingest_runs)
     if "webhooks" not in skip:
         figures += measure_webhooks(name)
+    if "load" not in skip:
+        figures += measure_load(name, args.contacts)
     from django.db import connection
 
     connection.ensure_connection()
