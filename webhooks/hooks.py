@@ -22,19 +22,24 @@ from webhooks.tasks import webhooks_pump_task
 logger = logging.getLogger(__name__)
 
 # A busy rules engine sends contacts_changed for every batch: kick the pump at most this often per
-# process (beat's sweep every 2 s catches anything a skipped kick would have started).
+# process. A commit inside the interval is not dropped: one kick is queued for the interval's end
+# (countdown), so a lead that turns hot reaches the pump within this, not at beat's next sweep.
 KICK_INTERVAL_SECONDS = 0.5
-_last_kick = 0.0
+_kick_at = float("-inf")  # monotonic time of the last kick sent or queued
 
 
 def _kick_pump() -> None:
-    global _last_kick
+    global _kick_at
     now = time.monotonic()
-    if now - _last_kick < KICK_INTERVAL_SECONDS:
-        return
-    _last_kick = now
+    if _kick_at > now:
+        return  # a queued kick is still to come: it covers this commit
+    countdown = max(0.0, _kick_at + KICK_INTERVAL_SECONDS - now)
+    _kick_at = now + countdown
     try:
-        webhooks_pump_task.delay()
+        if countdown:
+            webhooks_pump_task.apply_async(countdown=countdown)
+        else:
+            webhooks_pump_task.delay()
     except Exception:  # the broker is down: beat's sweep starts the pump later
         logger.warning("could not enqueue the webhooks pump", exc_info=True)
 

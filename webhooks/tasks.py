@@ -30,23 +30,43 @@ DELIVERIES_KEEP_DAYS = 30
 def webhooks_pump(*, time_budget: float = 20.0) -> dict[str, Any]:
     """Fan the outbox out and send what is due, until both are empty or the budget is spent.
     One pump at a time (a session lock): beat's ticks and the after-commit kicks find it taken
-    and leave, so pumps never take every worker process from the rules engine."""
-    with connection.cursor() as cursor, locks.advisory_session_lock(cursor, locks.WEBHOOK_PUMP, wait=False) as held:
-        if not held:
-            return {"busy": True}
-        deadline = time.monotonic() + time_budget
-        totals = {"messages": 0, "deliveries": 0, "sent": 0, "more": False}
-        while True:
-            fanned = outbox_fanout()
-            totals["messages"] += fanned["messages"]
-            totals["deliveries"] += fanned["deliveries"]
-            sent = deliveries_send_due(time_budget=max(0.0, deadline - time.monotonic()))
-            totals["sent"] += sent["sent"]
-            if not fanned["messages"] and not sent["sent"]:
-                return totals
-            if time.monotonic() > deadline:
-                totals["more"] = outbox_pending() or deliveries_due()
-                return totals
+    and leave, so pumps never take every worker process from the rules engine.
+
+    A kick that finds the lock taken leaves, trusting the running pump to see its message; but that
+    pump may have made its last check just before the message committed. So after releasing the
+    lock the pump checks once more and goes round again when messages wait: a message committed
+    while a pump runs is sent by it, not by beat's next sweep (seconds later)."""
+    deadline = time.monotonic() + time_budget
+    totals: dict[str, Any] = {"messages": 0, "deliveries": 0, "sent": 0, "more": False}
+    idle_passes = 0
+
+    def fan_out_chunk() -> dict:
+        fanned = outbox_fanout(max_chunks=1)
+        totals["messages"] += fanned["messages"]
+        totals["deliveries"] += fanned["deliveries"]
+        return fanned
+
+    while True:
+        with connection.cursor() as cursor, \
+                locks.advisory_session_lock(cursor, locks.WEBHOOK_PUMP, wait=False) as held:
+            if not held:
+                return {**totals, "busy": True}
+            worked = False
+            while True:
+                # one chunk, then send: the next chunks are fanned out while calls are in flight
+                fanned = fan_out_chunk()
+                sent = deliveries_send_due(time_budget=max(0.0, deadline - time.monotonic()), between=fan_out_chunk)
+                totals["sent"] += sent["sent"]
+                if not fanned["messages"] and not sent["sent"]:
+                    break
+                worked = True
+                if time.monotonic() > deadline:
+                    totals["more"] = outbox_pending() or deliveries_due()
+                    return totals
+        # (a second pass that finds nothing ends it: rows someone else holds locked are not waited for)
+        idle_passes = 0 if worked else idle_passes + 1
+        if idle_passes >= 2 or time.monotonic() > deadline or not (outbox_pending() or deliveries_due()):
+            return totals
 
 
 @shared_task(name="webhooks.tasks.webhooks_pump_task", ignore_result=True)
