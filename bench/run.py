@@ -544,7 +544,43 @@ def measure_ingest(database_name: str, total: int, runs: int = 3) -> list[dict]:
             cause = _last_error_line(RESULTS / f"ingest-worker-{broker}.log")
             out.append(missing(name, f"{type(exc).__name__}: {exc}" + (f"; worker log: {cause}" if cause else "")
                                + f" (logs: bench/results/ingest-*-{broker}.log)"))
+    out.append(_ingest_with_webhooks(database_name, total, runs, ingest_key, admin_key, emails, out[0]))
     return out
+
+
+def _ingest_with_webhooks(database_name: str, total: int, runs: int, ingest_key: str, admin_key: str,
+                          emails: list[str], without: dict) -> dict:
+    """ingest_events_per_s_webhooks: the same ingestion (database broker) with two active webhooks
+    subscribed to every event type on a loopback receiver, so the outbox is fanned out and
+    delivered while events flow; ``ratio_to_without`` compares it with ``ingest_events_per_s``."""
+    # local import: main() chooses the bench database and sets Django up first
+    from bench.ingest import run_ingest
+    from bench.webhooks import LOOPBACK, Receiver, _cleanup, _webhook
+    from webhooks.models import SUBSCRIBABLE_TYPES
+
+    name = "ingest_events_per_s_webhooks"
+    receiver = Receiver()
+    hooks = [_webhook(receiver.url, list(SUBSCRIBABLE_TYPES)) for _ in range(2)]
+    os.environ["MH_WEBHOOK_ALLOWED_NETS"] = LOOPBACK
+    try:
+        say(f"ingest with two webhooks: {runs} × {total:,} events …")
+        results = run_ingest(broker="postgres-webhooks", broker_url=None, database_name=database_name,
+                             ingest_key=ingest_key, admin_key=admin_key, emails=emails, total=total, runs=runs)
+        median = sorted(results, key=lambda result: result.events_per_s)[len(results) // 2]
+        base = without.get("value")
+        ratio = round(median.events_per_s / base, 2) if base else None
+        say(f"{name}: median {median.events_per_s:,.0f} events/s ({ratio}× without webhooks); "
+            f"{receiver.count():,} calls received")
+        return {"name": name, "value": round(median.events_per_s), "unit": "events/s", "ratio_to_without": ratio,
+                "webhook_calls_received": receiver.count(), **median.as_dict(),
+                "runs": [result.as_dict() for result in results]}
+    except Exception as exc:
+        traceback.print_exc()
+        return missing(name, f"{type(exc).__name__}: {exc} (logs: bench/results/ingest-*-postgres-webhooks.log)")
+    finally:
+        os.environ.pop("MH_WEBHOOK_ALLOWED_NETS", None)
+        _cleanup([hook.pk for hook in hooks])
+        receiver.stop()
 
 
 def measure_webhooks(database_name: str) -> list[dict]:
