@@ -15,5 +15,6 @@ urlpatterns = [
     path("settings/sources/<int:source_id>/revoke/", views.source_revoke_view, name="source_revoke"),
     path("v1/snippet/<str:write_key>.js", views.snippet_js, name="snippet"),
     path("v1/projects/<str:write_key>/settings", views.cdn_settings, name="cdn_settings"),
+    path("analytics-next/<path:name>", views.analytics_asset, name="analytics_asset"),
     re_path(r"^v1/(?P<endpoint>[a-z]+)$", views.intake, name="intake"),
 ]

@@ -29,6 +29,7 @@ from automation.ingestion import ingest_rate_check
 from core.charts import DOWN, MUTED, PRIMARY, figure_dict
 from core.htmx import render_page, wants_fragment
 from core.roles import ADMIN, MARKETER, has_role, role_required
+from tracking import vendoring
 from tracking.forms import SourceForm
 from tracking.intake import (
     MAX_REQUEST_BYTES,
@@ -40,8 +41,8 @@ from tracking.intake import (
 from tracking.models import HourlyCount, MessageLog, Source
 from tracking.services import log_request, messages_ingest, source_for_key, source_issue, source_revoke
 
-ANALYTICS_NEXT_VERSION = "1.84.3"
-ANALYTICS_NEXT_STATIC = f"vendor/analytics-next-{ANALYTICS_NEXT_VERSION}.js"
+ANALYTICS_NEXT_VERSION = vendoring.VERSION
+ANALYTICS_NEXT_STATIC = f"vendor/{vendoring.LIBRARY}"
 
 # Segment's full paths and analytics.js's one-letter ones (it posts to apiHost + "/t", "/p", …).
 ENDPOINTS = {
@@ -250,6 +251,20 @@ def cdn_settings(request: HttpRequest, write_key: str) -> JsonResponse:
         "middlewareSettings": {}, "enabledMiddleware": {}, "legacyVideoPluginsEnabled": False, "remotePlugins": [],
         "analyticsNextEnabled": True, "edgeFunction": {}, "consentSettings": {}, "autoInstrumentationSettings": {},
     })
+
+
+@login_not_required
+@require_GET
+def analytics_asset(request: HttpRequest, name: str) -> HttpResponse:
+    """The library's lazy bundles and its polyfill, where it looks for them (``analytics._cdn``, this
+    host): redirected to their vendored static files, so nothing is loaded from a CDN."""
+    if name == "polyfill.min.js":
+        return redirect(static(f"vendor/{vendoring.POLYFILL}"))
+    bundle = name.removeprefix("bundles/")
+    if bundle != name and bundle.split(".bundle.")[0] in vendoring.BUNDLES and bundle.endswith(".js") \
+            and "/" not in bundle:
+        return redirect(static(f"vendor/{vendoring.BUNDLES_DIR}/bundles/{bundle}"))
+    raise Http404("No such analytics.js asset.")
 
 
 def snippet_tag(request: HttpRequest, write_key: str) -> str:

@@ -18,4 +18,4 @@ ACCESS = {
     "tracking:source_detail": {"roles": READERS, "kwargs": _source},
     "tracking:source_revoke": {"roles": {ADMIN}, "method": "post", "kwargs": _source},
 }
-PUBLIC = {"tracking:intake", "tracking:snippet", "tracking:cdn_settings"}
+PUBLIC = {"tracking:intake", "tracking:snippet", "tracking:cdn_settings", "tracking:analytics_asset"}
