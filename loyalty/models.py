@@ -24,6 +24,9 @@ class Program(models.Model):
     metric = models.JSONField(help_text='e.g. {"type": "tag_score", "tag": "PURCHASE"}')
     downgrade_policy = models.CharField(max_length=10, choices=Downgrade.choices, default=Downgrade.IMMEDIATE)
     grace_days = models.PositiveIntegerField(default=0)
+    # Switched off: tiers stay as they are (frozen) — no recompute, no refresh by events, no due
+    # downgrades — until it is switched on again, which recomputes it.
+    active = models.BooleanField(default=True)
     version = models.BigIntegerField(default=0, help_text="Bumped by every full recompute.")
     recomputed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

@@ -11,13 +11,15 @@ from loyalty.models import Program
 from loyalty.services import program_recompute, tiers_apply_due
 
 
-@job_task("loyalty_recompute", roles=(ADMIN,))
+@job_task("loyalty_recompute", roles=(ADMIN,), label="Loyalty tier recompute")
 def program_recompute_task(job: Job, progress: Progress) -> dict:
     """One set-based statement for the programme, as a single chunk of the job runner: its result
     commits with the job's resume point, so a redelivery after the commit only reports it."""
     program = Program.objects.filter(pk=job.params["program_id"]).first()
     if program is None:
         return {"skipped": "the programme was deleted"}
+    if not program.active:
+        return {"skipped": "the programme is switched off; its tiers are frozen"}
 
     def recompute(cursor) -> dict:
         return program_recompute(program, user=job.created_by, reason=job.params.get("reason") or "Full recompute")
@@ -37,7 +39,7 @@ def programs_recompute_daily_task() -> int:
     edits do not go through the rules engine: a daily full recompute catches both (it writes only
     the rows that change)."""
     count = 0
-    for program in Program.objects.all():
+    for program in Program.objects.filter(active=True):
         program_recompute(program, reason="Daily recompute")
         count += 1
     return count

@@ -1,27 +1,41 @@
 from __future__ import annotations
 
+import logging
+import smtplib
 from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.models import Group
-from django.db import connection, transaction
+from django.contrib.auth.models import AbstractUser
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from contacts.models import Contact
 from core.health import deep_health, stalled_since_for_dashboard
 from core.models import ApiKey
-from core.roles import ADMIN, ALL_ROLES, STAFF, has_role, role_required
+from core.roles import ADMIN, ALL_ROLES, SALES, STAFF, has_role, primary_role, role_required
 from demo.users import DEMO_USERS
 from leads.dashboard import dashboard_context
 from marketing_hub.celery import app as celery_app
-from marketing_hub.forms import ApiKeyForm, UserCreateForm
+from marketing_hub.forms import ApiKeyForm, UserCreateForm, UserEditForm
+from marketing_hub.services import (
+    UserChangeRefused,
+    user_active_set,
+    user_create,
+    user_delete,
+    user_password_reset,
+    user_update,
+    users_history,
+)
 from webhooks.views import switched_off_warning
+
+logger = logging.getLogger(__name__)
 
 
 class LoginView(auth_views.LoginView):
@@ -114,16 +128,96 @@ def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
 def users(request: HttpRequest) -> HttpResponse:
     form = UserCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            user = get_user_model().objects.create_user(
-                username=form.cleaned_data["username"],
-                email=form.cleaned_data["email"],
-                password=form.cleaned_data["password"],
-                first_name=form.cleaned_data["first_name"],
-                last_name=form.cleaned_data["last_name"],
-            )
-            user.groups.add(Group.objects.get(name=form.cleaned_data["role"]))
+        user = user_create(**{name: form.cleaned_data[name] for name in (
+            "username", "email", "password", "first_name", "last_name", "role")}, by=request.user)
         messages.success(request, f"User {user.username} created as {form.cleaned_data['role']}.")
         return redirect("users")
-    people = get_user_model().objects.prefetch_related("groups").order_by("username")[:500]
-    return render(request, "marketing_hub/users.html", {"form": form, "people": people, "roles": ALL_ROLES})
+    people = get_user_model().objects.prefetch_related("groups").order_by("-is_active", "username")[:500]
+    return render(request, "marketing_hub/users.html", {
+        "form": form, "people": people, "roles": ALL_ROLES, "history": users_history(limit=15),
+    })
+
+
+def _person(user_id: int) -> AbstractUser:
+    return get_object_or_404(get_user_model(), pk=user_id)
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(ADMIN)
+def user_edit(request: HttpRequest, user_id: int) -> HttpResponse:
+    person = _person(user_id)
+    initial = {"username": person.username, "first_name": person.first_name, "last_name": person.last_name,
+               "email": person.email, "role": primary_role(person) or SALES}
+    form = UserEditForm(request.POST or None, initial=initial, user=person)
+    if request.method == "POST" and form.is_valid():
+        try:
+            changes = user_update(person, **form.cleaned_data, by=request.user)
+        except UserChangeRefused as refused:
+            form.add_error("role", str(refused))
+        else:
+            if changes:
+                messages.success(request, f"User {form.cleaned_data['username']} saved: {', '.join(changes)}.")
+            else:
+                messages.info(request, "Nothing changed.")
+            return redirect("user_edit", user_id=person.pk)
+    context = {
+        "person": person, "form": form, "is_self": person.pk == request.user.pk,
+        "owned_contacts": Contact.objects.filter(owner=person).count(),
+        "history": users_history(user_id=person.pk, limit=20),
+    }
+    return render(request, "marketing_hub/user_edit.html", context)
+
+
+@require_POST
+@role_required(ADMIN)
+def user_active(request: HttpRequest, user_id: int) -> HttpResponse:
+    person = _person(user_id)
+    active = request.POST.get("active") == "1"
+    try:
+        if user_active_set(person, active=active, by=request.user):
+            messages.success(request, f"{person.username} can sign in again." if active else
+                             f"{person.username} is deactivated: they cannot sign in, and their open sessions have ended.")
+    except UserChangeRefused as refused:
+        messages.error(request, str(refused))
+    return redirect("user_edit", user_id=person.pk)
+
+
+@require_POST
+@role_required(ADMIN)
+def user_password_reset_send(request: HttpRequest, user_id: int) -> HttpResponse:
+    person = _person(user_id)
+    try:
+        user_password_reset(person, request=request, by=request.user)
+    except UserChangeRefused as refused:
+        messages.error(request, str(refused))
+    except (OSError, smtplib.SMTPException) as exc:
+        logger.warning("password reset email to user %s failed: %s", person.pk, exc)
+        messages.error(request, f"The email to {person.email} could not be sent ({exc.__class__.__name__}); "
+                                "check the mail settings (EMAIL_URL) and try again.")
+    else:
+        messages.success(request, f"A one-time password reset link was emailed to {person.email}.")
+    return redirect("user_edit", user_id=person.pk)
+
+
+@require_POST
+@role_required(ADMIN)
+def user_delete_view(request: HttpRequest, user_id: int) -> HttpResponse:
+    person = _person(user_id)
+    username = person.username
+    try:
+        user_delete(person, by=request.user)
+    except UserChangeRefused as refused:
+        messages.error(request, str(refused))
+        return redirect("user_edit", user_id=person.pk)
+    messages.success(request, f"User {username} deleted.")
+    return redirect("users")
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """The emailed link: choose a new password (Django's view, our page)."""
+
+    template_name = "registration/password_reset_confirm.html"
+
+
+class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
+    template_name = "registration/password_reset_complete.html"

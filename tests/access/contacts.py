@@ -1,6 +1,6 @@
 """Who may use the contacts area's pages (Admin always may)."""
 
-from core.roles import MARKETER, SALES
+from core.roles import ADMIN, MARKETER, SALES
 
 
 def _contact():
@@ -75,5 +75,5 @@ ACCESS = {
     "contacts:card_owner": {"roles": BOTH, "method": "post", "kwargs": _contact_kwargs},
     "contacts:card_consent": {"roles": {MARKETER}, "method": "post", "kwargs": _contact_kwargs},
     "contacts:card_export": {"roles": {MARKETER}, "kwargs": _contact_kwargs},
-    "contacts:card_erase": {"roles": {MARKETER}, "method": "post", "kwargs": _contact_kwargs},
+    "contacts:card_erase": {"roles": {ADMIN}, "method": "post", "kwargs": _contact_kwargs},  # GDPR erasure: admins only
 }

@@ -9,12 +9,22 @@ def _job(kind: str = "rule_backfill"):
     return {"job_id": Job.objects.create(kind=kind, title="t", status="done").pk}
 
 
+def _user():
+    from tests.factories import UserFactory
+
+    return {"user_id": UserFactory(username="someone_else", role=MARKETER).pk}
+
+
 ACCESS = {
     "dashboard": {"roles": {MARKETER, SALES, ADMIN}},
     "settings": {"roles": {ADMIN}},
     "api_keys": {"roles": {ADMIN}},
     "api_key_revoke": {"roles": {ADMIN}, "method": "post", "kwargs": lambda: {"key_id": 999999}},
     "users": {"roles": {ADMIN}},
+    "user_edit": {"roles": {ADMIN}, "kwargs": _user},
+    "user_active": {"roles": {ADMIN}, "method": "post", "kwargs": _user},
+    "user_password_reset": {"roles": {ADMIN}, "method": "post", "kwargs": _user},
+    "user_delete": {"roles": {ADMIN}, "method": "post", "kwargs": _user},
     # the Jobs pages; "Run again" also needs a role that may start the job's kind (here a rule
     # backfill, which Marketers start; tests/jobs/test_rerun_roles.py covers an Admin-only kind)
     "jobs:list": {"roles": {MARKETER, ADMIN}},
@@ -25,4 +35,6 @@ ACCESS = {
 }
 
 # Reachable without signing in, by design.
-PUBLIC = {"login", "logout", "healthz", "healthz_deep"}
+PUBLIC = {"login", "logout", "healthz", "healthz_deep",
+          # the emailed one-time password reset link and its "done" page
+          "password_reset_confirm", "password_reset_complete"}

@@ -41,6 +41,8 @@ ACCESS = {
     "loyalty:program_edit": {"roles": {ADMIN}, "kwargs": _program_id},
     "loyalty:preview": {"roles": {ADMIN}, "method": "post"},
     "loyalty:program_recompute": {"roles": {ADMIN}, "method": "post", "kwargs": _program_id},
+    "loyalty:program_switch": {"roles": {ADMIN}, "method": "post", "kwargs": _program_id},
+    "loyalty:program_delete": {"roles": {ADMIN}, "method": "post", "kwargs": _program_id},
     "loyalty:card_panel": {"roles": {MARKETER, SALES, ADMIN}, "kwargs": _contact},
     "loyalty:pin": {"roles": {ADMIN}, "method": "post", "kwargs": _program_contact},
     "loyalty:unpin": {"roles": {ADMIN}, "method": "post", "kwargs": _program_contact},

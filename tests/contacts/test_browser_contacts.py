@@ -61,8 +61,8 @@ def test_marketer_filters_opens_a_card_and_edits_tags(live_server, login_page, m
     expect(page.locator("[data-testid=tag-chips] .chip").first).to_have_attribute("data-tag", "kurtki")
     expect(page.locator("[data-tag=kurtki]")).to_have_class(re.compile(r"chip-strong"))
     # and removes another tag
-    page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Remove Sport").click()
+    page.get_by_test_id("confirm-dialog").get_by_role("button", name="Confirm").click()
     expect(page.locator("[data-tag=Sport]")).to_have_count(0)
     assert chip_names(page) == ["kurtki", "sukienki"]
     # and looks at the history of the tag
@@ -87,8 +87,8 @@ def test_marketer_bulk_tags_500_filtered_contacts_as_a_job(live_server, login_pa
     page.goto(f"{live_server.url}/contacts/?city=gda%C5%84sk")
     expect(page.get_by_test_id("result-count")).to_have_text("500 contacts")
     page.fill("#bulk-tag", "Pomorze")
-    page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Apply to all 500 matching").click()
+    page.get_by_test_id("confirm-dialog").get_by_role("button", name="Confirm").click()
     # then a job shows progress and finishes
     expect(page.get_by_test_id("bulk-result")).to_contain_text("500 of 500", timeout=60_000)
     shot(page, "contacts-bulk-job")

@@ -28,7 +28,7 @@ def test_export_contains_profile_tags_notes_events(marketer_client, marketer):
     assert data["tag_history"][0]["delta"] == 2
 
 
-def test_erase_needs_the_email_typed_and_removes_everything(marketer_client, marketer, sales):
+def test_erase_needs_the_email_typed_and_removes_everything(admin_client, marketer, sales):
     # given a contact with history, events, an owner change and a saved segment counting it
     contact = ContactFactory(email="ola@example.com")
     contact.add_tag("vip", user=marketer)
@@ -38,10 +38,10 @@ def test_erase_needs_the_email_typed_and_removes_everything(marketer_client, mar
     SegmentMember.objects.create(segment=segment, contact=contact)
     url = reverse("contacts:card_erase", args=[contact.pk])
     # when the confirmation is wrong, nothing happens
-    marketer_client.post(url, {"confirm_email": "someone@else.com"})
+    admin_client.post(url, {"confirm_email": "someone@else.com"})
     assert Contact.objects.filter(pk=contact.pk).exists()
     # when it is right
-    response = marketer_client.post(url, {"confirm_email": " OLA@example.com "})
+    response = admin_client.post(url, {"confirm_email": " OLA@example.com "})
     # then the contact and every row about it are gone, the count is corrected, a suppression hash stays
     assert response.status_code == 302
     assert not Contact.objects.exists() and not Event.objects.exists() and not TagScoreChange.objects.exists()
@@ -50,7 +50,20 @@ def test_erase_needs_the_email_typed_and_removes_everything(marketer_client, mar
     assert Suppression.objects.filter(email_hash=email_hash("ola@example.com")).exists()
 
 
-def test_erase_removes_receipts_and_queued_events_too(marketer_client):
+def test_only_admins_may_erase_and_only_they_see_the_button(marketer_client, admin_client):
+    # given a contact
+    contact = ContactFactory(email="kept@example.com")
+    url = reverse("contacts:card_erase", args=[contact.pk])
+    # a marketer sees the export but no Erase button, and the server refuses them
+    card = marketer_client.get(reverse("contacts:card", args=[contact.pk])).content.decode()
+    assert 'data-dialog-open="erase-dialog"' not in card and "GDPR export" in card
+    assert marketer_client.post(url, {"confirm_email": "kept@example.com"}).status_code == 403
+    assert Contact.objects.filter(pk=contact.pk).exists()
+    # an admin sees it
+    assert 'data-dialog-open="erase-dialog"' in admin_client.get(reverse("contacts:card", args=[contact.pk])).content.decode()
+
+
+def test_erase_removes_receipts_and_queued_events_too(admin_client):
     # given a contact with one processed and one still queued event (receipts and the queue have
     # no database constraint on the contact: the ORM's cascade must remove them)
     from unittest import mock
@@ -67,8 +80,8 @@ def test_erase_removes_receipts_and_queued_events_too(marketer_client):
     contact = Contact.objects.get(email="eve@example.com")
     assert EventReceipt.objects.filter(contact=contact).count() == 2 and PendingEvent.objects.count() == 1
     # when the contact is erased
-    response = marketer_client.post(reverse("contacts:card_erase", args=[contact.pk]),
-                                    {"confirm_email": "eve@example.com"})
+    response = admin_client.post(reverse("contacts:card_erase", args=[contact.pk]),
+                                 {"confirm_email": "eve@example.com"})
     # then nothing about it is left for the engine or the idempotency check
     assert response.status_code == 302
     assert not EventReceipt.objects.exists() and not PendingEvent.objects.exists()
