@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+from functools import cached_property
 
 import django_filters
 from django import forms
 from django.contrib.auth import get_user_model
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, FilteredRelation, OuterRef, Q, QuerySet
 from django.db.models.functions import Lower
 from django.forms import BoundField
 from django.utils import timezone
@@ -20,6 +21,7 @@ from django.utils import timezone
 from contacts.countries import ISO_COUNTRY_CODES
 from contacts.models import CONSENT_CHANNELS, Consent, Contact, ContactTag, Tag, tag_key
 from contacts.registry import list_filters
+from contacts.tag_names import tag_suggestions
 from core.roles import SALES
 
 CONSENT_CHOICES = [
@@ -43,6 +45,9 @@ SORT_ORDER = {
     "-created": ("-created_at", "-id"),
     "created": ("created_at", "id"),
 }
+# ``sort=tag:<name>``: the contacts that have the tag, its score highest first. The join on one
+# tag id walks contacttag_tag_score_idx (tag, score) backwards; ties are ordered by contact id.
+TAG_SORT_PREFIX = "tag:"
 
 
 def _day_start(day: dt.date) -> dt.datetime:
@@ -71,8 +76,8 @@ class ContactFilterSet(django_filters.FilterSet):
                                               widget=forms.DateInput(attrs={"type": "date"}))
     created_before = django_filters.DateFilter(method="filter_created_before", label="Created to",
                                                widget=forms.DateInput(attrs={"type": "date"}))
-    sort = django_filters.ChoiceFilter(choices=SORT_CHOICES, method="filter_noop", label="Sort",
-                                       empty_label=None)
+    # a plain value, not a ChoiceFilter: any tag's score is a sort (``tag:<name>``), see sort_options
+    sort = django_filters.CharFilter(method="filter_noop", label="Sort")
 
     class Meta:
         model = Contact
@@ -159,14 +164,63 @@ class ContactFilterSet(django_filters.FilterSet):
             return queryset.filter(owner__isnull=True)
         return queryset.filter(owner_id=int(value))
 
+    # --- sorting --------------------------------------------------------------------------------
+    @property
+    def sort_value(self) -> str:
+        """The sort in effect: one of SORT_ORDER, ``tag:<name>``, or the default (score)."""
+        value = ((self.form.cleaned_data.get("sort") if self.form.is_valid() else None) or "").strip()
+        if value in SORT_ORDER or (value.startswith(TAG_SORT_PREFIX) and tag_key(value[len(TAG_SORT_PREFIX):])):
+            return value
+        return "-score"
+
+    @property
+    def sort_tag_name(self) -> str:
+        """The tag whose score sorts the list ("" when another sort is in effect)."""
+        value = self.sort_value
+        return value[len(TAG_SORT_PREFIX):].strip() if value.startswith(TAG_SORT_PREFIX) else ""
+
+    @cached_property
+    def sort_tag_id(self) -> int | None:
+        name = self.sort_tag_name
+        return Tag.objects.filter(key=tag_key(name)).values_list("pk", flat=True).first() if name else None
+
+    @property
+    def sort_tag_suggestions(self) -> list[str]:
+        """Existing tags close to an unknown sort tag ("did you mean")."""
+        return tag_suggestions(self.sort_tag_name) if self.sort_tag_name and self.sort_tag_id is None else []
+
+    def sort_options(self) -> list[tuple[str, str]]:
+        """The Sort select: the fixed orders, then a tag's score for the tag being filtered on and
+        for the tag sorting now (so a shared ``?sort=tag:kurtki`` link shows what it does)."""
+        options = list(SORT_CHOICES)
+        names: list[str] = []
+        filtered_tag = (self.form.cleaned_data.get("tag") if self.form.is_valid() else "") or ""
+        for name in (filtered_tag.strip(), self.sort_tag_name):
+            if name and tag_key(name) not in {tag_key(seen) for seen in names}:
+                names.append(name)
+        options += [(f"{TAG_SORT_PREFIX}{name}", f"“{name}” score, highest first") for name in names]
+        return options
+
     @property
     def qs(self) -> QuerySet:
         queryset = super().qs
-        sort = (self.form.cleaned_data.get("sort") if self.form.is_valid() else None) or "-score"
-        return queryset.order_by(*SORT_ORDER.get(sort, SORT_ORDER["-score"]))
+        if not self.sort_tag_name:
+            return queryset.order_by(*SORT_ORDER[self.sort_value])
+        if self.sort_tag_id is None:
+            return queryset.none()  # an unknown tag: nobody has it (the page says so)
+        # An inner join on the one (contact, tag) row: the tag id is a constant so the planner can
+        # read contacttag_tag_score_idx in score order and stop after a page.
+        return (
+            queryset.annotate(sort_tag=FilteredRelation("contact_tags", condition=Q(contact_tags__tag_id=self.sort_tag_id)))
+            .filter(sort_tag__score__isnull=False)
+            .annotate(sort_tag_score=F("sort_tag__score"))
+            .order_by("-sort_tag_score", "id")
+        )
 
     @property
     def is_filtered(self) -> bool:
         if not self.form.is_valid():
             return False
-        return any(value not in (None, "") for key, value in self.form.cleaned_data.items() if key != "sort")
+        # a tag's sort keeps only the contacts that have the tag
+        return bool(self.sort_tag_name) or any(
+            value not in (None, "") for key, value in self.form.cleaned_data.items() if key != "sort")

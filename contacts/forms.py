@@ -19,7 +19,8 @@ FIELD_LABELS = {
 
 
 class BulkActionForm(forms.Form):
-    ACTIONS = [("add_tag", "Add tag"), ("remove_tag", "Remove tag"), ("assign_owner", "Assign owner")]
+    ACTIONS = [("add_tag", "Add tag"), ("set_tag_score", "Set tag score"), ("remove_tag", "Remove tag"),
+               ("assign_owner", "Assign owner")]
 
     action = forms.ChoiceField(choices=ACTIONS, label="Action")
     tag = forms.CharField(required=False, max_length=200, label="Tag")
@@ -46,13 +47,15 @@ class BulkActionForm(forms.Form):
     def clean(self) -> dict:
         data = super().clean()
         action = data.get("action")
-        if action in ("add_tag", "remove_tag"):
+        if action in ("add_tag", "set_tag_score", "remove_tag"):
             try:
                 data["tag"] = clean_tag_name(data.get("tag") or "")
             except ValueError as exc:
                 self.add_error("tag", str(exc))
         if action == "add_tag" and data.get("score") == 0:
             self.add_error("score", "A score of 0 changes nothing.")
+        if action == "set_tag_score" and (data.get("score") is None or data["score"] < 0):
+            self.add_error("score", "Type the score to set: a whole number, 0 or more (0 removes the tag).")
         if action == "assign_owner" and not data.get("owner"):
             self.add_error("owner", "Pick an owner (or “Unassigned”).")
         return data
@@ -60,7 +63,8 @@ class BulkActionForm(forms.Form):
     def params(self) -> dict:
         """The action as a job's JSON parameters (``contacts.tasks.bulk_apply``)."""
         data = self.cleaned_data
-        return {"action": data["action"], "tag": data.get("tag") or "", "score": data.get("score") or 1,
+        score = data.get("score") if data["action"] == "set_tag_score" else data.get("score") or 1
+        return {"action": data["action"], "tag": data.get("tag") or "", "score": score,
                 "owner": data.get("owner") or ""}
 
 
@@ -142,6 +146,7 @@ class ImportMappingForm(forms.Form):
 # --- the contact card ---------------------------------------------------------------------------------
 MAX_TAG_STEP = 1_000_000
 TAG_SCORE_MESSAGE = f"Score must be a whole number other than 0, at most {MAX_TAG_STEP:,} either way."
+TAG_SET_MESSAGE = f"Score must be a whole number from 0 (removes the tag) to {MAX_TAG_STEP:,}."
 
 
 def first_error(form: forms.Form) -> str:
@@ -174,16 +179,30 @@ class TagAddForm(forms.Form):
 
 
 class TagStepForm(forms.Form):
-    """+1 / −1 on a tag chip (``delta``), or remove the tag (``remove``)."""
+    """+1 / −1 on a tag chip (``delta``), a typed score (``score``: set to exactly this; 0
+    removes), or remove the tag (``remove``)."""
 
     remove = forms.CharField(required=False)
+    score = forms.CharField(required=False)
     delta = forms.CharField(required=False)
 
     def clean_remove(self) -> bool:
         return bool(self.cleaned_data["remove"])
 
+    def clean_score(self) -> int | None:
+        value = (self.cleaned_data["score"] or "").strip()
+        if self.cleaned_data.get("remove") or value == "":
+            return None
+        try:
+            score = int(value)
+        except ValueError:
+            raise forms.ValidationError(TAG_SET_MESSAGE) from None
+        if not 0 <= score <= MAX_TAG_STEP:
+            raise forms.ValidationError(TAG_SET_MESSAGE)
+        return score
+
     def clean_delta(self) -> int | None:
-        if self.cleaned_data.get("remove"):
+        if self.cleaned_data.get("remove") or self.cleaned_data.get("score") is not None:
             return None
         value = self.cleaned_data["delta"] or "1"
         if value not in ("1", "-1"):

@@ -77,6 +77,16 @@ def score_label_register(label: ScoreLabel) -> None:
 
 
 # --- the contact card -------------------------------------------------------------------------------
+# contact → safe HTML shown in the card's header under the title (e.g. leads: why the lead is hot);
+# "" shows nothing. Called once per card view, so each costs at most a query or two.
+CardSummary = Callable[["Contact"], str]
+CARD_SUMMARIES: list[CardSummary] = []
+
+
+def card_summary_register(summary: CardSummary) -> None:
+    CARD_SUMMARIES.append(summary)
+
+
 @dataclass(frozen=True)
 class CardPanel:
     """A panel of the contact card that another area renders: the card loads ``url_name`` (with

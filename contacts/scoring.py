@@ -322,3 +322,62 @@ def tag_scores_set(
          "user_id": user_id},
     )
     return [row[0] for row in cursor.fetchall()]
+
+
+
+def tag_scores_set_selected(
+    cursor,
+    *,
+    contacts_sql: str,
+    contacts_params: Sequence,
+    tag_id: int,
+    score: int,
+    source: str,
+    user_id: int | None = None,
+) -> int:
+    """Set tag ``tag_id`` to exactly ``score`` on every contact the query ``contacts_sql`` selects
+    (its first column), in one statement; a score ≤ 0 removes the tag. Each contact whose score
+    changes gets a history row (delta = new − old). → the number of contacts changed.
+
+    The contacts' existing rows for the tag are locked first, in contact order (the order every
+    other primitive here locks in), so the old score each history row records is the one replaced.
+    """
+    new_score = max(score, 0)
+    cursor.execute(
+        f"""
+        WITH selected AS (SELECT DISTINCT s.id AS contact_id FROM ({contacts_sql}) AS s(id)),
+        locked AS (
+            SELECT ct.contact_id, ct.score FROM contacts_contacttag ct
+            WHERE ct.tag_id = %s AND ct.contact_id IN (SELECT contact_id FROM selected)
+            ORDER BY ct.contact_id
+            FOR UPDATE OF ct
+        ),
+        current AS (
+            SELECT s.contact_id, coalesce(l.score, 0) AS old_score, %s::int AS new_score
+            FROM selected s LEFT JOIN locked l ON l.contact_id = s.contact_id
+        ),
+        upserted AS (
+            INSERT INTO contacts_contacttag AS ct (contact_id, tag_id, score, first_assigned_at, last_assigned_at)
+            SELECT contact_id, %s, new_score, now(), now() FROM current
+            WHERE new_score > 0 AND new_score <> old_score
+            ORDER BY contact_id
+            ON CONFLICT (contact_id, tag_id) DO UPDATE SET score = EXCLUDED.score, last_assigned_at = now()
+            RETURNING ct.contact_id
+        ),
+        deleted AS (
+            DELETE FROM contacts_contacttag ct USING current c
+            WHERE c.new_score = 0 AND ct.tag_id = %s AND ct.contact_id = c.contact_id
+            RETURNING ct.contact_id
+        ),
+        history AS (
+            INSERT INTO contacts_tagscorechange
+                (contact_id, tag_id, delta, score_after, source, rule_id, user_id, event_pk, created_at)
+            SELECT contact_id, %s, new_score - old_score, new_score, %s, NULL, %s, NULL, now()
+            FROM current WHERE new_score <> old_score
+            RETURNING 1
+        )
+        SELECT count(*) FROM history
+        """,
+        [*contacts_params, tag_id, new_score, tag_id, tag_id, tag_id, source, user_id],
+    )
+    return cursor.fetchone()[0]

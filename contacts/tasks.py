@@ -42,9 +42,12 @@ def bulk_apply(queryset, params: dict, *, user=None) -> int:
     action = params["action"]
     with transaction.atomic():
         # read before the change: a "remove tag" may take contacts out of a filtered queryset
-        contact_ids = list(queryset.values_list("pk", flat=True)) if action in ("add_tag", "remove_tag") else []
+        tag_actions = ("add_tag", "set_tag_score", "remove_tag")
+        contact_ids = list(queryset.values_list("pk", flat=True)) if action in tag_actions else []
         if action == "add_tag":
             changed = queryset.add_tag(params["tag"], int(params.get("score") or 1), user=user, source="bulk")
+        elif action == "set_tag_score":
+            changed = queryset.set_tag_score(params["tag"], int(params["score"]), user=user, source="bulk")
         elif action == "remove_tag":
             changed = queryset.remove_tag(params["tag"], user=user, source="bulk")
         elif action == "assign_owner":
@@ -58,7 +61,7 @@ def bulk_apply(queryset, params: dict, *, user=None) -> int:
     return changed
 
 
-@job_task("contacts_bulk", roles=(MARKETER,))
+@job_task("contacts_bulk", roles=(MARKETER,), label="Bulk action on contacts")
 def contacts_bulk_task(job: Job, progress) -> dict:
     """A bulk action over every contact the list's filters match, BULK_CHUNK contacts (in id
     order) per chunk; a redelivered job resumes after its last committed chunk."""
@@ -76,7 +79,7 @@ def contacts_bulk_task(job: Job, progress) -> dict:
     return {"matched": counts.get("matched", 0), "changed": counts.get("changed", 0)}
 
 
-@job_task("import_contacts", roles=(MARKETER,))
+@job_task("import_contacts", roles=(MARKETER,), label="Contact import")
 def contacts_import_task(job: Job, progress) -> dict:
     """Import the file chunk by chunk (CHUNK_ROWS rows each; the resume point is the last row
     number): each chunk's contacts, tags and error-report lines commit with the resume point."""
@@ -129,7 +132,7 @@ def tag_stats_refresh_task() -> int | None:
         return tag_stats_refresh()
 
 
-@job_task("tag_stats", roles=(MARKETER,))
+@job_task("tag_stats", roles=(MARKETER,), label="Tag statistics recount")
 def tag_stats_recount_task(job: Job, progress) -> dict:
     """"Recount now" on the Tags page, as a Job the page shows; it waits for a scheduled recount
     that is running, then counts."""

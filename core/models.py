@@ -104,6 +104,12 @@ class Job(models.Model):
         return f"{self.kind} #{self.pk} ({self.status})"
 
     @property
+    def kind_label(self) -> str:
+        from core.jobs import job_kind_label  # local import: core.jobs imports this module
+
+        return job_kind_label(self.kind)
+
+    @property
     def is_finished(self) -> bool:
         return self.status in (self.Status.DONE, self.Status.FAILED)
 

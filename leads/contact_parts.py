@@ -19,6 +19,7 @@ from contacts.registry import (
     ScoreLabel,
     TimelineEffect,
     card_panel_register,
+    card_summary_register,
     export_part_register,
     list_filter_register,
     representation_part_register,
@@ -27,6 +28,7 @@ from contacts.registry import (
 )
 from leads.models import ContactStage, ScoreChange, Stage, StageTransition, TemperatureSettings
 from leads.temperature import temperature_q
+from leads.why import score_causes
 
 TEMPERATURE_CHOICES = [("hot", "Hot"), ("warm", "Warm"), ("cold", "Cold")]
 # The list's compact label: the icon at the row's size, no tooltip (the card's badge has one).
@@ -63,6 +65,16 @@ def temperature_card(contact: Contact) -> tuple[str, str]:
     badge = render_to_string("includes/temperature_badge.html",
                              {"temperature": thresholds.temperature_of(contact.score)})
     return badge, f"(warm from {thresholds.warm}, hot from {thresholds.hot})"
+
+
+def card_summary(contact: Contact) -> str:
+    """The card header's "why hot": the three ledger causes that gave the most points."""
+    causes = score_causes([contact.pk]).get(contact.pk, [])
+    if not causes:
+        return ""  # no points yet: the lead panel says so
+    thresholds = TemperatureSettings.current()
+    return render_to_string("leads/card_header.html", {
+        "causes": causes, "temperature": thresholds.temperature_of(contact.score)})
 
 
 def timeline_effects(contact: Contact, event_pks: list[int]) -> Iterator[TimelineEffect]:
@@ -109,6 +121,7 @@ def register() -> None:
     ))
     score_label_register(ScoreLabel(rows=temperature_rows, card=temperature_card))
     card_panel_register(CardPanel("leads:card_panel", "Lead score & funnels", order=10))
+    card_summary_register(card_summary)
     timeline_source_register(timeline_effects)
     representation_part_register(representation)
     export_part_register(export)

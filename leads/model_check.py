@@ -15,7 +15,12 @@ from django.db import connection
 from leads import charts
 from leads.models import TemperatureSettings
 
-MIN_EVIDENCE = 5  # won and lost leads each, before a threshold is suggested
+# Won and lost leads each before the check advises anything (a threshold, "worth more points?"):
+# with 5 and 5 one lead moves a rate by 20 points and a lift of 4× is noise (1 of 5 vs 0 of 5 with
+# the smoothing below gives 3×); at 20 each one lead moves a rate by 5 points.
+MIN_EVIDENCE = 20
+LIFT_HIGH = 1.5
+LIFT_LOW = 0.67
 
 _COUNTS_SQL = """
 SELECT count(*) FILTER (WHERE lead_status = 'won'), count(*) FILTER (WHERE lead_status = 'lost'),
@@ -50,8 +55,35 @@ ORDER BY r.name
 """
 
 
+def evidence_shortfall(won_total: int, lost_total: int) -> str:
+    """Why the check gives no advice yet ("" when there is enough evidence)."""
+    missing = []
+    if won_total < MIN_EVIDENCE:
+        missing.append(f"{MIN_EVIDENCE - won_total} more won")
+    if lost_total < MIN_EVIDENCE:
+        missing.append(f"{MIN_EVIDENCE - lost_total} more lost")
+    if not missing:
+        return ""
+    return (f"No advice yet: it takes at least {MIN_EVIDENCE} won and {MIN_EVIDENCE} lost leads, and there are "
+            f"{won_total} won and {lost_total} lost. With fewer, one lead more or less swings every rate and lift, "
+            "so a suggested threshold or a verdict on a rule would be noise. "
+            f"Mark {' and '.join(missing)} on the Hot leads page.")
+
+
+def rule_reading(lift: float, *, enough_evidence: bool) -> str:
+    """``"winners"``, ``"losers"``, ``"none"`` (no clear signal) or ``"unknown"`` (too little evidence)."""
+    if not enough_evidence:
+        return "unknown"
+    if lift >= LIFT_HIGH:
+        return "winners"
+    if lift <= LIFT_LOW:
+        return "losers"
+    return "none"
+
+
 def threshold_suggestion(cumulative: list[tuple[int, int, int]], won_total: int, lost_total: int) -> dict | None:
-    """Best "score ≥ t ⇒ won" cut-off by Youden's J over the distinct scores (not contacts)."""
+    """Best "score ≥ t ⇒ won" cut-off by Youden's J over the distinct scores (not contacts);
+    None below MIN_EVIDENCE won or lost leads."""
     if won_total < MIN_EVIDENCE or lost_total < MIN_EVIDENCE:
         return None
     best: dict | None = None
@@ -93,6 +125,7 @@ def model_check_context() -> dict:
             buckets = [(bucket, bucket + width, won, lost) for bucket, won, lost in cursor.fetchall()]
         cursor.execute(_LIFT_SQL)
         lift_rows = cursor.fetchall()
+    shortfall = evidence_shortfall(won_total, lost_total)
     rules = []
     for rule_id, name, active, won, lost, points in lift_rows:
         won_rate = (won + 0.5) / (won_total + 1)
@@ -103,6 +136,7 @@ def model_check_context() -> dict:
                 "won_share": won / won_total if won_total else 0.0,
                 "lost_share": lost / lost_total if lost_total else 0.0,
                 "lift": won_rate / lost_rate,
+                "reading": rule_reading(won_rate / lost_rate, enough_evidence=not shortfall),
             }
         )
     rules.sort(key=lambda rule: -rule["lift"])
@@ -118,4 +152,5 @@ def model_check_context() -> dict:
         "thresholds": thresholds,
         "figure": figure,
         "min_evidence": MIN_EVIDENCE,
+        "shortfall": shortfall,
     }

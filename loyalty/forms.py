@@ -11,6 +11,7 @@ from decimal import Decimal
 from django import forms
 from django.utils import timezone
 
+from contacts.tag_names import unknown_tag_warnings
 from loyalty.metrics import METRIC_TYPES, WINDOWED, metric_clean
 from loyalty.models import Program, Tier
 from loyalty.services import MAX_MIN, TierSpec, tiers_check
@@ -79,6 +80,16 @@ class ProgramForm(forms.Form):
         if cleaned.get("downgrade_policy") == Program.Downgrade.GRACE and grace < 1:
             self.add_error("grace_days", "Give the grace period in days (at least 1), or choose immediate downgrades.")
         return cleaned
+
+    @property
+    def tag_warnings(self) -> list[str]:
+        """"No tag is named …: did you mean …?" for a tag metric naming no existing tag (a warning,
+        not an error: the tag may be created later by rules or an import; until then the metric is 0)."""
+        data = getattr(self, "cleaned_data", None) or {}
+        metric = data.get("metric") or {}
+        if metric.get("type") != "tag_score" or not metric.get("tag"):
+            return []
+        return unknown_tag_warnings([metric["tag"]])
 
     def program_fields(self) -> dict:
         data = self.cleaned_data

@@ -29,9 +29,12 @@ from loyalty.forms import MIN_HELP, PinForm, ProgramForm, TierForm, tier_formset
 from loyalty.metrics import metric_describe, metric_is_whole, metric_unit
 from loyalty.models import ContactTier, Program, ProgramEvent, Tier, TierChange, TierEvent
 from loyalty.services import (
+    ProgramSwitchedOff,
     contact_metric_values,
+    program_delete,
     program_distribution,
     program_save,
+    program_switch,
     tier_pin,
     tier_unpin,
     tiers_preview,
@@ -59,7 +62,18 @@ def programs(request: HttpRequest) -> HttpResponse:
             "metric": metric_describe(program.metric),
             "tiers": [tier for tier in sorted(program.tiers.all(), key=lambda tier: tier.min) if not tier.retired],
         })
-    return render(request, "loyalty/programs.html", {"rows": rows, "can_edit": _can_edit(request)})
+    return render(request, "loyalty/programs.html", {"rows": rows, "can_edit": _can_edit(request),
+                                                     "deleted": _deleted_programs()})
+
+
+def _deleted_programs(limit: int = 5) -> list[dict]:
+    """The latest deleted programmes, who deleted them and when (their pghistory delete events)."""
+    entries = [{"at": event.pgh_created_at, "name": event.name, "metric": metric_describe(event.metric),
+                "context": event.pgh_context.metadata if event.pgh_context else {}}
+               for event in ProgramEvent.objects.filter(pgh_label="delete").select_related("pgh_context")
+               .order_by("-pgh_id")[:limit]]
+    actors_name(entries)
+    return entries
 
 
 # --- overview -----------------------------------------------------------------------------------
@@ -101,8 +115,13 @@ def _audit(program: Program, limit: int = 15) -> list[dict]:
     """Who changed the programme or its tiers, newest first (pghistory events)."""
     entries = []
     labels = {"insert": "created", "update": "changed", "delete": "deleted"}
-    for event in ProgramEvent.objects.filter(pgh_obj_id=program.pk).select_related("pgh_context").order_by("-pgh_created_at")[:limit]:
-        entries.append({"at": event.pgh_created_at, "what": f"Programme {labels.get(event.pgh_label, event.pgh_label)}",
+    program_events = list(ProgramEvent.objects.filter(pgh_obj_id=program.pk).select_related("pgh_context")
+                          .order_by("-pgh_id")[:limit + 1])
+    for event, before in zip(program_events, [*program_events[1:], None], strict=True):
+        what = labels.get(event.pgh_label, event.pgh_label)
+        if event.pgh_label == "update" and before is not None and before.active != event.active:
+            what = "switched on" if event.active else "switched off (tiers frozen)"
+        entries.append({"at": event.pgh_created_at, "what": f"Programme {what}",
                         "detail": f"{event.name} · {metric_describe(event.metric)} · downgrades {event.downgrade_policy}"
                                   + (f" after {event.grace_days} days" if event.downgrade_policy == "grace" else ""),
                         "context": event.pgh_context.metadata if event.pgh_context else {}})
@@ -184,6 +203,8 @@ def program_job(request: HttpRequest, program_id: int, job_id: int) -> HttpRespo
     response = render(request, "loyalty/program_detail.html#job", context)
     if job.is_finished and request.htmx:
         stop = HttpResponseStopPolling(response.content)
+        # the page's figures were read before the recompute: reload them now that it is done
+        stop["HX-Refresh"] = "true"
         return stop
     return response
 
@@ -195,6 +216,12 @@ def _editor(request: HttpRequest, program: Program | None) -> HttpResponse:
     if request.method == "POST" and form.is_valid() and formset.is_valid():
         creating = program is None
         program = program_save(program, tiers=formset.specs(), user=request.user, **form.program_fields())
+        for warning in form.tag_warnings:
+            messages.warning(request, warning)
+        if not program.active:
+            messages.success(request, f"Programme “{program.name}” saved. It is switched off, so its tiers stay "
+                                      "frozen until you switch it on (which recomputes them).")
+            return redirect("loyalty:program_detail", program_id=program.pk)
         reason = "Programme created" if creating else f"Thresholds changed by {request.user.get_username()}"
         job = job_start(
             program_recompute_task, title=f"Recompute tiers of {program.name}",
@@ -231,6 +258,7 @@ def preview(request: HttpRequest) -> HttpResponse:
     formset = tier_formset(request.POST, program=program)
     context: dict = {"program": program}
     if form.is_valid() and formset.is_valid():
+        context["tag_warnings"] = form.tag_warnings
         specs = formset.specs()
         result = tiers_preview(
             program, specs, metric=form.cleaned_data["metric"],
@@ -263,12 +291,45 @@ def preview(request: HttpRequest) -> HttpResponse:
 @role_required(ADMIN)
 def program_recompute(request: HttpRequest, program_id: int) -> HttpResponse:
     program = get_object_or_404(Program, pk=program_id)
+    if not program.active:
+        messages.error(request, f"“{program.name}” is switched off: its tiers are frozen. Switch it on to recompute.")
+        return redirect("loyalty:program_detail", program_id=program.pk)
     job = job_start(
         program_recompute_task, title=f"Recompute tiers of {program.name}",
         params={"program_id": program.pk, "reason": f"Recompute started by {request.user.get_username()}"},
         user=request.user,
     )
     return redirect(f"{reverse('loyalty:program_detail', kwargs={'program_id': program.pk})}?job={job.pk}")
+
+
+@require_POST
+@role_required(ADMIN)
+def program_switch_view(request: HttpRequest, program_id: int) -> HttpResponse:
+    """Switch a programme off (tiers frozen) or on again (a recompute catches up at once)."""
+    program = get_object_or_404(Program, pk=program_id)
+    active = request.POST.get("active") == "1"
+    if not program_switch(program, active=active, user=request.user):
+        return redirect("loyalty:program_detail", program_id=program.pk)
+    if not active:
+        messages.success(request, f"“{program.name}” is switched off: tiers are frozen — no recompute, no changes "
+                                  "by events, no grace-period drops — until you switch it on.")
+        return redirect("loyalty:program_detail", program_id=program.pk)
+    job = job_start(
+        program_recompute_task, title=f"Recompute tiers of {program.name}",
+        params={"program_id": program.pk, "reason": f"Switched on by {request.user.get_username()}"}, user=request.user,
+    )
+    messages.success(request, f"“{program.name}” is switched on; tiers are being recomputed.")
+    return redirect(f"{reverse('loyalty:program_detail', kwargs={'program_id': program.pk})}?job={job.pk}")
+
+
+@require_POST
+@role_required(ADMIN)
+def program_delete_view(request: HttpRequest, program_id: int) -> HttpResponse:
+    program = get_object_or_404(Program, pk=program_id)
+    name = program.name
+    program_delete(program, user=request.user)
+    messages.success(request, f"Programme “{name}” deleted with its tiers and tier history.")
+    return redirect("loyalty:programs")
 
 
 # --- contact card panel -------------------------------------------------------------------------
@@ -320,8 +381,12 @@ def pin(request: HttpRequest, program_id: int, contact_id: int) -> HttpResponse:
     form = PinForm(request.POST, program=program, prefix=f"pin{program.pk}")
     if form.is_valid():
         tier: Tier = form.cleaned_data["tier"]
-        tier_pin(program, contact, tier, until=form.cleaned_data["until"], user=request.user,
-                 note=form.cleaned_data.get("note", ""))
+        try:
+            tier_pin(program, contact, tier, until=form.cleaned_data["until"], user=request.user,
+                     note=form.cleaned_data.get("note", ""))
+        except ProgramSwitchedOff as off:
+            return toast(render(request, "loyalty/card_panel.html", _card_context(request, contact)), str(off),
+                         level="error")
         context = _card_context(request, contact)
         return toast(render(request, "loyalty/card_panel.html", context), "Tier pinned.")
     context = _card_context(request, contact)
@@ -337,6 +402,10 @@ def pin(request: HttpRequest, program_id: int, contact_id: int) -> HttpResponse:
 def unpin(request: HttpRequest, program_id: int, contact_id: int) -> HttpResponse:
     program = get_object_or_404(Program, pk=program_id)
     contact = get_object_or_404(Contact, pk=contact_id)
-    tier_unpin(program, contact, user=request.user)
+    try:
+        tier_unpin(program, contact, user=request.user)
+    except ProgramSwitchedOff as off:
+        return toast(render(request, "loyalty/card_panel.html", _card_context(request, contact)), str(off),
+                     level="error")
     return toast(render(request, "loyalty/card_panel.html", _card_context(request, contact)), "Pin removed.")
 

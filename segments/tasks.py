@@ -16,7 +16,7 @@ from segments.services import segment_refresh, segments_refresh_due
 logger = logging.getLogger(__name__)
 
 
-@job_task("segment_refresh", roles=(MARKETER,))
+@job_task("segment_refresh", roles=(MARKETER,), label="Segment refresh")
 def segment_refresh_task(job: Job, progress: Progress) -> dict:
     """"Refresh now": the one-statement refresh as a single chunk of the job runner (a versioned
     recompute; its result commits with the job's resume point)."""

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from contacts.csvio import contacts_export_rows, csv_lines
 from contacts.models import EVENT_TYPE_CHOICES, Contact, Tag, tag_key
+from contacts.tag_names import unknown_tag_warnings
 from core.charts import PRIMARY, PRIMARY_LIGHT, figure_dict
 from core.htmx import redirect_page, render_page
 from core.models import Job
@@ -182,7 +183,9 @@ def _preview_context(root: builder.UINode, request: HttpRequest, segment: Segmen
     for_sending = request.POST.get("for_sending") in ("on", "true", "1")
     problems = definition_problems(definition, segment_id=segment.pk if segment else None)
     unclaimed = builder.attach_errors(root, problems)
-    context: dict[str, Any] = {"problems": problems, "unclaimed_errors": unclaimed}
+    context: dict[str, Any] = {"problems": problems, "unclaimed_errors": unclaimed,
+                               # a misspelt tag is valid but matches nobody: say so, with the closest names
+                               "tag_warnings": unknown_tag_warnings(_tag_names(definition))}
     if not problems:
         preview = segment_preview(definition, for_sending=for_sending)
         context.update({
@@ -217,6 +220,17 @@ def builder_preview(request: HttpRequest) -> HttpResponse:
     context = _preview_context(root, request, segment)
     context["nodes"] = _flatten(root)
     return render(request, "segments/builder.html#preview", context)
+
+
+def _tag_names(definition: Any) -> list[str]:
+    """Every tag a definition names (leaves' ``tag``), depth first."""
+    if isinstance(definition, dict):
+        names = [definition["tag"]] if isinstance(definition.get("tag"), str) else []
+        return names + [name for value in definition.values() if isinstance(value, dict | list)
+                        for name in _tag_names(value)]
+    if isinstance(definition, list):
+        return [name for item in definition for name in _tag_names(item)]
+    return []
 
 
 def _flatten(root: builder.UINode) -> list[builder.UINode]:

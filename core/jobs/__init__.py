@@ -87,9 +87,10 @@ def job_lock_id(job_id: int) -> int:
     return job_id % 2**31
 
 
-def job_task(kind: str, *, roles: Sequence[str], **task_options: Any) -> Callable[[Callable], Any]:
+def job_task(kind: str, *, roles: Sequence[str], label: str = "", **task_options: Any) -> Callable[[Callable], Any]:
     """Decorator making ``func(job, progress)`` a Celery task that takes a job id; ``roles`` may
-    start (and re-run) jobs of this kind."""
+    start (and re-run) jobs of this kind; ``label`` is how pages name the kind ("Contact import",
+    never ``import_contacts``)."""
 
     def decorator(func: Callable) -> Any:
         @shared_task(name=f"{func.__module__}.{func.__name__}", **task_options)
@@ -101,6 +102,7 @@ def job_task(kind: str, *, roles: Sequence[str], **task_options: Any) -> Callabl
         task.job_kind = kind
         task.job_roles = tuple(roles)
         JOB_TASKS[kind] = task
+        JOB_KIND_LABELS[kind] = label or kind.replace("_", " ").capitalize()
         return task
 
     return decorator
@@ -108,6 +110,13 @@ def job_task(kind: str, *, roles: Sequence[str], **task_options: Any) -> Callabl
 
 # kind → its Celery task (with ``job_kind`` and ``job_roles``)
 JOB_TASKS: dict[str, Any] = {}
+# kind → the words pages show for it
+JOB_KIND_LABELS: dict[str, str] = {}
+
+
+def job_kind_label(kind: str) -> str:
+    """A job kind in words; a kind no task registers (an old row) is humanized from its slug."""
+    return JOB_KIND_LABELS.get(kind) or kind.replace("_", " ").capitalize()
 
 
 def _job_deliver(job_id: int, kind: str, func: Callable) -> str:
