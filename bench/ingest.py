@@ -1,10 +1,12 @@
-"""End-to-end ingestion: a real web server (gunicorn) and a real Celery worker on the bench
-database; a client POSTs batches of 1,000 events from a few threads and waits until
-``GET /api/v1/events/status`` reads 0. events/s = events / (first POST → pending 0).
+"""End-to-end ingestion: a real web server (gunicorn) and the Celery workers of `make run` (the
+worker, and webhook delivery's own worker on its queue) on the bench database; a client POSTs
+batches of 1,000 events from a few threads and waits until ``GET /api/v1/events/status`` reads 0.
+events/s = events / (first POST → pending 0).
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -15,9 +17,13 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+from marketing_hub.run import WEBHOOK_WORKER_NICE
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = ROOT / "bench" / "results"
@@ -32,6 +38,7 @@ class IngestResult:
     events_per_s: float
     errors: int
     settled_seconds: float | None = None
+    webhooks_settled_seconds: float | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -43,7 +50,22 @@ class IngestResult:
             "http_errors": self.errors,
             # first POST → the segments' dirty queue empty as well (memberships follow events/status)
             "memberships_settled_seconds": None if self.settled_seconds is None else round(self.settled_seconds, 2),
+            # first POST → the outbox fanned out and no webhook call waiting (delivery is not left
+            # behind for the next run to pay for)
+            "webhooks_settled_seconds": (None if self.webhooks_settled_seconds is None
+                                         else round(self.webhooks_settled_seconds, 2)),
         }
+
+
+def webhook_worker(env: dict[str, str], log: Any) -> subprocess.Popen:
+    """Webhook delivery's worker as `make run` starts it: one process on ``env["MH_WEBHOOK_QUEUE"]``,
+    at the same lower CPU priority (``marketing_hub.run``)."""
+    queue = env["MH_WEBHOOK_QUEUE"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "marketing_hub", "worker", "--pool=prefork", "--concurrency=1",
+         "--loglevel=WARNING", "-Q", queue, "-n", f"{queue}@%h", "--without-gossip", "--without-mingle"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(WEBHOOK_WORKER_NICE),
+    )
 
 
 def free_port() -> int:
@@ -77,7 +99,10 @@ class Client:
         return conn
 
     def request(self, method: str, path: str, body: dict | None = None, key: str | None = None) -> tuple[int, dict]:
-        headers = {"Authorization": f"Bearer {key or self.key}", "Content-Type": "application/json"}
+        key = key or self.key
+        # the tracking intake (/v1/…) takes a source's write key as the HTTP Basic user, as Segment's libraries send it
+        authorization = ("Basic " + base64.b64encode(f"{key}:".encode()).decode()) if path.startswith("/v1/") else f"Bearer {key}"
+        headers = {"Authorization": authorization, "Content-Type": "application/json"}
         data = json.dumps(body).encode() if body is not None else None
         for attempt in range(3):
             conn = self._conn()
@@ -169,30 +194,62 @@ def _dirty_queue_length() -> int:
         return cursor.fetchone()[0]
 
 
-def _settle(timeout: float, worker: subprocess.Popen) -> float | None:
-    """Wait until the worker has drained the segments' dirty queue; seconds waited, None on timeout."""
+def _webhooks_idle() -> bool:
+    """Nothing waits to be fanned out, and no call to an active webhook waits to be sent."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT NOT EXISTS (SELECT 1 FROM core_outboxmessage WHERE dispatched_at IS NULL) "
+            "AND NOT EXISTS (SELECT 1 FROM webhooks_delivery d JOIN webhooks_webhook w ON w.id = d.webhook_id "
+            "                WHERE d.status = 'pending' AND w.active)"
+        )
+        return cursor.fetchone()[0]
+
+
+def _memberships_idle() -> bool:
+    return _dirty_queue_length() == 0
+
+
+def _settle(timeout: float, worker: subprocess.Popen, idle: Callable[[], bool] = _memberships_idle) -> float | None:
+    """Wait until ``idle()`` (by default: the worker has drained the segments' dirty queue);
+    seconds waited, None on timeout."""
     started = time.perf_counter()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if worker.poll() is not None:
             raise RuntimeError(f"the Celery worker exited with {worker.returncode}")
-        if _dirty_queue_length() == 0:
+        if idle():
             return time.perf_counter() - started
         time.sleep(0.1)
     return None
 
 
+@dataclass
+class Intake:
+    """Where the events go: ``/api/v1/events`` (``make_batches``), or another endpoint with bodies
+    carrying the same events (``make(emails, total, run_id)``). ``after(port)``, when given, runs
+    once the runs are done, against the same servers; its result lands in ``after_result``."""
+
+    path: str = "/api/v1/events"
+    make: Callable[[list[str], int, str], list[dict]] = make_batches
+    after: Callable[[int], dict] | None = None
+    after_result: dict | None = None
+
+
 def run_ingest(
     *, broker: str, broker_url: str | None, database_name: str, ingest_key: str, admin_key: str,
     emails: list[str], total: int, runs: int = 1, threads: int = 3, timeout: float = 900,
+    intake: Intake | None = None,
 ) -> list[IngestResult]:
     """Start web + worker for one broker, warm up with one batch, then measure ``total`` events
     ``runs`` times, each from a settled system (new event ids each run)."""
+    intake = intake or Intake()
     port = free_port()
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     env = dict(os.environ)
     env.update({"MH_DATABASE_NAME": database_name, "DEBUG": "0", "MH_CELERY_QUEUE": queue,
-                "DJANGO_SETTINGS_MODULE": "marketing_hub.settings"})
+                "MH_WEBHOOK_QUEUE": f"{queue}-webhooks", "DJANGO_SETTINGS_MODULE": "marketing_hub.settings"})
     if broker_url:
         env["CELERY_BROKER_URL"] = broker_url
     else:
@@ -200,6 +257,7 @@ def run_ingest(
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     web_log = open(LOG_DIR / f"ingest-web-{broker}.log", "wb")
     worker_log = open(LOG_DIR / f"ingest-worker-{broker}.log", "wb")
+    webhooks_log = open(LOG_DIR / f"ingest-webhooks-{broker}.log", "wb")
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "marketing_hub.wsgi", "-w", "2", "-b", f"127.0.0.1:{port}",
          "--log-level", "warning", "--timeout", "120"],
@@ -210,15 +268,16 @@ def run_ingest(
          "--loglevel=WARNING", "-Q", queue, "-n", f"{queue}@%h", "--without-gossip", "--without-mingle"],
         cwd=ROOT, env=env, stdout=worker_log, stderr=subprocess.STDOUT,
     )
+    webhooks = webhook_worker(env, webhooks_log)
     try:
         _wait_http(port, web)
         client = Client(port, ingest_key)
         run_id = uuid.uuid4().hex[:10]
         # warm-up: imports, connections, partitions, the worker's first task
-        warm = make_batches(emails, 1000, run_id + "w")
-        status, body = client.request("POST", "/api/v1/events", warm[0])
-        if status != 202:
-            raise RuntimeError(f"POST /api/v1/events answered {status}: {body}")
+        warm = intake.make(emails, 1000, run_id + "w")
+        status, body = client.request("POST", intake.path, warm[0])
+        if status not in (200, 202):
+            raise RuntimeError(f"POST {intake.path} answered {status}: {body}")
         # a worker that cannot reach its broker never drains: give up early, the log says why
         _drain(client, admin_key, 90, worker)
         # Start from a quiet system: memberships queued by earlier runs (whose workers were stopped
@@ -226,27 +285,35 @@ def run_ingest(
         # measurement.
         if _settle(600, worker) is None:
             raise RuntimeError("the segments' dirty queue did not drain within 600s before the run")
+        if _settle(120, webhooks, _webhooks_idle) is None:
+            raise RuntimeError("webhook delivery did not catch up within 120s before the run")
 
-        return [_measure_once(client, admin_key, worker, make_batches(emails, total, f"{run_id}-{number}"),
-                              broker=broker, total=total, threads=threads, timeout=timeout)
-                for number in range(runs)]
+        results = [_measure_once(client, admin_key, worker, webhooks, intake.make(emails, total, f"{run_id}-{number}"),
+                                 broker=broker, total=total, threads=threads, timeout=timeout, path=intake.path)
+                   for number in range(runs)]
+        if intake.after is not None:
+            intake.after_result = intake.after(port)
+        return results
     finally:
-        for process in (web, worker):
+        for process in (web, worker, webhooks):
             if process.poll() is None:
                 process.terminate()
-        for process in (web, worker):
+        for process in (web, worker, webhooks):
             try:
                 process.wait(20)
             except subprocess.TimeoutExpired:
                 process.kill()
         web_log.close()
         worker_log.close()
+        webhooks_log.close()
 
 
-def _measure_once(client: Client, admin_key: str, worker: subprocess.Popen, batches: list[dict], *, broker: str,
-                  total: int, threads: int, timeout: float) -> IngestResult:
+def _measure_once(client: Client, admin_key: str, worker: subprocess.Popen, webhooks: subprocess.Popen,
+                  batches: list[dict], *, broker: str, total: int, threads: int, timeout: float,
+                  path: str = "/api/v1/events") -> IngestResult:
     """POST ``batches`` from ``threads`` clients; time until events/status reads 0, then until the
-    segments' dirty queue is empty as well (which also leaves the next run a settled system)."""
+    segments' dirty queue is empty as well, then until webhook delivery has caught up (which also
+    leaves the next run a settled system)."""
     errors = 0
     lock = threading.Lock()
     cursor = iter(range(len(batches)))
@@ -258,8 +325,8 @@ def _measure_once(client: Client, admin_key: str, worker: subprocess.Popen, batc
                 index = next(cursor, None)
             if index is None:
                 return
-            code, _ = client.request("POST", "/api/v1/events", batches[index])
-            if code != 202:
+            code, _ = client.request("POST", path, batches[index])
+            if code not in (200, 202):
                 with lock:
                     errors += 1
 
@@ -273,6 +340,9 @@ def _measure_once(client: Client, admin_key: str, worker: subprocess.Popen, batc
     _drain(client, admin_key, timeout, worker)
     elapsed = time.perf_counter() - started
     settle = _settle(timeout, worker)
+    after = time.perf_counter() - started
+    delivered = _settle(min(timeout, 120), webhooks, _webhooks_idle)
     return IngestResult(broker=broker, events=total, seconds=elapsed, post_seconds=posted,
                         events_per_s=total / elapsed, errors=errors,
-                        settled_seconds=None if settle is None else elapsed + settle)
+                        settled_seconds=None if settle is None else elapsed + settle,
+                        webhooks_settled_seconds=None if delivered is None else after + delivered)

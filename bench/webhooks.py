@@ -114,18 +114,29 @@ class Receiver:
         self.thread.join(10)
 
 
-def _worker(database_name: str, queue: str, log_name: str) -> subprocess.Popen:
+def _worker_env(database_name: str, queue: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({"MH_DATABASE_NAME": database_name, "DEBUG": "0", "MH_CELERY_QUEUE": queue,
-                "DJANGO_SETTINGS_MODULE": "marketing_hub.settings", "MH_WEBHOOK_ALLOWED_NETS": LOOPBACK})
+                "MH_WEBHOOK_QUEUE": f"{queue}-webhooks", "DJANGO_SETTINGS_MODULE": "marketing_hub.settings",
+                "MH_WEBHOOK_ALLOWED_NETS": LOOPBACK})
     env.pop("CELERY_BROKER_URL", None)
+    return env
+
+
+def _workers(database_name: str, queue: str, log_name: str) -> tuple[subprocess.Popen, subprocess.Popen]:
+    """The workers of `make run`: the worker (2 processes) and webhook delivery's own worker."""
+    # local import: bench.run.main() sets Django up (the bench database) before this runs
+    from bench.ingest import webhook_worker
+
+    env = _worker_env(database_name, queue)
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log = open(LOG_DIR / log_name, "wb")
-    return subprocess.Popen(
+    worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "marketing_hub", "worker", "--pool=prefork", "--concurrency=2",
          "--loglevel=WARNING", "-Q", queue, "-n", f"{queue}@%h", "--without-gossip", "--without-mingle"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
+    return worker, webhook_worker(env, open(LOG_DIR / log_name.replace("worker", "webhooks"), "wb"))
 
 
 def _stop(*processes: subprocess.Popen) -> None:
@@ -165,10 +176,11 @@ def time_now() -> datetime:
 
 
 def _enqueue_pump(queue: str) -> None:
+    """Kick the pump on webhook delivery's queue (of the workers started for ``queue``)."""
     # local import: bench.run.main() sets Django up (the bench database) before this runs
     from marketing_hub.celery import app
 
-    app.send_task("webhooks.tasks.webhooks_pump_task", queue=queue)
+    app.send_task("webhooks.tasks.webhooks_pump_task", queue=f"{queue}-webhooks")
 
 
 def measure_fanout(database_name: str, messages: int = FANOUT_MESSAGES) -> dict:
@@ -186,7 +198,7 @@ def measure_fanout(database_name: str, messages: int = FANOUT_MESSAGES) -> dict:
     webhook = _webhook(receiver.url, ["segment.entered"])
     queue = f"bench-wh-{uuid.uuid4().hex[:8]}"
     connections.close_all()
-    worker = _worker(database_name, queue, "webhooks-worker-fanout.log")
+    worker, webhooks = _workers(database_name, queue, "webhooks-worker-fanout.log")
     try:
         time.sleep(5)  # the worker's start (imports, broker) is not the figure
         with connection.cursor() as cursor:
@@ -200,8 +212,8 @@ def measure_fanout(database_name: str, messages: int = FANOUT_MESSAGES) -> dict:
         _enqueue_pump(queue)
         deadline = started + 600
         while receiver.count() < messages and time.time() < deadline:
-            if worker.poll() is not None:
-                raise RuntimeError(f"the worker exited with {worker.returncode}")
+            if webhooks.poll() is not None:
+                raise RuntimeError(f"the webhooks worker exited with {webhooks.returncode}")
             time.sleep(0.05)
         received = receiver.count()
         last = max((arrived for arrived, _ in receiver.arrivals), default=time.time())
@@ -222,9 +234,9 @@ def measure_fanout(database_name: str, messages: int = FANOUT_MESSAGES) -> dict:
                 "deliveries_retried": retried, "deliveries_not_succeeded": unfinished,
                 "seconds": round(seconds, 2), "load_average": list(os.getloadavg()),
                 "description": f"{messages:,} segment.entered outbox rows → fan-out → signed POSTs to a 2xx loopback "
-                               "receiver, one worker (prefork, 2 processes)"}
+                               "receiver, webhook delivery's own worker (one process)"}
     finally:
-        _stop(worker)
+        _stop(worker, webhooks)
         receiver.stop()
         _cleanup([webhook.pk])
 
@@ -299,17 +311,14 @@ def measure_hot_lead_latency(database_name: str, emails: list[str], ingest_key: 
     webhook = _webhook(receiver.url, ["lead.temperature_changed"])
     queue = f"bench-hot-{uuid.uuid4().hex[:8]}"
     port = free_port()
-    env = dict(os.environ)
-    env.update({"MH_DATABASE_NAME": database_name, "DEBUG": "0", "MH_CELERY_QUEUE": queue,
-                "DJANGO_SETTINGS_MODULE": "marketing_hub.settings"})
-    env.pop("CELERY_BROKER_URL", None)
+    env = _worker_env(database_name, queue)
     connections.close_all()
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "marketing_hub.wsgi", "-w", "2", "-b", f"127.0.0.1:{port}",
          "--log-level", "warning", "--timeout", "120"],
         cwd=ROOT, env=env, stdout=open(LOG_DIR / "webhooks-web-hot.log", "wb"), stderr=subprocess.STDOUT,
     )
-    worker = _worker(database_name, queue, "webhooks-worker-hot.log")
+    worker, webhooks = _workers(database_name, queue, "webhooks-worker-hot.log")
     # beat is part of the system (its 2 s sweep is the pump's safety net)
     beat = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "marketing_hub", "beat", "--loglevel=WARNING",
@@ -392,7 +401,7 @@ def measure_hot_lead_latency(database_name: str, emails: list[str], ingest_key: 
                                "receiver, while an ingestion client posts batches of 1,000 events at "
                                + (f"{background_per_s:,.0f} events/s" if background_per_s > 0 else "full speed")}
     finally:
-        _stop(web, worker, beat)
+        _stop(web, worker, webhooks, beat)
         receiver.stop()
         Rule.objects.filter(pk=rule.pk).update(active=False)
         _cleanup([webhook.pk])

@@ -45,6 +45,33 @@ def _env_positive_int(name: str, default: int) -> int:
 app.conf.worker_max_tasks_per_child = _env_positive_int("MH_WORKER_MAX_TASKS_PER_CHILD", 500)
 app.conf.worker_max_memory_per_child = _env_positive_int("MH_WORKER_MAX_MEMORY_MB", 1024) * 1024  # KiB
 
+# Webhook delivery on a queue of its own (``MH_WEBHOOK_QUEUE``; `make run` names one and starts a
+# one-process worker for it, at a lower CPU priority). A pump sends calls for up to 20 s at a time;
+# on the shared queue it held one of the worker's processes, and the rules engine (one batch per
+# process, MH_ENGINE_PARTITIONS side by side) lost half its parallelism while webhooks were busy.
+# Unset, every task goes to the default queue and one worker does everything (the tests' workers).
+WEBHOOK_QUEUE_TASKS = frozenset({"webhooks.tasks.webhooks_pump_task", "webhooks.tasks.webhooks_sweep_task"})
+
+
+def webhook_queue() -> str | None:
+    """The queue of webhook delivery, or None for the default queue (read at each send: the
+    environment a process was started with, or a test's)."""
+    name = os.environ.get("MH_WEBHOOK_QUEUE", "").strip()
+    if name and not all(char.isalnum() or char in "-_.@" for char in name):
+        raise ValueError(f"MH_WEBHOOK_QUEUE must be a queue name (letters, digits, - _ . @), got {name!r}")
+    return name or None
+
+
+def _route_webhook_delivery(name: str, args: object, kwargs: object, options: dict, task: object = None,
+                            **extra: object) -> dict | None:
+    if name in WEBHOOK_QUEUE_TASKS and (queue := webhook_queue()):
+        return {"queue": queue}
+    return None  # the default queue (or the queue the caller named)
+
+
+webhook_queue()  # a bad value stops the process at start, naming the variable
+app.conf.task_routes = (_route_webhook_delivery,)
+
 # The whole beat schedule, in one place: areas do not import the shell to add to it.
 app.conf.beat_schedule = {
     # core: the worker's heartbeat and the queue head it saw, for /healthz/deep (core.health).

@@ -6,8 +6,10 @@ A child that exits is started again after a pause that doubles with each quick c
 database. Ctrl-C (SIGINT) or SIGTERM stops every child, and the embedded database if this started
 it.
 
-Environment: PORT, DEBUG, WEB_CONCURRENCY (gunicorn workers; default 2 × cores + 1),
-WORKER_CONCURRENCY (pool processes; default 2), MH_RUN_DIR (logs and beat's schedule; .run/).
+Environment: PORT, DEBUG (off by default: gunicorn, the real 404/500 pages; DEBUG=1: runserver),
+WEB_CONCURRENCY (gunicorn workers; default 2 × cores + 1), WORKER_CONCURRENCY (pool processes;
+default 2), MH_RUN_DIR (logs and beat's schedule; .run/), MH_WEBHOOK_QUEUE (webhook delivery's
+queue, served by a worker of its own; default "webhooks").
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ RESTART_DELAY_MAX = 30.0
 # A child that ran this long before exiting is restarted at once, as if it had never crashed.
 HEALTHY_RUN_SECONDS = 60.0
 STOP_TIMEOUT = 15.0
+# Webhook delivery runs in a worker of its own (see marketing_hub/celery.py), one process: its pump
+# sends on threads, and one pump runs at a time anyway. A little less CPU priority than the rules
+# engine and the web server, so that calls to receivers give way to ingestion when the cores are
+# busy and use them when they are idle.
+WEBHOOK_QUEUE_DEFAULT = "webhooks"
+WEBHOOK_WORKER_NICE = 5
 
 
 def env_flag(name: str) -> bool:
@@ -42,6 +50,7 @@ class Child:
     name: str
     args: list[str]
     log_path: Path
+    nice: int = 0  # added to the process's niceness (lower CPU priority), inherited by what it forks
     process: subprocess.Popen | None = None
     started_at: float = 0.0
     restart_at: float | None = None
@@ -54,9 +63,13 @@ class Child:
             # A session of its own: Ctrl-C reaches the supervisor only, which stops the children
             # in order (a second SIGINT would make celery's shutdown cold).
             self.process = subprocess.Popen(self.args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+                                            start_new_session=True, preexec_fn=self._lower_priority)
         self.started_at = time.monotonic()
         self.restart_at = None
+
+    def _lower_priority(self) -> None:
+        if self.nice:
+            os.nice(self.nice)
 
     def exited(self) -> int | None:
         """The exit status if the process ended since the last look (its group is cleaned up)."""
@@ -100,16 +113,22 @@ def web_command(port: str) -> list[str]:
 
 
 def children(port: str, run_dir: Path) -> list[Child]:
+    """The supervised processes. Webhook delivery has a worker of its own on ``MH_WEBHOOK_QUEUE``
+    (``main`` sets it for every child, so that their webhook tasks are routed there)."""
     python = sys.executable
     concurrency = os.environ.get("WORKER_CONCURRENCY", "2")
-    commands = {
-        "web": web_command(port),
-        "worker": [python, "-m", "celery", "-A", "marketing_hub", "worker", "--loglevel=INFO", "--pool=prefork",
-                   f"--concurrency={concurrency}"],
-        "beat": [python, "-m", "celery", "-A", "marketing_hub", "beat", "--loglevel=INFO",
-                 "--schedule", str(run_dir / "celerybeat-schedule")],
-    }
-    return [Child(name, args, run_dir / f"{name}.log") for name, args in commands.items()]
+    webhook_queue = os.environ.get("MH_WEBHOOK_QUEUE", "").strip() or WEBHOOK_QUEUE_DEFAULT
+    celery = [python, "-m", "celery", "-A", "marketing_hub"]
+    return [
+        Child("web", web_command(port), run_dir / "web.log"),
+        Child("worker", [*celery, "worker", "--loglevel=INFO", "--pool=prefork", f"--concurrency={concurrency}"],
+              run_dir / "worker.log"),
+        Child("beat", [*celery, "beat", "--loglevel=INFO", "--schedule", str(run_dir / "celerybeat-schedule")],
+              run_dir / "beat.log"),
+        Child("webhooks", [*celery, "worker", "--loglevel=INFO", "--pool=prefork", "--concurrency=1",
+                           "-Q", webhook_queue, "-n", f"{webhook_queue}@%h"],
+              run_dir / "webhooks.log", nice=WEBHOOK_WORKER_NICE),
+    ]
 
 
 def prepare() -> None:
@@ -179,6 +198,10 @@ def stop_all(processes: list[Child]) -> None:
 
 def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketing_hub.settings")
+    if not env_flag("MH_PRODUCTION"):
+        # the demo's login page lists the demo logins, as this prints them (DEBUG is off by default)
+        os.environ.setdefault("MH_SHOW_DEMO_LOGINS", "1")
+    os.environ["MH_WEBHOOK_QUEUE"] = os.environ.get("MH_WEBHOOK_QUEUE", "").strip() or WEBHOOK_QUEUE_DEFAULT
     port = os.environ.get("PORT", "8000")
     run_dir = Path(os.environ.get("MH_RUN_DIR") or ROOT / ".run")
     run_dir.mkdir(parents=True, exist_ok=True)

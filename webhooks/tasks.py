@@ -101,7 +101,7 @@ def webhooks_cleanup_task() -> dict:
     return {"outbox": outbox, "deliveries": deliveries}
 
 
-@job_task("webhook_replay_failed", roles=(ADMIN,))
+@job_task("webhook_replay_failed", roles=(ADMIN,), label="Replay of failed webhook deliveries")
 def webhook_replay_failed_task(job: Job, progress: Progress) -> dict:
     """"Replay all failed since …": one UPDATE puts them back in the queue (a single chunk, so a
     redelivered job does not replay twice); the pump sends them."""

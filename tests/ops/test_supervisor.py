@@ -40,7 +40,8 @@ def _children(pid: int) -> dict[str, psutil.Process]:
         arguments = child.cmdline()
         for name in ("gunicorn", "worker", "beat"):
             if name in arguments:
-                found[name] = child
+                # webhook delivery's worker is the one that serves a queue of its own (-Q)
+                found["webhooks" if name == "worker" and "-Q" in arguments else name] = child
     return found
 
 
@@ -60,7 +61,7 @@ def test_a_killed_worker_is_restarted_while_web_keeps_answering_and_ctrl_c_stops
         run.wait_for_log("Marketing Hub is running", timeout=120)
         assert "(gunicorn;" in run.log()
         started = _children(run.process.pid)
-        assert set(started) == {"gunicorn", "worker", "beat"}
+        assert set(started) == {"gunicorn", "worker", "beat", "webhooks"}
         deadline = time.monotonic() + 60
         while b"ready." not in worker_log.read_bytes():
             assert time.monotonic() < deadline, "the worker did not become ready"
@@ -81,6 +82,7 @@ def test_a_killed_worker_is_restarted_while_web_keeps_answering_and_ctrl_c_stops
         assert answers and set(answers) == {200}
         assert now["worker"].pid != started["worker"].pid
         assert now["gunicorn"].pid == started["gunicorn"].pid and now["beat"].pid == started["beat"].pid
+        assert now["webhooks"].pid == started["webhooks"].pid
         assert "worker exited with -9; restarting" in run.log()
         print(f"\nworker back {back_after:.1f} s after the SIGKILL; web answered {len(answers)} probes, all 200")
 
