@@ -1,16 +1,18 @@
-"""Concurrent users: ``concurrent_users_p95_ms`` and ``concurrent_users_p95_ms_ingesting``.
+"""Concurrent users: ``concurrent_users_p95_ms``, ``…_ingesting`` and ``…_saturated`` (no think time).
 
 The web server starts exactly as ``make run`` starts it (``marketing_hub.run``: gunicorn with
 2 × cores + 1 workers, the same timeouts and access log, plus the Celery worker and beat), with
 ``DEBUG=0``, on a free loopback port and the bench database. 20 simulated users log in through the
-login form (each keeps its own session cookie and one keep-alive connection) and loop, without
-think time, over the pages staff use all day: the contact list (filters, sorts, pages), contact
-cards of varied contacts, hot leads and the dashboard. Like a browser, each page is followed by the
-fragments it loads itself (``hx-trigger="load"``: the card's panels, the notification bell) with
-``HX-Request``. Every request's status and latency is recorded.
+login form (each keeps its own session cookie and one keep-alive connection) and loop over the
+pages staff use all day: the contact list (filters, sorts, pages), contact cards of varied
+contacts, hot leads and the dashboard. Like a browser, each page is followed by the fragments it
+loads itself (``hx-trigger="load"``: the card's panels, the notification bell) with
+``HX-Request``; then the user reads it for a think time drawn uniformly from ``THINK_TIME_S``
+before the next page. Every request's status and latency is recorded.
 
-Two phases of ``DURATION_S`` each: quiet, then while a background client posts batches of 1,000
-events to ``/api/v1/events`` at a steady rate and the worker processes them. Bounded in time and
+Three phases of ``DURATION_S`` each: quiet, then while a background client posts batches of 1,000
+events to ``/api/v1/events`` at a steady rate and the worker processes them, then quiet again with
+no think time (the server's capacity, not a target). Bounded in time and
 count; loopback only; everything it started is stopped at the end.
 """
 
@@ -41,6 +43,12 @@ USERS = 20
 DURATION_S = 30.0
 WARMUP_S = 5.0
 SINGLE_USER_S = 10.0  # one user alone first: the views' own times, for comparison
+# Seconds a person spends on a page before opening the next (reading a card, scanning a list):
+# 1-3 s is a brisk user (studies of web browsing put the median stay on a page well above 10 s), so
+# 20 such users offer about 8 page views a second — a team much larger than 20 people at a normal
+# pace. Without think time 20 users are a closed loop that queues by construction: its latency is
+# users ÷ throughput whatever the pages cost (the ``saturated`` figure below measures just that).
+THINK_TIME_S = (1.0, 3.0)
 # One batch of 1,000 events per second: a steady stream well below the measured ingestion rate, so
 # the worker keeps up and the web server shares the machine with it for the whole phase.
 INGEST_BATCH = 1000
@@ -132,6 +140,9 @@ class User:
             out.append(Sample(kind, path, status, ms, started, error))
         return text
 
+    def think_time(self) -> float:
+        return self.random.uniform(*THINK_TIME_S)
+
     def visit(self, out: list[Sample] | None) -> None:
         """One page view: a page of the mix, then the fragments it loads."""
         kind = self.random.choices([k for k, _ in PAGE_MIX], weights=[w for _, w in PAGE_MIX])[0]
@@ -144,8 +155,10 @@ class User:
         self.client.close()
 
 
-def _run_phase(users: list[User], phase: Phase, seconds: float, record: bool, web_pid: int | None = None) -> None:
-    """Every user loops over ``visit`` until ``seconds`` have passed (a request under way finishes)."""
+def _run_phase(users: list[User], phase: Phase, seconds: float, record: bool, web_pid: int | None = None,
+               think: bool = True) -> None:
+    """Every user loops over ``visit`` (and a think time, with ``think``) until ``seconds`` have
+    passed (a request under way finishes)."""
     cpu_before = _tree_cpu_seconds(web_pid) if web_pid else None
     lock = threading.Lock()
     deadline = time.perf_counter() + seconds
@@ -153,9 +166,13 @@ def _run_phase(users: list[User], phase: Phase, seconds: float, record: bool, we
     pages = [0] * len(users)
 
     def loop(index: int) -> None:
+        if think:  # users do not all click at the same instant
+            time.sleep(min(users[index].think_time() / 2, max(0.0, deadline - time.perf_counter())))
         while time.perf_counter() < deadline:
             users[index].visit(per_user[index] if record else None)
             pages[index] += 1
+            if think:
+                time.sleep(min(users[index].think_time(), max(0.0, deadline - time.perf_counter())))
 
     started = time.perf_counter()
     threads = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(len(users))]
@@ -241,7 +258,8 @@ def _route(path: str) -> str:
     return base + ("?" + "&".join(keys) if keys else "")
 
 
-def report(phase: Phase, name: str, load_avg: tuple[float, float], single: Phase | None = None) -> dict[str, Any]:
+def report(phase: Phase, name: str, load_avg: tuple[float, float], single: Phase | None = None,
+           think: bool = True) -> dict[str, Any]:
     samples = phase.samples
     if not samples:
         return {"name": name, "value": None, "reason": "no request finished"}
@@ -263,7 +281,7 @@ def report(phase: Phase, name: str, load_avg: tuple[float, float], single: Phase
     routes = sorted(((route, _summary(group)) for route, group in by_route.items()), key=lambda item: -item[1]["p95_ms"])
     result: dict[str, Any] = {
         "name": name, "value": overall["p95_ms"], "unit": "ms", **overall,
-        "users": USERS, "seconds": round(phase.seconds, 1),
+        "users": USERS, "think_time_s": list(THINK_TIME_S) if think else None, "seconds": round(phase.seconds, 1),
         "requests_per_s": round(len(samples) / phase.seconds, 1), "pages_per_s": round(phase.pages / phase.seconds, 1),
         "errors": len(errors), "statuses": dict(sorted(statuses.items())),
         "by_kind": {kind: _summary(group) for kind, group in sorted(by_kind.items())},
@@ -274,10 +292,10 @@ def report(phase: Phase, name: str, load_avg: tuple[float, float], single: Phase
         "load_average": {"start_1m": load_avg[0], "end_1m": load_avg[1]},
         # CPU the gunicorn processes used per request (the database's share is not in it): with
         # 2 × cores + 1 workers and no think time, throughput ≈ cores ÷ (web + database CPU per
-        # request), and Little's law makes the mean latency ≈ users ÷ throughput
+        # request), and Little's law makes the mean latency ≈ users ÷ throughput - think time
         "web_cpu_ms_per_request": None if phase.web_cpu_seconds is None
         else round(phase.web_cpu_seconds * 1000 / len(samples), 1),
-        "target": "p95 < 500 ms, 0 errors",
+        "target": "p95 < 500 ms, 0 errors" if think else "none: capacity (pages/s) under a closed loop",
     }
     if single is not None and single.samples:
         # one user alone, same mix: each view's own time, without waiting for a free worker
@@ -338,9 +356,18 @@ def measure(database_name: str, *, users: list[dict], urls: dict[str, list[str]]
     run_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.update({"MH_DATABASE_NAME": database_name, "DEBUG": "0", "MH_CELERY_QUEUE": queue,
-                "DJANGO_SETTINGS_MODULE": "marketing_hub.settings"})
+                "MH_WEBHOOK_QUEUE": f"{queue}-webhooks", "DJANGO_SETTINGS_MODULE": "marketing_hub.settings"})
     env.pop("CELERY_BROKER_URL", None)  # the default broker, as `make run`
-    commands = {child.name: child.args for child in children(str(port), run_dir)}
+    # children() names the webhook worker's queue (and node) from the environment, as `make run` sets it
+    previous_queue = os.environ.get("MH_WEBHOOK_QUEUE")
+    os.environ["MH_WEBHOOK_QUEUE"] = env["MH_WEBHOOK_QUEUE"]
+    try:
+        commands = {child.name: child.args for child in children(str(port), run_dir)}
+    finally:
+        if previous_queue is None:
+            os.environ.pop("MH_WEBHOOK_QUEUE", None)
+        else:
+            os.environ["MH_WEBHOOK_QUEUE"] = previous_queue
     # A node name and a beat pid file of their own: other workers and beats may run on this machine.
     commands["worker"] += ["-n", f"{queue}@%h", "--without-gossip", "--without-mingle"]
     commands["beat"] += ["--pidfile="]
@@ -369,7 +396,7 @@ def measure(database_name: str, *, users: list[dict], urls: dict[str, list[str]]
         say(f"load: {USERS} users logged in ({', '.join(sorted({p.username for p in people}))}); warming up {WARMUP_S:.0f} s")
         _run_phase(people, Phase("warmup"), WARMUP_S, record=False)
         single = Phase("single user")
-        _run_phase(people[:1], single, SINGLE_USER_S, record=True)
+        _run_phase(people[:1], single, SINGLE_USER_S, record=True, think=False)
 
         out = []
         quiet = Phase("quiet")
@@ -401,6 +428,14 @@ def measure(database_name: str, *, users: list[dict], urls: dict[str, list[str]]
         }
         out.append(report(ingesting, "concurrent_users_p95_ms_ingesting", (before, after)))
         say(_line(out[-1]) + f"; ingestion {ingesting.ingest}")
+
+        # The same users clicking without pause: not a team at work but the server's capacity
+        # (pages/s) and what the queue does to latency when offered more than that.
+        saturated = Phase("saturated")
+        before = os.getloadavg()[0]
+        _run_phase(people, saturated, DURATION_S, record=True, web_pid=web.pid, think=False)
+        out.append(report(saturated, "concurrent_users_p95_ms_saturated", (before, os.getloadavg()[0]), think=False))
+        say(_line(out[-1]))
         for person in people:
             person.close()
         return out

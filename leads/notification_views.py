@@ -38,13 +38,18 @@ def _user(request: HttpRequest) -> User:
     return cast(User, request.user)
 
 
+def bell_context(user: User) -> dict:
+    """What ``leads/notification_bell.html`` shows: the user's unread count and its label."""
+    unread = notifications_unread_count(user, cap=BELL_CAP)
+    return {"unread": unread, "unread_label": f"{BELL_CAP}+" if unread > BELL_CAP else str(unread)}
+
+
 @require_GET
 @role_required(*STAFF)
 def notification_bell(request: HttpRequest) -> HttpResponse:
-    """The bell's inside: the unread count of the signed-in user (polled by the header)."""
-    unread = notifications_unread_count(_user(request), cap=BELL_CAP)
-    context = {"unread": unread, "unread_label": f"{BELL_CAP}+" if unread > BELL_CAP else str(unread)}
-    response = render(request, "leads/notification_bell.html", context)
+    """The bell's inside: the unread count of the signed-in user (polled by the header, which
+    renders it with the page first: see marketing_hub.context_processors)."""
+    response = render(request, "leads/notification_bell.html", bell_context(_user(request)))
     response["Cache-Control"] = "no-store"
     return response
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Any, NamedTuple
 
 from django.contrib import messages
 from django.db import connection, transaction
@@ -46,6 +47,7 @@ from leads.services import (
 )
 from leads.tasks import bulk_contacts_queryset, funnel_bulk_move_task
 from leads.temperature import temperature_changes_record, temperature_counts
+from leads.why import score_causes
 
 HOT_PAGE_SIZE = 25
 NEW_COUNT_CAP = 999
@@ -61,7 +63,8 @@ def _base_query(request: HttpRequest, *drop: str) -> str:
 
 # --- hot leads -----------------------------------------------------------------------------------
 def _decorate_leads(leads: list[Contact], thresholds: TemperatureSettings) -> None:
-    """Top tags and the latest note for a page of leads: two queries, whatever the page size."""
+    """Top tags, the latest note and why each is hot (its top ledger causes) for a page of leads:
+    three queries, whatever the page size."""
     ids = [lead.pk for lead in leads]
     tags_by_contact: dict[int, list] = {lead_id: [] for lead_id in ids}
     notes_by_contact: dict[int, Note] = {}
@@ -82,10 +85,24 @@ def _decorate_leads(leads: list[Contact], thresholds: TemperatureSettings) -> No
             .distinct("contact_id")
         )
         notes_by_contact = {note.contact_id: note for note in latest_notes}
+    causes = score_causes(ids)
     for lead in leads:
+        lead.why = causes.get(lead.pk, [])
         lead.top_tags = tags_by_contact.get(lead.pk, [])
         lead.latest_note = notes_by_contact.get(lead.pk)
         lead.temperature = thresholds.temperature_of(lead.score)
+
+
+class AssigneeOption(NamedTuple):
+    pk: int
+    label: str
+
+
+def _assignee_options(user: Any) -> list[AssigneeOption]:
+    """The owner select's options, labelled once per page rather than in every row's loop (a
+    25-row page rendered them 25 times: a fifth of its rendering time)."""
+    return [AssigneeOption(person.pk, f"You ({person.get_full_name() or person.username})" if person.pk == user.pk
+                           else person.get_full_name() or person.username) for person in lead_assignees()]
 
 
 def _row_context(request: HttpRequest, lead: Contact, thresholds: TemperatureSettings, **extra) -> dict:
@@ -93,7 +110,7 @@ def _row_context(request: HttpRequest, lead: Contact, thresholds: TemperatureSet
     return {
         "lead": lead,
         "is_manager": lead_is_manager(request.user),
-        "assignees": lead_assignees() if lead_is_manager(request.user) else [],
+        "assignees": _assignee_options(request.user) if lead_is_manager(request.user) else [],
         "statuses": Contact.LeadStatus.choices,
         **extra,
     }
@@ -125,7 +142,7 @@ def hot(request: HttpRequest) -> HttpResponse:
         "thresholds": thresholds,
         "base_query": _base_query(request),
         "is_manager": is_manager,
-        "assignees": list(lead_assignees()) if is_manager else [],
+        "assignees": _assignee_options(request.user) if is_manager else [],
         "statuses": Contact.LeadStatus.choices,
     }
     return render_page(request, "leads/hot.html", context, partial="results")

@@ -4,6 +4,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 
 from core.roles import ADMIN, MARKETER, SALES, primary_role, roles_of
+from leads.notification_views import bell_context
 
 # label, url name, icon, roles that may see it (Admin sees everything), view-name prefixes that
 # highlight the item
@@ -34,4 +35,7 @@ def navigation(request: HttpRequest) -> dict:
         url = reverse(url_name)
         active = current == url_name or current.startswith(prefixes)
         items.append({"label": label, "url": url, "icon": icon, "active": active})
-    return {"nav_items": items, "user_roles": user_roles, "user_role": primary_role(user)}
+    return {"nav_items": items, "user_roles": user_roles, "user_role": primary_role(user),
+            # rendered with the page (the template calls it only where the bell is drawn): one
+            # request per page view fewer than fetching it on load; it polls after that
+            "notification_bell": lambda: bell_context(user)}

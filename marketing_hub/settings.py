@@ -46,7 +46,9 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 
 PRODUCTION = env_bool("MH_PRODUCTION", False)
-DEBUG = env_bool("DEBUG", not PRODUCTION)
+# Off unless asked for (DEBUG=1, development): `make run` serves like production, with the real
+# 404/500 pages and without Django's debug pages listing every URL and setting.
+DEBUG = env_bool("DEBUG", False)
 # pytest-django loads settings before any conftest runs, so the test run is recognised here.
 TESTING = env_bool("MH_TESTING", "pytest" in sys.modules)
 
@@ -269,22 +271,26 @@ CONTENT_SECURITY_POLICY = {
 }
 
 # --- Static files ---------------------------------------------------------------------------
-import plotly  # noqa: E402
-
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STATICFILES_DIRS = [BASE_DIR / "static", ("plotly", Path(plotly.__file__).parent / "package_data")]
+# Plotly comes vendored as a partial bundle (static/vendor/plotly-finance-*.min.js), not from the
+# Python package's 4.8 MB full build.
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# Without DEBUG (production and `make run`, which runs collectstatic) static files have content
+# hashes in their names, so whitenoise serves them compressed with a year's cache; DEBUG and the
+# tests use the source files under their plain names (no stale collected copy).
+VERSIONED_STATIC = PRODUCTION or not (DEBUG or TESTING)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "marketing_hub.staticfiles.ForgivingManifestStaticFilesStorage"
-        if PRODUCTION
+        if VERSIONED_STATIC
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
-# Production serves what collectstatic gathered; until it has run, the source folders (pages keep
+# Versioned: serve what collectstatic gathered; until it has run, the source folders (pages keep
 # working, see marketing_hub/staticfiles.py).
-WHITENOISE_USE_FINDERS = not PRODUCTION or not (STATIC_ROOT / "staticfiles.json").exists()
+WHITENOISE_USE_FINDERS = not VERSIONED_STATIC or not (STATIC_ROOT / "staticfiles.json").exists()
 MEDIA_ROOT = BASE_DIR / "media"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
@@ -320,8 +326,9 @@ MH_ENGINE_PARTITIONS = env_int("MH_ENGINE_PARTITIONS", 2)
 if not 1 <= MH_ENGINE_PARTITIONS <= 64:
     raise ImproperlyConfigured(f"MH_ENGINE_PARTITIONS must be between 1 and 64, got {MH_ENGINE_PARTITIONS}")
 
-# The login page lists the demo logins in DEBUG, or with this on (a public demo in production mode).
-SHOW_DEMO_LOGINS = False
+# The login page lists the demo logins in DEBUG, or with this on (`make run` outside production, a
+# public demo).
+SHOW_DEMO_LOGINS = env_bool("MH_SHOW_DEMO_LOGINS", False)
 
 # Segments. A live count (builder, API preview) that takes longer than this is cancelled; the page
 # says so and the worker counts the saved segment instead.

@@ -1,7 +1,8 @@
 /* Marketing Hub — app.js. Small page behaviours, plain JS, CSP-safe (no eval, no inline code).
  *
  * Hooks (all by data-attributes, so server templates never need inline script):
- *   Toasts          server messages in #toasts auto-dismiss after 5 s; an HX-Trigger header
+ *   Toasts          bottom-right, at most 4 (the oldest goes); server messages in #toasts
+ *                   auto-dismiss after 5 s; an HX-Trigger header
  *                   {"toast": {"message": "…", "level": "success|info|warning|error"}} shows one;
  *                   window.MH.toast(message, level) from other static scripts.
  *   Sidebar         [data-sidebar-toggle] opens/closes the nav on narrow screens (body.nav-open).
@@ -11,8 +12,7 @@
  *   Select all      input[data-select-all] toggles every input[name=ids] of its form; the form gets
  *                   .has-selection, [data-selected-count] shows the count, [data-requires-selection]
  *                   buttons are disabled while nothing is selected.
- *   Confirm         form[data-confirm="Sure?"] asks before a plain (non-htmx) submit; htmx elements
- *                   use hx-confirm.
+ *   Confirm         form[data-confirm="Sure?"] and hx-confirm ask in one dialog: see confirm.js.
  *   Demo logins     [data-fill-login][data-username][data-password] fills the login form.
  *   Progress bar    body.is-loading while any htmx request runs (skip with data-no-progress).
  */
@@ -20,6 +20,7 @@
   "use strict";
 
   var TOAST_MS = 5000;
+  var TOAST_MAX = 4; // shown at once; a fifth pushes out the oldest
   var SVG_OPEN = '<svg class="icon" width="20" height="20" viewBox="0 0 24 24" fill="none" stroke="currentColor" ' +
     'stroke-width="1.8" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true" focusable="false">';
   var ICON_PATHS = {
@@ -87,6 +88,13 @@
     if (!el || el._mhArmed || !el.classList || !el.classList.contains("toast")) return;
     el._mhArmed = true;
     raiseToasts();
+    var box = el.parentNode;
+    if (box) {
+      var live = Array.prototype.filter.call(box.querySelectorAll(".toast"), function (t) {
+        return !t.classList.contains("is-leaving");
+      });
+      for (var i = 0; i < live.length - TOAST_MAX; i++) dismissToast(live[i]);
+    }
     var remaining = TOAST_MS;
     var startedAt = Date.now();
     el.style.setProperty("--toast-ms", TOAST_MS + "ms");
@@ -343,13 +351,6 @@
     Array.prototype.forEach.call(document.querySelectorAll("details.dropdown[open]"), function (d) {
       d.removeAttribute("open");
     });
-  });
-
-  document.addEventListener("submit", function (evt) {
-    var form = evt.target;
-    if (!form || !form.hasAttribute || !form.hasAttribute("data-confirm")) return;
-    if (form.hasAttribute("hx-post") || form.hasAttribute("hx-get")) return; // hx-confirm's job
-    if (!window.confirm(form.getAttribute("data-confirm") || "Are you sure?")) evt.preventDefault();
   });
 
   window.addEventListener("resize", function () {

@@ -1,13 +1,15 @@
 /* Marketing Hub — charts.js. Draws every [data-chart] element with Plotly.
  *
  * Markup (templates/includes/chart.html):
- *   <div class="chart" data-chart="ID" data-plotly-src="/static/plotly/plotly.min.js" style="height:320px"></div>
+ *   <div class="chart" data-chart="ID" data-plotly-src="/static/vendor/plotly-finance-….min.js" style="height:320px"></div>
  *   <script id="ID" type="application/json">{"data": [...], "layout": {...}, "config": {...}}</script>
  * The figure's layout is merged over a common clean layout (transparent background, system font,
  * small margins, indigo colourway). If layout.meta.links is a list of URLs (one per point index,
  * or one list per trace) a click on a point opens the URL — charts link to the list behind them.
- * Runs for the page and for every htmx swap (htmx.onLoad). Without window.Plotly it loads Plotly
- * from data-plotly-src once; with neither it does nothing.
+ * Runs for the page and for every htmx swap (htmx.onLoad). Plotly (1.3 MB) is loaded lazily from
+ * data-plotly-src: only once a chart comes within 200 px of the screen (IntersectionObserver) and
+ * never before the page's load event, so the page is usable first and pages whose charts stay off
+ * screen (or hidden) never fetch or parse it. A chart is drawn when it first becomes visible.
  */
 (function () {
   "use strict";
@@ -125,33 +127,58 @@
   }
 
   var loading = false;
-  function ensurePlotly(src, then) {
-    if (window.Plotly) { then(); return; }
-    if (!src || loading) return; // when it arrives, drawAll() picks up every pending chart
+  var visible = []; // charts on screen, waiting for Plotly
+
+  function drawVisible() {
+    var waiting = visible;
+    visible = [];
+    waiting.forEach(function (el) { if (document.body.contains(el)) draw(el); });
+  }
+
+  function loadPlotly(src) {
+    if (!src || loading) return; // when it arrives, every chart that became visible is drawn
     loading = true;
     var s = document.createElement("script");
     s.src = src;
-    s.onload = function () { loading = false; drawIn(document.body); };
+    s.onload = function () { loading = false; drawVisible(); };
     s.onerror = function () { loading = false; };
     document.head.appendChild(s);
   }
+
+  function onScreen(el) {
+    if (el._mhChartDrawn) return;
+    if (window.Plotly) { draw(el); return; }
+    visible.push(el);
+    var src = el.getAttribute("data-plotly-src");
+    // After the load event: the page's own content and scripts come first.
+    if (document.readyState === "complete") loadPlotly(src);
+    else window.addEventListener("load", function () { loadPlotly(src); }, { once: true });
+  }
+
+  var observer = "IntersectionObserver" in window ? new IntersectionObserver(function (entries) {
+    entries.forEach(function (entry) {
+      if (!entry.isIntersecting) return;
+      observer.unobserve(entry.target);
+      onScreen(entry.target);
+    });
+  }, { rootMargin: "200px" }) : null;
 
   function drawIn(root) {
     if (!root || !root.querySelectorAll) return;
     var charts = Array.prototype.slice.call(root.querySelectorAll("[data-chart]"));
     if (root.hasAttribute && root.hasAttribute("data-chart")) charts.unshift(root);
-    charts = charts.filter(function (el) { return !el._mhChartDrawn; });
-    if (!charts.length) return;
-    if (!window.Plotly) {
-      ensurePlotly(charts[0].getAttribute("data-plotly-src"), function () {});
-      return;
-    }
-    charts.forEach(draw);
+    charts.forEach(function (el) {
+      if (el._mhChartDrawn || el._mhChartWatched) return;
+      el._mhChartWatched = true;
+      if (observer) observer.observe(el);
+      else onScreen(el);
+    });
   }
 
   // Free Plotly's listeners when htmx removes a chart.
   document.addEventListener("htmx:beforeCleanupElement", function (evt) {
     var el = evt.detail && evt.detail.elt;
+    if (el && el._mhChartWatched && observer) observer.unobserve(el);
     if (el && el._mhChartDrawn && window.Plotly && el.classList && el.classList.contains("js-plotly-plot")) {
       window.Plotly.purge(el);
     }
