@@ -7,6 +7,12 @@ class AutomationConfig(AppConfig):
     name = "automation"
 
     def ready(self) -> None:
+        from automation import merging
+        from contacts.signals import contacts_merge_prepare, contacts_merging, contacts_purging
+
+        contacts_merge_prepare.connect(merging.on_contacts_merge_prepare, dispatch_uid="automation.merge_prepare")
+        contacts_merging.connect(merging.on_contacts_merging, dispatch_uid="automation.merge")
+        contacts_purging.connect(merging.on_contacts_purging, dispatch_uid="automation.purge")
         from automation.engine import pending_exists
         from segments.dirty import DRAIN_YIELDS_TO
 

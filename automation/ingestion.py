@@ -35,7 +35,7 @@ from django.utils import timezone
 
 from automation import tasks
 from contacts.models import EVENT_TYPES, Contact, email_hash, normalize_email
-from core.validators import CONTROL_CHARACTERS_MESSAGE, email_is_valid, has_control_characters
+from core.validators import ANONYMOUS_DOMAIN, CONTROL_CHARACTERS_MESSAGE, email_is_valid, has_control_characters
 
 logger = logging.getLogger(__name__)
 
@@ -99,11 +99,15 @@ def _value_of(properties: dict) -> tuple[Decimal | None, str | None]:
     return number.quantize(Decimal("0.01")), None
 
 
-def events_validate(items: list[Any], *, now: datetime | None = None) -> list[CleanEvent]:
+_ANONYMOUS_SUFFIX = "@" + ANONYMOUS_DOMAIN
+
+
+def events_validate(items: list[Any], *, now: datetime | None = None, profiles: bool = False) -> list[CleanEvent]:
     """Check every item; raise IngestValidationError listing every problem with its index.
 
     ``items`` are objects with ``event_id``, ``email``, ``type``, ``occurred_at`` and
-    ``properties`` attributes (the API's pydantic items) or dicts with those keys.
+    ``properties`` attributes (the API's pydantic items) or dicts with those keys. ``profiles``:
+    the tracking intake's anonymous profiles' addresses are accepted too.
     """
     now = now or timezone.now()
     latest = now + MAX_FUTURE
@@ -129,7 +133,7 @@ def events_validate(items: list[Any], *, now: datetime | None = None) -> list[Cl
             fail("email", "is required")
         elif len(email) > 254:
             fail("email", "may be at most 254 characters")
-        elif not email_is_valid(email):
+        elif not email_is_valid(email) and not (profiles and email.endswith(_ANONYMOUS_SUFFIX)):
             fail("email", "is not a valid email address")
         event_type = get("type")
         if event_type not in _EVENT_TYPES:
@@ -183,7 +187,7 @@ def _contact_defaults() -> tuple[list[str], list[str], list[Any]]:
     from the model so a field added later (with a default) needs no change here."""
     columns, placeholders, values = [], [], []
     for model_field in Contact._meta.concrete_fields:
-        if model_field.primary_key or model_field.attname == "email" or getattr(model_field, "generated", False):
+        if model_field.primary_key or model_field.attname in ("email", "is_anonymous") or getattr(model_field, "generated", False):
             continue  # generated columns (the search document) are the database's to fill
         if model_field.has_default():
             value = model_field.get_default()
@@ -270,8 +274,8 @@ def _store(events: list[CleanEvent], now: datetime) -> IngestResult:
                        EXISTS (SELECT 1 FROM contacts_suppression s WHERE s.email_hash = t.email_hash) AS suppressed
                 FROM t WHERE NOT EXISTS (SELECT 1 FROM contacts_contact c WHERE c.email = t.email)
             ), created AS (
-                INSERT INTO contacts_contact (email, {", ".join(columns)})
-                SELECT m.email, {", ".join(placeholders)}
+                INSERT INTO contacts_contact (email, is_anonymous, {", ".join(columns)})
+                SELECT m.email, m.email LIKE %s, {", ".join(placeholders)}
                 FROM missing m WHERE NOT m.suppressed
                 ORDER BY m.email
                 ON CONFLICT (email) DO NOTHING
@@ -279,7 +283,7 @@ def _store(events: list[CleanEvent], now: datetime) -> IngestResult:
             )
             SELECT (SELECT count(*) FROM created), ARRAY(SELECT email FROM missing WHERE suppressed)
             """,
-            [emails, [email_hash(email) for email in emails], *defaults],
+            [emails, [email_hash(email) for email in emails], "%" + _ANONYMOUS_SUFFIX, *defaults],
         )
         result.created_contacts, suppressed = cursor.fetchone()
         suppressed_emails = set(suppressed)
@@ -295,10 +299,11 @@ def _store(events: list[CleanEvent], now: datetime) -> IngestResult:
     return result
 
 
-def events_ingest(items: list[Any], *, now: datetime | None = None) -> IngestResult:
-    """Validate (raising IngestValidationError, nothing stored) and store a batch of events."""
+def events_ingest(items: list[Any], *, now: datetime | None = None, profiles: bool = False) -> IngestResult:
+    """Validate (raising IngestValidationError, nothing stored) and store a batch of events.
+    ``profiles``: the batch may name anonymous profiles (the tracking intake)."""
     now = now or timezone.now()
-    events = events_validate(items, now=now)
+    events = events_validate(items, now=now, profiles=profiles)
     for attempt in range(4):
         try:
             return _store(events, now)

@@ -26,6 +26,7 @@ import statistics
 import sys
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 GENERATOR = ROOT / "demo" / "datagen.py"
-PARTS = ("segments", "views", "recompute", "ingest", "webhooks", "load", "sizes")
+PARTS = ("segments", "views", "recompute", "ingest", "tracking", "webhooks", "load", "sizes")
 SEGMENT_MIN_RUNS = 7
 
 
@@ -583,6 +584,68 @@ def _ingest_with_webhooks(database_name: str, total: int, runs: int, ingest_key:
         receiver.stop()
 
 
+def measure_tracking(database_name: str, total: int, runs: int, figures: list[dict]) -> list[dict]:
+    """track_batch_events_per_s (the ingestion workload as Segment /v1/batch messages, 30% by
+    anonymous visitors, merged by identifies along the way), its ratio to ingest_events_per_s of
+    this run (measured here when the ingest part was skipped), and identity_merge_ms (bench/tracking.py)."""
+    from django.db import connections
+
+    # local import: main() chooses the bench database and sets Django up first
+    from bench import tracking
+    from bench.ingest import Intake, make_batches, run_ingest
+    from core.models import ApiKey
+    from tracking.services import source_issue
+
+    _, admin_key = ApiKey.issue(name="bench tracking admin", scope=ApiKey.SCOPE_ADMIN)
+    _, write_key = source_issue(name="bench shop", kind="server")
+    emails = [row[0] for row in _rows("SELECT email FROM contacts_contact WHERE NOT is_anonymous "
+                                      "ORDER BY md5(id::text) LIMIT 20000")]
+    connections.close_all()
+    out: list[dict] = []
+    base = next((figure for figure in figures if figure.get("name") == "ingest_events_per_s"), None)
+    if base is None or base.get("value") is None:
+        # the ingest part was skipped: the events API's figure is measured here, in the same run
+        _, ingest_key = ApiKey.issue(name="bench tracking ingest", scope=ApiKey.SCOPE_INGEST)
+        say(f"ingest (for the ratio): {runs} × {total:,} events …")
+        api_runs = run_ingest(broker="postgres", broker_url=None, database_name=database_name, ingest_key=ingest_key,
+                              admin_key=admin_key, emails=emails, total=total, runs=runs)
+        api_median = sorted(api_runs, key=lambda result: result.events_per_s)[len(api_runs) // 2]
+        base = {"name": "ingest_events_per_s", "value": round(api_median.events_per_s), "unit": "events/s",
+                "measured_by": "the tracking part (the ingest part was skipped)", **api_median.as_dict(),
+                "runs": [result.as_dict() for result in api_runs]}
+        out.append(base)
+    name = "track_batch_events_per_s"
+
+    def segment_workload(emails: list[str], total: int, run_id: str) -> list[dict]:
+        return tracking.segment_batches(make_batches(emails, total, run_id), run_id)
+
+    intake = Intake(path="/v1/batch", make=segment_workload,
+                    after=lambda port: tracking.merge_latency(port, write_key, admin_key, emails, uuid.uuid4().hex[:8]))
+    try:
+        say(f"tracking intake: {runs} × {total:,} events as /v1/batch messages ({tracking.ANONYMOUS_SHARE:.0%} anonymous) …")
+        results = run_ingest(broker="postgres-tracking", broker_url=None, database_name=database_name,
+                             ingest_key=write_key, admin_key=admin_key, emails=emails, total=total, runs=runs,
+                             intake=intake)
+        for number, result in enumerate(results, 1):
+            say(f"{name} run {number}: {result.events_per_s:,.0f} events/s ({result.seconds:.1f}s)")
+        median = sorted(results, key=lambda result: result.events_per_s)[len(results) // 2]
+        ratio = round(median.events_per_s / base["value"], 2) if base.get("value") else None
+        say(f"{name}: median {median.events_per_s:,.0f} events/s ({ratio}× /api/v1/events)")
+        out.append({"name": name, "value": round(median.events_per_s), "unit": "events/s", "target_ratio": 0.9,
+                    "ratio_to_events_api": ratio, "anonymous_share": tracking.ANONYMOUS_SHARE, **median.as_dict(),
+                    "runs": [result.as_dict() for result in results]})
+        merge = intake.after_result or {}
+        say(f"identity_merge_ms: p95 {merge.get('p95_ms')} ms over {merge.get('samples')} visitors of "
+            f"{tracking.MERGE_EVENTS} events")
+        out.append({"name": "identity_merge_ms", "value": merge.get("p95_ms"), "unit": "ms (p95)",
+                    "events_per_visitor": tracking.MERGE_EVENTS, **merge})
+    except Exception as exc:
+        traceback.print_exc()
+        out.append(missing(name, f"{type(exc).__name__}: {exc} (logs: bench/results/ingest-*-postgres-tracking.log)"))
+        out.append(missing("identity_merge_ms", f"not measured: {type(exc).__name__}"))
+    return out
+
+
 def measure_webhooks(database_name: str) -> list[dict]:
     """webhook_fanout_per_s and hot_lead_alert_latency_s (bench/webhooks.py)."""
     # local import: main() chooses the bench database and sets Django up first
@@ -623,7 +686,8 @@ def measure_load(database_name: str, contacts: int) -> list[dict]:
     except Exception as exc:
         traceback.print_exc()
         return [missing(name, f"{type(exc).__name__}: {exc} (logs: bench/results/load-*.log)")
-                for name in ("concurrent_users_p95_ms", "concurrent_users_p95_ms_ingesting")]
+                for name in ("concurrent_users_p95_ms", "concurrent_users_p95_ms_ingesting",
+                             "concurrent_users_p95_ms_saturated")]
 
 
 def _rows(sql: str) -> list[tuple]:
@@ -766,6 +830,9 @@ def main(argv: list[str] | None = None) -> int:
         # enough for a sustained rate (tens of seconds), small enough for the 10-minute budget at 100k
         total = args.ingest_events or (30_000 if args.contacts <= 200_000 else 60_000)
         figures += measure_ingest(name, total, args.ingest_runs)
+    if "tracking" not in skip:
+        total = args.ingest_events or (30_000 if args.contacts <= 200_000 else 60_000)
+        figures += measure_tracking(name, total, args.ingest_runs, figures)
     if "webhooks" not in skip:
         figures += measure_webhooks(name)
     if "load" not in skip:

@@ -105,6 +105,9 @@ class ContactOut(Schema):
     tags: list[TagOut]
     stages: dict[str, str]
     tiers: dict[str, str | None]
+    # the ids the tracking libraries know the person by (the tracking area fills them)
+    user_id: str | None = None
+    anonymous_ids: list[str] = []
 
 
 class BatchItemOut(Schema):

@@ -13,6 +13,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from contacts.signals import contacts_changed_send
+from core.validators import ANONYMOUS_DOMAIN
 
 _WHITESPACE = re.compile(r"\s+")
 
@@ -55,6 +56,17 @@ def search_tsquery(text: str) -> str:
     return " & ".join(f"{word}:*" for word in words)
 
 
+# Anonymous profiles: what a tracked visitor did before any identify named them. A profile is a
+# contact row (rules, tags and scores apply to it as to anyone) with ``is_anonymous`` set and an
+# address under a reserved domain (RFC 2606 ``.invalid``: no real address can take it). It stays out
+# of every list, count, segment, export and webhook (``Contact.objects`` does not see it) until it
+# merges into the contact its visitor identifies as.
+def anonymous_email(kind: str, value: str) -> str:
+    """The address of the anonymous profile of a tracked id (``user`` or ``anonymous`` kind)."""
+    digest = hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()[:32]
+    return f"{digest}@{ANONYMOUS_DOMAIN}"
+
+
 class ContactQuerySet(models.QuerySet):
     def search(self, text: str) -> ContactQuerySet:
         """Contacts having every word of ``text`` as a word prefix (email parts, first or last name)."""
@@ -84,6 +96,24 @@ class ContactQuerySet(models.QuerySet):
                 user_id=getattr(user, "pk", None),
             )
 
+    def set_tag_score(self, name: str, score: int, *, user=None, source: str = "bulk") -> int:
+        """Set tag ``name`` to exactly ``score`` on every contact of the queryset (≤ 0 removes it),
+        set-based and recorded in the score history. → contacts changed."""
+        from contacts.scoring import (  # local import: contacts.scoring imports this module
+            tag_scores_set_selected,
+            tags_ensure,
+        )
+
+        if not tag_key(name):
+            raise ValueError("A tag name must not be empty.")
+        sql, params = self.ids_sql()
+        with transaction.atomic(), connection.cursor() as cursor:
+            tag_id = tags_ensure(cursor, [name])[name]
+            return tag_scores_set_selected(
+                cursor, contacts_sql=sql, contacts_params=params, tag_id=tag_id, score=score, source=source,
+                user_id=getattr(user, "pk", None),
+            )
+
     def remove_tag(self, name: str, *, user=None, source: str = "bulk") -> int:
         """Remove tag ``name`` from every contact of the queryset, set-based. → contacts changed."""
         from contacts.scoring import tag_remove_selected  # local import: contacts.scoring imports this module
@@ -101,6 +131,13 @@ class ContactQuerySet(models.QuerySet):
     def assign_owner(self, owner) -> int:
         """Set the owner (a Sales user or None) of every contact; the audit trigger records each."""
         return self.exclude(owner=owner).update(owner=owner, updated_at=timezone.now())
+
+
+class KnownContactManager(models.Manager.from_queryset(ContactQuerySet)):  # type: ignore[misc]
+    """Contacts without anonymous profiles."""
+
+    def get_queryset(self) -> ContactQuerySet:
+        return super().get_queryset().filter(is_anonymous=False)
 
 
 @pghistory.track(
@@ -148,10 +185,21 @@ class Contact(models.Model):
         db_persist=True,
     )
 
-    objects = ContactQuerySet.as_manager()
+    # Whether this is an anonymous profile (see ``anonymous_email``).
+    is_anonymous = models.BooleanField(default=False, db_default=False)
+
+    # ``objects``: contacts people work with; ``all_objects`` also sees anonymous profiles (the
+    # tracking intake, admins' "include anonymous visitors" list, related-object access).
+    objects = KnownContactManager()
+    all_objects = ContactQuerySet.as_manager()
 
     class Meta:
+        base_manager_name = "all_objects"
         indexes = [
+            # The (few) anonymous profiles: counts that never read the contacts table exclude them
+            # through this index, and the retention purge finds them by it.
+            models.Index(fields=["last_activity_at"], name="contact_anonymous_idx",
+                         condition=models.Q(is_anonymous=True), include=["id"]),
             models.Index(fields=["-score", "id"], name="contact_score_idx"),
             # Partial: only owned contacts and leads past "new" are ever looked up this way, and a
             # row version outside an index's predicate costs that index nothing — the rules engine
@@ -198,6 +246,23 @@ class Contact(models.Model):
             row = cursor.fetchone()
             _dependents_refresh([self.pk])
         return row[0] if row else 0
+
+    def set_tag_score(self, name: str, score: int, *, user=None, source: str = "manual") -> int:
+        """Set tag ``name`` to exactly ``score`` (created if new; ≤ 0 removes it), recorded in the
+        score history as the difference. → the new score (0: removed)."""
+        from contacts.scoring import tag_scores_set_selected, tags_ensure  # local import: scoring imports this module
+
+        if not tag_key(name):
+            raise ValueError("A tag name must not be empty.")
+        with transaction.atomic(), connection.cursor() as cursor:
+            tag_id = tags_ensure(cursor, [name])[name]
+            changed = tag_scores_set_selected(
+                cursor, contacts_sql="SELECT %s::bigint", contacts_params=[self.pk], tag_id=tag_id, score=score,
+                source=source, user_id=getattr(user, "pk", None),
+            )
+            if changed:
+                _dependents_refresh([self.pk])
+        return max(score, 0)
 
     def remove_tag(self, name: str, *, user=None, source: str = "manual") -> bool:
         """Remove tag ``name`` (recorded in the score history). → whether the contact had it."""
@@ -433,6 +498,8 @@ EVENT_TYPES = [
     "custom",
 ]
 EVENT_TYPE_CHOICES = [(name, name.replace("_", " ").capitalize()) for name in EVENT_TYPES]
+# Written by the system, never sent, nor processed by rules: the timeline entry of a visitor's merge.
+SYSTEM_EVENT_TYPE_CHOICES = [("visitor_merged", "Anonymous visitor merged")]
 
 
 class Event(models.Model):
@@ -441,7 +508,7 @@ class Event(models.Model):
 
     event_id = models.CharField(max_length=128)
     contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="events", db_constraint=True)
-    type = models.CharField(max_length=20, choices=EVENT_TYPE_CHOICES)
+    type = models.CharField(max_length=20, choices=EVENT_TYPE_CHOICES + SYSTEM_EVENT_TYPE_CHOICES)
     occurred_at = models.DateTimeField()
     received_at = models.DateTimeField(default=timezone.now)
     properties = models.JSONField(default=dict, blank=True)

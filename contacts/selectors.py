@@ -13,7 +13,17 @@ from typing import Any
 from django.db import connection
 from django.db.models import BooleanField, ExpressionWrapper, F, Q
 
-from contacts.models import EVENT_TYPE_CHOICES, Contact, ContactTag, Event, Note, Tag, TagScoreChange, tag_key
+from contacts.models import (
+    EVENT_TYPE_CHOICES,
+    SYSTEM_EVENT_TYPE_CHOICES,
+    Contact,
+    ContactTag,
+    Event,
+    Note,
+    Tag,
+    TagScoreChange,
+    tag_key,
+)
 from contacts.registry import TIMELINE_SOURCES, TimelineEffect, rule_label, rule_names
 
 TIMELINE_PER_PAGE = 20
@@ -121,7 +131,7 @@ def contact_timeline(contact: Contact, *, event_type: str = "", page: int = 1) -
             for effect in source(contact, pks):
                 effects[effect.event_pk].append(effect)
     names = rule_names(effect.rule_id for caused in effects.values() for effect in caused)
-    type_labels = dict(EVENT_TYPE_CHOICES)
+    type_labels = dict(EVENT_TYPE_CHOICES + SYSTEM_EVENT_TYPE_CHOICES)
     for row in rows:
         row["type_label"] = type_labels.get(row["type"], row["type"])
         by_rule: dict[int | None, list[dict]] = defaultdict(list)
@@ -135,6 +145,10 @@ def contact_timeline(contact: Contact, *, event_type: str = "", page: int = 1) -
         row["summary"] = " · ".join(
             str(properties[key]) for key in SUMMARY_PROPERTIES if properties.get(key) not in (None, "")
         )[:160]
+        if row["type"] == "visitor_merged":
+            events = properties.get("events", 0)
+            row["summary"] = (f"visitor {properties.get('visitor') or '(no id)'}: {events} event{'s' if events != 1 else ''}"
+                              + "".join(f", +{score} {name}" for name, score in (properties.get("tags") or {}).items()))[:160]
     return TimelinePage(events=rows, has_next=has_next)
 
 

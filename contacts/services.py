@@ -444,6 +444,7 @@ SELECT t.id AS tag_id, count(ct.tag_id) AS contact_count, coalesce(sum(ct.score)
              count(*) FILTER (WHERE ct.score BETWEEN 5 AND 9), count(*) FILTER (WHERE ct.score BETWEEN 10 AND 19),
              count(*) FILTER (WHERE ct.score >= 20)] AS score_bands
 FROM contacts_tag t LEFT JOIN contacts_contacttag ct ON ct.tag_id = t.id
+     AND ct.contact_id NOT IN (SELECT id FROM contacts_contact WHERE is_anonymous)
 {where}
 GROUP BY t.id
 """

@@ -12,6 +12,14 @@ instead of doing it in the sender's transaction: segments append the contacts to
 ``contacts_erasing`` is sent inside the GDPR erasure's transaction just before the contacts'
 rows are deleted, with ``contact_ids``: areas that keep figures derived from them (segments'
 saved counts) correct those figures while the rows still exist.
+
+``contacts_merging`` is sent inside an anonymous profile's merge (``contacts.merging``) with a
+``cursor``, ``pairs_sql`` (a SELECT of ``(profile_id, contact_id)`` rows) and its ``params``: each
+area moves its rows of the profiles to the contacts. ``contacts_purging`` is sent before anonymous
+profiles are deleted (retention), with ``cursor`` and ``contact_ids``: each area deletes its rows.
+``contacts_merge_prepare`` (``cursor``, ``profile_ids``) comes first, before the contacts are
+locked: an area whose workers lock its rows before contacts (the rules engine's queue) locks the
+profiles' rows there, in the same order as they do, so the two never wait for each other in a circle.
 """
 
 from __future__ import annotations
@@ -20,6 +28,9 @@ from django.dispatch import Signal
 
 contacts_changed = Signal()
 contacts_erasing = Signal()
+contacts_merge_prepare = Signal()
+contacts_merging = Signal()
+contacts_purging = Signal()
 
 
 def contacts_changed_send(contact_ids, *, deferred: bool = False, sender: object = None) -> None:

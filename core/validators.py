@@ -53,6 +53,10 @@ def control_character_paths(data: Any, path: tuple = ()) -> list[tuple]:
     return found
 
 
+# The reserved domain of anonymous visitors' profiles (RFC 2606 ``.invalid``): never a real address.
+ANONYMOUS_DOMAIN = "anonymous.invalid"
+
+
 @lru_cache(maxsize=65536)
 def email_is_valid(email: str) -> bool:
     """Whether a normalised (trimmed, lower-case) address is one we accept anywhere.
@@ -60,7 +64,7 @@ def email_is_valid(email: str) -> bool:
     Django's EmailValidator is the definition (it refuses ``<svg/onload=…>@x.test`` and accepts
     RFC dot-atoms such as ``a/b@shop.test``); the plain pattern only makes the common case fast.
     """
-    if len(email) > MAX_EMAIL_LENGTH:
+    if len(email) > MAX_EMAIL_LENGTH or email.endswith("@" + ANONYMOUS_DOMAIN):
         return False
     if _PLAIN_EMAIL.fullmatch(email):
         return True

@@ -17,11 +17,14 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
-from contacts.models import EVENT_TYPES
+from contacts.models import EVENT_TYPE_CHOICES, EVENT_TYPES
 from core.paging import table_rows_estimate
 from core.roles import MARKETER, SALES, has_role
 from leads import charts
 from leads.models import Funnel, TemperatureSettings
+from leads.services import OPEN_STATUSES
+
+EVENT_TYPE_LABELS = dict(EVENT_TYPE_CHOICES)
 
 DASHBOARD_CACHE_SECONDS = 60
 EXACT_TAG_COUNT_LIMIT = 500_000  # contact-tag rows; above this, top tags are estimated
@@ -48,20 +51,23 @@ def _contact_stats(warm: int, hot: int, week_ago: datetime) -> dict:
                    count(*) FILTER (WHERE created_at >= %(week_ago)s),
                    count(*) FILTER (WHERE score < %(warm)s),
                    count(*) FILTER (WHERE score >= %(warm)s AND score < %(hot)s),
-                   count(*) FILTER (WHERE score >= %(hot)s)
-            FROM contacts_contact
+                   count(*) FILTER (WHERE score >= %(hot)s),
+                   count(*) FILTER (WHERE score >= %(hot)s AND lead_status = ANY(%(open)s))
+            FROM contacts_contact WHERE NOT is_anonymous
             """,
-            {"warm": warm, "hot": hot, "week_ago": week_ago},
+            {"warm": warm, "hot": hot, "week_ago": week_ago, "open": list(OPEN_STATUSES)},
         )
-        total, new_week, cold, warm_count, hot_count = cursor.fetchone()
+        total, new_week, cold, warm_count, hot_count, hot_open = cursor.fetchone()
         cursor.execute(
-            "SELECT count(*) FROM contacts_contact WHERE created_at >= %(a)s AND created_at < %(b)s",
+            "SELECT count(*) FROM contacts_contact WHERE created_at >= %(a)s AND created_at < %(b)s AND NOT is_anonymous",
             {"a": week_ago - timedelta(days=7), "b": week_ago},
         )
         new_prev_week = cursor.fetchone()[0]
     return {
         "total": total, "new_week": new_week, "new_prev_week": new_prev_week,
         "temperatures": {"cold": cold, "warm": warm_count, "hot": hot_count},
+        # the Hot leads page lists only open leads (not yet won or lost) by default
+        "hot_open": hot_open,
     }
 
 
@@ -85,7 +91,7 @@ def _score_buckets(warm: int, hot: int) -> tuple[int, list[tuple[int, int, int]]
         cursor.execute(
             """
             SELECT least(greatest(floor(score::numeric / %(w)s), -1), %(n)s)::int AS bucket, count(*)
-            FROM contacts_contact GROUP BY 1 ORDER BY 1
+            FROM contacts_contact WHERE NOT is_anonymous GROUP BY 1 ORDER BY 1
             """,
             {"w": width, "n": -(-max(hot, 1) * 2 // width)},
         )
@@ -116,7 +122,9 @@ def _top_tags(limit: int = 10) -> tuple[list[tuple[str, int]], bool]:
         cursor.execute(
             """
             SELECT t.name, c.n FROM (
-                SELECT tag_id, count(*) AS n FROM contacts_contacttag GROUP BY tag_id ORDER BY n DESC LIMIT %(limit)s
+                SELECT tag_id, count(*) AS n FROM contacts_contacttag
+                WHERE contact_id NOT IN (SELECT id FROM contacts_contact WHERE is_anonymous)
+                GROUP BY tag_id ORDER BY n DESC LIMIT %(limit)s
             ) c JOIN contacts_tag t ON t.id = c.tag_id ORDER BY c.n DESC, t.name
             """,
             {"limit": limit},
@@ -154,6 +162,26 @@ def _events(now: datetime) -> tuple[int, int, list[str], dict[str, list[int]]]:
     return today_total, yesterday_total, [day.isoformat() for day in days], ordered
 
 
+def _traffic(now: datetime, events_7d: int) -> dict:
+    """Known vs anonymous traffic over the last 7 days: the events of anonymous visitors' profiles
+    (each profile's events by the (contact, time) index — there are few profiles next to the
+    contacts), the rest of ``events_7d`` from known contacts; and how many profiles wait for an
+    identify."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT (SELECT count(*) FROM contacts_contact WHERE is_anonymous),
+                   (SELECT count(*) FROM contacts_contact a JOIN automation_event e ON e.contact_id = a.id
+                    WHERE a.is_anonymous AND e.type = ANY(%(types)s) AND e.occurred_at >= %(since)s
+                      AND e.occurred_at <= %(now)s)
+            """,
+            {"types": EVENT_TYPES, "now": now, "since": datetime.combine(
+                timezone.localdate(now) - timedelta(days=6), time.min, tzinfo=timezone.get_current_timezone())},
+        )
+        profiles, anonymous = cursor.fetchone()
+    return {"known_events": max(0, events_7d - anonymous), "anonymous_events": anonymous, "anonymous_profiles": profiles}
+
+
 def _funnel() -> tuple[Funnel | None, list[tuple[int, str, int]]]:
     funnel = Funnel.objects.order_by("created_at", "pk").first()
     if funnel is None:
@@ -163,6 +191,7 @@ def _funnel() -> tuple[Funnel | None, list[tuple[int, str, int]]]:
             """
             SELECT s.id, s.name, count(cs.contact_id)
             FROM leads_stage s LEFT JOIN leads_contactstage cs ON cs.stage_id = s.id
+                 AND cs.contact_id NOT IN (SELECT id FROM contacts_contact WHERE is_anonymous)
             WHERE s.funnel_id = %s GROUP BY s.id, s.name, s.position ORDER BY s.position
             """,
             [funnel.pk],
@@ -209,6 +238,8 @@ def dashboard_data(*, use_cache: bool = True) -> dict:
         "funnel": {"id": funnel.pk, "name": funnel.name} if funnel else None,
         "funnel_stages": funnel_stages,
         "active_rules": _active_rules(),
+        # the series' last 7 days: the same window as _traffic's (by calendar day, today included)
+        "traffic": _traffic(now, sum(sum(values[-7:]) for values in event_series.values())),
     }
     cache.set(key, data, DASHBOARD_CACHE_SECONDS)
     return data
@@ -235,7 +266,9 @@ def dashboard_context(request: HttpRequest) -> dict:
             "delta": f"{_signed(contacts['new_week'] - contacts['new_prev_week'])} vs last week",
             "href": contact_list_url(created_after=(timezone.localdate() - timedelta(days=6)).isoformat(), sort="-created"),
         },
-        {"label": "Hot leads", "value": f"{temps['hot']:,}", "icon": "flame", "hint": f"score ≥ {hot}", "href": hot_url},
+        {"label": "Hot leads", "value": f"{temps['hot']:,}", "icon": "flame", "href": hot_url,
+         # counts differ by definition from the Hot leads page's (open leads only): say both
+         "hint": f"score ≥ {hot}, any status; {contacts.get('hot_open', 0):,} still open (the Hot leads page)"},
         {
             "label": "Events today", "value": f"{data['events_today']:,}", "icon": "activity",
             "delta": f"{_signed(data['events_today'] - data['events_yesterday'])} vs yesterday",
@@ -271,11 +304,16 @@ def dashboard_context(request: HttpRequest) -> dict:
         "scores": charts.score_buckets(labelled_buckets, warm=warm, hot=hot, links=bucket_links),
         "tags": charts.horizontal_bars(tag_names, [n for _, n in data["top_tags"]],
                                        links=[contact_list_url(tag=name) for name in tag_names]) if tag_names else None,
-        "funnel": charts.funnel_chart(
-            [{"name": name, "entered": count} for _, name, count in data["funnel_stages"]], links=funnel_links,
-            text="value", hover_noun="in this stage now",
+        # Current counts, drawn as bars, not a funnel shape: a contact counts only in the stage it
+        # is in now, so later stages can hold more than earlier ones; conversion is on the report.
+        "funnel": charts.horizontal_bars(
+            [name for _, name, _ in data["funnel_stages"]], [count for _, _, count in data["funnel_stages"]],
+            links=funnel_links, unit="contacts in this stage now",
         ) if data["funnel_stages"] else None,
-        "events": charts.events_over_time(data["event_days"], data["event_series"]) if data["event_series"] else None,
+        "events": charts.events_over_time(
+            data["event_days"],
+            {EVENT_TYPE_LABELS.get(name, name): values for name, values in data["event_series"].items()},
+        ) if data["event_series"] else None,
     }
     return {
         "kpis": kpis,

@@ -176,14 +176,19 @@ def contact_stage_set(*, contact_id: int, stage: Stage, cause: str, user_id: int
 
 # --- the report -----------------------------------------------------------------------------------
 _REPORT_SQL = """
-WITH stages AS (
+WITH anonymous AS (
+    -- anonymous visitors' profiles count in no report until they merge (the partial index lists them)
+    SELECT id FROM contacts_contact WHERE is_anonymous
+), stages AS (
     SELECT id, name, position FROM leads_stage WHERE funnel_id = %(funnel_id)s
 ), counts AS (
-    SELECT stage_id, count(*) AS n FROM leads_contactstage WHERE funnel_id = %(funnel_id)s GROUP BY stage_id
+    SELECT stage_id, count(*) AS n FROM leads_contactstage
+    WHERE funnel_id = %(funnel_id)s AND contact_id NOT IN (SELECT id FROM anonymous) GROUP BY stage_id
 ), entered AS (
     SELECT to_stage_id AS stage_id, count(DISTINCT contact_id) AS n
     FROM leads_stagetransition
     WHERE funnel_id = %(funnel_id)s AND created_at >= %(start)s AND created_at < %(end)s
+      AND contact_id NOT IN (SELECT id FROM anonymous)
     GROUP BY to_stage_id
 ), stays AS (
     -- every entry into a stage, and when it ended: the contact's next transition in this funnel,
@@ -193,7 +198,7 @@ WITH stages AS (
                lead(t.created_at) OVER (PARTITION BY t.contact_id ORDER BY t.created_at, t.id), %(now)s
            ) - t.created_at) / 86400.0 AS days
     FROM leads_stagetransition t
-    WHERE t.funnel_id = %(funnel_id)s
+    WHERE t.funnel_id = %(funnel_id)s AND t.contact_id NOT IN (SELECT id FROM anonymous)
 ), medians AS (
     SELECT s.stage_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY s.days) AS median_days
     FROM stays s

@@ -71,6 +71,8 @@ hot_became AS (
     SELECT DISTINCT ON (t.contact_id) t.contact_id, t.score
     FROM {source} t
     WHERE t.to_temperature = 'hot' AND t.from_temperature IS DISTINCT FROM 'hot'
+      -- anonymous visitors' profiles alert nobody (their merge into a contact may)
+      AND t.contact_id NOT IN (SELECT id FROM contacts_contact WHERE is_anonymous)
     ORDER BY t.contact_id
 ), hot_marked AS (
     INSERT INTO leads_hotlead (contact_id, became_hot_at)
@@ -123,7 +125,7 @@ def hot_alerts_on_thresholds(cursor: CursorWrapper, *, old_warm: int, old_hot: i
         SELECT id AS contact_id,
                CASE WHEN score >= %(old_warm)s THEN 'warm' ELSE 'cold' END AS from_temperature,
                'hot' AS to_temperature, score
-        FROM contacts_contact WHERE score >= %(new_hot)s AND score < %(old_hot)s
+        FROM contacts_contact WHERE score >= %(new_hot)s AND score < %(old_hot)s AND NOT is_anonymous
         """,
         {"old_warm": old_warm, "old_hot": old_hot, "new_hot": new_hot, "new_warm": new_warm},
     )

@@ -37,7 +37,7 @@ def temperature_counts(warm: int, hot: int) -> dict[str, int]:
             SELECT count(*) FILTER (WHERE score < %(warm)s),
                    count(*) FILTER (WHERE score >= %(warm)s AND score < %(hot)s),
                    count(*) FILTER (WHERE score >= %(hot)s)
-            FROM contacts_contact
+            FROM contacts_contact WHERE NOT is_anonymous
             """,
             {"warm": warm, "hot": hot},
         )
@@ -97,7 +97,7 @@ def temperature_changes_record(*, old: tuple[int, int], new: tuple[int, int]) ->
                        CASE WHEN c.score >= %(new_hot)s THEN 'hot' WHEN c.score >= %(new_warm)s THEN 'warm'
                             ELSE 'cold' END AS t_to
                 FROM contacts_contact c
-                WHERE c.score >= %(low)s AND c.score < %(high)s
+                WHERE c.score >= %(low)s AND c.score < %(high)s AND NOT c.is_anonymous
             ) moved
             WHERE t_from <> t_to
             ORDER BY id

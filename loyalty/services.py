@@ -322,13 +322,13 @@ def _plan_sql(setup: _Setup, *, scope: str, scope_params: dict, now: datetime) -
     if metric_query is None:  # the contact score is on the contact row
         metric_cte = (
             "SELECT c.id AS contact_id, c.score::numeric(14, 2) AS metric_value FROM contacts_contact c "
-            f"WHERE {scope.format(col='c.id')}"
+            f"WHERE {scope.format(col='c.id')} AND NOT c.is_anonymous"
         )
     else:
         metric_cte = (
             "SELECT c.id AS contact_id, COALESCE(agg.metric_value, 0)::numeric(14, 2) AS metric_value "
             f"FROM contacts_contact c LEFT JOIN ({metric_query}) agg ON agg.contact_id = c.id "
-            f"WHERE {scope.format(col='c.id')}"
+            f"WHERE {scope.format(col='c.id')} AND NOT c.is_anonymous"
         )
     sql = f"""
     WITH metric AS ({metric_cte}),
@@ -556,9 +556,27 @@ def _tiers_replace(program: Program, specs: list[TierSpec]) -> None:
 
 
 def program_delete(program: Program, *, user=None) -> None:
+    """Delete a programme with its tiers and every contact's place in it (audited: the programme's
+    and its tiers' delete events keep what they were and who deleted them)."""
     with transaction.atomic(), pghistory.context(user=getattr(user, "pk", None)):
         _lock_programs([program.pk], shared=False)
         program.delete()
+
+
+def program_switch(program: Program, *, active: bool, user=None) -> bool:
+    """Switch a programme off (its tiers freeze: no recompute, no refresh by events, no due
+    downgrades or pin ends) or on again; returns whether it changed. Switching on does not
+    recompute by itself: the caller starts the recompute that catches up."""
+    with transaction.atomic(), pghistory.context(user=getattr(user, "pk", None)):
+        _lock_programs([program.pk], shared=False)  # waits for a refresh or recompute under way
+        changed = Program.objects.filter(pk=program.pk).exclude(active=active).update(
+            active=active, updated_at=timezone.now())
+    program.active = active
+    return bool(changed)
+
+
+class ProgramSwitchedOff(Exception):
+    """The programme is switched off: its tiers are frozen."""
 
 
 # --- recompute ----------------------------------------------------------------------------------
@@ -570,6 +588,8 @@ def program_recompute(program: Program, *, user=None, reason: str = "Full recomp
     now = now or timezone.now()
     with transaction.atomic():
         _lock_programs([program.pk], shared=False)
+        if not Program.objects.filter(pk=program.pk, active=True).exists():
+            return _frozen_result(program)
         version = _version_bump(program.pk, now)
         program = Program.objects.get(pk=program.pk)
         setup = _setup_for(program)
@@ -594,6 +614,15 @@ def program_recompute(program: Program, *, user=None, reason: str = "Full recomp
     }
 
 
+def _frozen_result(program: Program) -> dict:
+    """A switched-off programme's "recompute": nothing moves; the numbers are the frozen tiers."""
+    program = Program.objects.get(pk=program.pk)
+    summary = program_distribution(program)
+    return {"up": 0, "down": 0, "unchanged": summary["total"], "pending_down": summary["pending_down"],
+            "no_tier": summary["no_tier"], "distribution": summary["distribution"], "written": 0,
+            "version": program.version, "frozen": True}
+
+
 def _version_bump(program_id: int, now: datetime) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
@@ -613,7 +642,7 @@ def program_distribution(program: Program, *, setup: _Setup | None = None) -> di
             [program.pk],
         )
         rows = cursor.fetchall()
-        cursor.execute("SELECT count(*) FROM contacts_contact")
+        cursor.execute("SELECT count(*) FROM contacts_contact WHERE NOT is_anonymous")
         total = cursor.fetchone()[0]
     counts = {key: 0 for key, _ in sorted(setup.reachable, key=lambda pair: pair[1])}
     pending = in_tiers = 0
@@ -641,10 +670,13 @@ def tiers_refresh_for_contacts(contact_ids: list[int]) -> None:
     inside its transaction after each batch of events). One statement per programme."""
     if not contact_ids:
         return
-    programs = list(Program.objects.only("id", "metric", "downgrade_policy", "grace_days", "version"))
-    if not programs:
+    candidates = list(Program.objects.filter(active=True).values_list("pk", flat=True))
+    if not candidates:
         return
-    _lock_programs([program.pk for program in programs], shared=True)
+    _lock_programs(candidates, shared=True)
+    # read again under the locks: a programme switched off meanwhile stays frozen
+    programs = list(Program.objects.filter(pk__in=candidates, active=True)
+                    .only("id", "metric", "downgrade_policy", "grace_days", "version"))
     tiers_by_program: dict[int, list[Tier]] = {}
     for tier in Tier.objects.filter(program__in=[program.pk for program in programs]):
         tiers_by_program.setdefault(tier.program_id, []).append(tier)
@@ -671,9 +703,11 @@ def tiers_apply_due(*, now: datetime | None = None) -> int:
     """Apply downgrades whose grace period ended and end pins past their date (scheduled)."""
     now = now or timezone.now()
     moved = 0
-    for program in Program.objects.all():
+    for program in Program.objects.filter(active=True):
         with transaction.atomic():
             _lock_programs([program.pk], shared=True)
+            if not Program.objects.filter(pk=program.pk, active=True).exists():
+                continue  # switched off meanwhile: frozen
             setup = _setup_for(program)
             counts = _write(setup, scope=DUE_CONTACTS, scope_params={}, now=now, version=program.version,
                             reason="Grace period or pin ended", user_id=None)
@@ -682,11 +716,17 @@ def tiers_apply_due(*, now: datetime | None = None) -> int:
 
 
 # --- pins ---------------------------------------------------------------------------------------
+def _check_active(program: Program) -> None:
+    if not Program.objects.filter(pk=program.pk, active=True).exists():
+        raise ProgramSwitchedOff(f"“{program.name}” is switched off: its tiers are frozen until it is switched on.")
+
+
 def tier_pin(program: Program, contact: Contact, tier: Tier, *, until: date, user=None, note: str = "") -> None:
     """Hold ``contact`` in ``tier`` until ``until`` (inclusive), whatever the metric says."""
     now = timezone.now()
     with transaction.atomic():
         _lock_programs([program.pk], shared=True)
+        _check_active(program)
         ContactTier.objects.bulk_create(
             [ContactTier(program=program, contact=contact, pinned_tier=tier, pinned_until=until,
                          pinned_by=user if getattr(user, "pk", None) else None, pinned_note=note[:200],
@@ -704,6 +744,7 @@ def tier_unpin(program: Program, contact: Contact, *, user=None) -> None:
     now = timezone.now()
     with transaction.atomic():
         _lock_programs([program.pk], shared=True)
+        _check_active(program)
         ContactTier.objects.filter(program=program, contact=contact).update(
             pinned_tier=None, pinned_until=None, pinned_by=None, pinned_note=""
         )

@@ -127,7 +127,10 @@ def segment_count(definition: Any, *, for_sending: bool = False, now: dt.datetim
             compiler.prefetch(rest)
         keyed = compiler.with_key("contact_id")
         condition = reduce(operator.and_, (keyed.compile(node) for node in rest), Q())
-        queryset = rows.filter(condition)
+        # Rows keyed by contact do not know whether their contact is an anonymous profile: the few
+        # profiles are excluded by their partial index (a hashed list, not a read of the contacts).
+        queryset = rows.filter(condition).exclude(
+            contact_id__in=Contact.all_objects.filter(is_anonymous=True).values("id"))
     else:
         compiler.prefetch([definition])
         queryset = Contact.objects.filter(compiler.compile(definition))

@@ -72,29 +72,6 @@ class Message:
     previous_id: str = ""
     group_id: str = ""
 
-    def to_json(self) -> dict:
-        """The form a held message is stored in (``from_json`` reads it back)."""
-        return {
-            "type": self.type, "message_id": self.message_id, "key": self.key, "user_id": self.user_id,
-            "anonymous_id": self.anonymous_id, "timestamp": self.timestamp.isoformat(),
-            "event_type": self.event_type, "label": self.label, "properties": self.properties,
-            "contact_fields": {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in self.contact_fields.items()},
-            "previous_id": self.previous_id, "group_id": self.group_id,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict, index: int = -1) -> Message:
-        contact_fields = dict(data.get("contact_fields") or {})
-        if contact_fields.get("birth_date"):
-            contact_fields["birth_date"] = dt.date.fromisoformat(contact_fields["birth_date"])
-        return cls(
-            index=index, type=data["type"], message_id=data["message_id"], key=data["key"],
-            user_id=data["user_id"], anonymous_id=data["anonymous_id"],
-            timestamp=dt.datetime.fromisoformat(data["timestamp"]), event_type=data.get("event_type", ""),
-            label=data.get("label", ""), properties=data.get("properties") or {}, contact_fields=contact_fields,
-            previous_id=data.get("previous_id", ""), group_id=data.get("group_id", ""),
-        )
-
     @property
     def email(self) -> str:
         return self.contact_fields.get("email", "")

@@ -1,5 +1,5 @@
-"""Sources (write keys for Segment-compatible libraries), the identities they link to contacts,
-messages waiting for their visitor to be identified, and what the live debugger shows."""
+"""Sources (write keys for Segment-compatible libraries), the identities they link to contacts
+and anonymous profiles, and what the live debugger shows."""
 
 from __future__ import annotations
 
@@ -82,28 +82,6 @@ class Identity(models.Model):
         return f"{self.kind}:{self.value}"
 
 
-class HeldMessage(models.Model):
-    """A valid message whose visitor no identify has linked to an email yet. It is applied, through
-    the normal ingestion, in the transaction that links its userId or anonymousId."""
-
-    key = models.CharField(max_length=160, unique=True, help_text="The message's idempotency key.")
-    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
-    user_id = models.CharField(max_length=200, blank=True, default="")
-    anonymous_id = models.CharField(max_length=200, blank=True, default="")
-    message = models.JSONField(help_text="The cleaned message, timestamp already corrected.")
-    received_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        indexes = [
-            models.Index(fields=["user_id"], name="tracking_held_user_idx", condition=~models.Q(user_id="")),
-            models.Index(fields=["anonymous_id"], name="tracking_held_anon_idx", condition=~models.Q(anonymous_id="")),
-            models.Index(fields=["received_at"], name="tracking_held_received_idx"),
-        ]
-
-    def __str__(self) -> str:
-        return self.key
-
-
 class MessageReceipt(models.Model):
     """The idempotency key of an identify, alias or group message (track, page and screen keep
     theirs in the events' receipts)."""
@@ -120,11 +98,9 @@ class MessageLog(models.Model):
 
     LOG_KEEP = 100
     ACCEPTED = "accepted"
-    HELD = "held"
     DUPLICATE = "duplicate"
     REJECTED = "rejected"
-    STATUSES = [(ACCEPTED, "Accepted"), (HELD, "Waiting for identify"), (DUPLICATE, "Duplicate"),
-                (REJECTED, "Rejected")]
+    STATUSES = [(ACCEPTED, "Accepted"), (DUPLICATE, "Duplicate"), (REJECTED, "Rejected")]
 
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="log")
     received_at = models.DateTimeField(default=timezone.now)

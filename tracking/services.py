@@ -17,16 +17,26 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from automation.ingestion import IngestValidationError, events_ingest
-from contacts.models import normalize_email
+from contacts.merging import (
+    anonymous_profiles_ensure,
+    anonymous_profiles_purge,
+    identities_suppress,
+    profiles_merge,
+    profiles_merge_prepare,
+    rows_delete,
+    rows_move,
+)
+from contacts.models import anonymous_email, normalize_email
 from contacts.services import contacts_upsert, suppressed_emails
 from core.validators import email_is_valid
 from tracking.intake import EVENT_MESSAGE_TYPES, Message, TrackValidationError
@@ -98,29 +108,69 @@ class TrackResult:
 
 
 class _Links:
-    """userId / anonymousId → (contact id, email), read once per request and grown as this
-    request's identifies link more ids."""
+    """userId / anonymousId → the contact or anonymous profile they are linked to, read once per
+    request and grown as this request links more ids (``hold_profiles`` makes the profiles stay)."""
 
     def __init__(self, messages: list[Message]) -> None:
         user_ids = sorted({m.user_id for m in messages if m.user_id} | {m.previous_id for m in messages if m.previous_id})
         anonymous_ids = sorted({m.anonymous_id for m in messages if m.anonymous_id} | {m.previous_id for m in messages if m.previous_id})
-        self.known: dict[tuple[str, str], tuple[int, str]] = {}
+        self.known: dict[tuple[str, str], tuple[int, str, bool]] = {}
         self.new: dict[tuple[str, str], int] = {}
+        self.merges: set[tuple[int, int]] = set()  # (anonymous profile, contact) to merge
+        self.labels: dict[int, str] = {}  # anonymous profile → the visitor id the timeline names
+        self.erased: set[tuple[str, str]] = set()  # ids an identify named for an erased person
         if user_ids or anonymous_ids:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    """
-                    SELECT i.kind, i.value, c.id, c.email FROM tracking_identity i
-                    JOIN contacts_contact c ON c.id = i.contact_id
-                    WHERE (i.kind = 'user' AND i.value = ANY(%s)) OR (i.kind = 'anonymous' AND i.value = ANY(%s))
-                    """,
-                    [user_ids, anonymous_ids],
-                )
-                for kind, value, contact_id, email in cursor.fetchall():
-                    self.known[(kind, value)] = (contact_id, email)
+            self._read(user_ids, anonymous_ids)
 
-    def resolve(self, message: Message) -> tuple[int | None, str]:
-        """The contact (id or None when not created yet, email) a message is about, or (None, "")."""
+    def _read(self, user_ids: list[str], anonymous_ids: list[str]) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                SELECT i.kind, i.value, c.id, c.email, c.is_anonymous FROM tracking_identity i
+                JOIN contacts_contact c ON c.id = i.contact_id
+                WHERE (i.kind = 'user' AND i.value = ANY(%s)) OR (i.kind = 'anonymous' AND i.value = ANY(%s))
+                """,
+                [user_ids, anonymous_ids],
+            )
+            for kind, value, contact_id, email, anonymous in cursor.fetchall():
+                self.known[(kind, value)] = (contact_id, email, anonymous)
+                if anonymous and (kind == Identity.KIND_ANONYMOUS or contact_id not in self.labels):
+                    self.labels[contact_id] = value
+
+    def merge_candidates(self, messages: list[Message]) -> list[int]:
+        """The anonymous profiles that messages linking ids (identify, alias, or naming both a
+        userId and an anonymousId) may merge."""
+        candidates = set()
+        for message in messages:
+            if message.type in ("identify", "alias") or (message.user_id and message.anonymous_id):
+                for key in ((Identity.KIND_USER, message.user_id), (Identity.KIND_ANONYMOUS, message.anonymous_id),
+                            (Identity.KIND_USER, message.previous_id), (Identity.KIND_ANONYMOUS, message.previous_id)):
+                    linked = self.known.get(key)
+                    if linked and linked[2]:
+                        candidates.add(linked[0])
+        return sorted(candidates)
+
+    def hold_profiles(self) -> None:
+        """Keep the anonymous profiles this request writes to from being merged away until it
+        commits (``FOR KEY SHARE``: a merge deletes the profile, so it waits; the contact it merges
+        into stays writable). A profile a concurrent merge already deleted: its ids are read again
+        and name the contact now."""
+        profiles = sorted({linked[0] for linked in self.known.values() if linked[2]})
+        if not profiles:
+            return
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT id FROM contacts_contact WHERE id = ANY(%s::bigint[]) ORDER BY id FOR KEY SHARE",
+                           [profiles])
+            gone = set(profiles) - {row[0] for row in cursor.fetchall()}
+        if gone:
+            stale = [key for key, linked in self.known.items() if linked[0] in gone]
+            for key in stale:
+                del self.known[key]
+            self._read([v for k, v in stale if k == Identity.KIND_USER], [v for k, v in stale if k == Identity.KIND_ANONYMOUS])
+
+    def resolve(self, message: Message) -> tuple[int | None, str, bool]:
+        """(contact id or None when not created yet, email, anonymous) a message is about, or
+        (None, "", False) when its visitor is linked to nobody yet."""
         for kind, value in ((Identity.KIND_USER, message.user_id), (Identity.KIND_ANONYMOUS, message.anonymous_id)):
             if value and (kind, value) in self.known:
                 return self.known[(kind, value)]
@@ -128,12 +178,19 @@ class _Links:
         if message.user_id and "@" in message.user_id:
             email = normalize_email(message.user_id)
             if email_is_valid(email):
-                return None, email
-        return None, ""
+                return None, email, False
+        return None, "", False
 
-    def link(self, kind: str, value: str, contact_id: int, email: str) -> None:
-        if value and (kind, value) not in self.known:
-            self.known[(kind, value)] = (contact_id, email)
+    def link(self, kind: str, value: str, contact_id: int, email: str, anonymous: bool = False) -> None:
+        """Link an id to a contact; an id linked to an anonymous profile is re-linked (its profile
+        merges into the contact — see ``merges``)."""
+        if not value:
+            return
+        current = self.known.get((kind, value))
+        if current is None or (current[2] and not anonymous and current[0] != contact_id):
+            if current is not None:
+                self.merges.add((current[0], contact_id))
+            self.known[(kind, value)] = (contact_id, email, anonymous)
             self.new[(kind, value)] = contact_id
 
 
@@ -154,17 +211,11 @@ def _claim_receipts(keys: list[str], now: dt.datetime) -> set[str]:
 
 
 def _seen_event_keys(keys: list[str]) -> set[str]:
-    """Keys of track/page/screen messages already taken: stored as events or held."""
+    """Keys of track/page/screen messages already stored as events."""
     if not keys:
         return set()
     with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT event_id FROM automation_eventreceipt WHERE event_id = ANY(%s)
-            UNION ALL SELECT key FROM tracking_heldmessage WHERE key = ANY(%s)
-            """,
-            [keys, keys],
-        )
+        cursor.execute("SELECT event_id FROM automation_eventreceipt WHERE event_id = ANY(%s)", [keys])
         return {row[0] for row in cursor.fetchall()}
 
 
@@ -179,62 +230,57 @@ def _upsert(items: list[dict], *, source: Source) -> dict[str, int]:
     return {item["email"]: result.contact_id for item, result in zip(allowed, results, strict=True)}
 
 
-def _hold(messages: list[tuple[Source, Message]], now: dt.datetime) -> set[str]:
-    """Store messages whose visitor is unknown; the keys that were new."""
-    if not messages:
-        return set()
+def _profile_updates(items: list[tuple[int, dict]]) -> None:
+    """identify traits (without an email) and group ids of visitors known only by their anonymous
+    profile: fields set, properties merged key by key — one statement."""
+    if not items:
+        return
+    rows = []
+    for contact_id, fields in items:
+        row = {"id": contact_id, "properties": fields.get("properties") or {}}
+        for name in ("first_name", "last_name", "phone", "country", "city"):
+            row[name] = fields.get(name) or None
+        row["birth_date"] = fields["birth_date"].isoformat() if fields.get("birth_date") else None
+        rows.append(row)
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            INSERT INTO tracking_heldmessage (key, source_id, user_id, anonymous_id, message, received_at)
-            SELECT key, source_id, user_id, anonymous_id, message, %s
-            FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::jsonb[])
-                 AS t(key, source_id, user_id, anonymous_id, message)
-            ORDER BY key
-            ON CONFLICT (key) DO NOTHING RETURNING key
+            UPDATE contacts_contact c SET
+                first_name = coalesce(x.first_name, c.first_name), last_name = coalesce(x.last_name, c.last_name),
+                phone = coalesce(x.phone, c.phone), country = coalesce(x.country, c.country),
+                city = coalesce(x.city, c.city), birth_date = coalesce(x.birth_date, c.birth_date),
+                properties = c.properties || x.properties, updated_at = now()
+            FROM jsonb_to_recordset(%s::jsonb) AS x(id bigint, first_name text, last_name text, phone text,
+                 country text, city text, birth_date date, properties jsonb)
+            WHERE c.id = x.id AND c.is_anonymous
             """,
-            [now, [m.key for _, m in messages], [s.pk for s, _ in messages], [m.user_id for _, m in messages],
-             [m.anonymous_id for _, m in messages], [json.dumps(m.to_json()) for _, m in messages]],
+            [json.dumps(rows)],
         )
-        return {row[0] for row in cursor.fetchall()}
-
-
-def _release(links: _Links) -> list[tuple[int, Message]]:
-    """Take the held messages of the ids this request linked (DELETE … RETURNING: of two
-    concurrent identifies of the same visitor, only one gets them)."""
-    user_ids = [value for kind, value in links.new if kind == Identity.KIND_USER]
-    anonymous_ids = [value for kind, value in links.new if kind == Identity.KIND_ANONYMOUS]
-    if not user_ids and not anonymous_ids:
-        return []
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            DELETE FROM tracking_heldmessage
-            WHERE (user_id <> '' AND user_id = ANY(%s)) OR (anonymous_id <> '' AND anonymous_id = ANY(%s))
-            RETURNING source_id, message
-            """,
-            [user_ids, anonymous_ids],
-        )
-        rows = cursor.fetchall()
-    released = [(source_id, Message.from_json(data if isinstance(data, dict) else json.loads(data))) for source_id, data in rows]
-    released.sort(key=lambda pair: pair[1].timestamp)
-    return released
 
 
 def _insert_links(links: _Links) -> None:
     pending = [(kind, value, contact_id) for (kind, value), contact_id in links.new.items() if contact_id]
+    links.new.clear()
     if not pending:
         return
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            INSERT INTO tracking_identity (kind, value, contact_id, created_at)
+            INSERT INTO tracking_identity AS i (kind, value, contact_id, created_at)
             SELECT kind, value, contact_id, now() FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS t(kind, value, contact_id)
             ORDER BY kind, value
-            ON CONFLICT (kind, value) DO NOTHING
+            ON CONFLICT (kind, value) DO UPDATE SET contact_id = EXCLUDED.contact_id
+                WHERE i.contact_id IN (SELECT id FROM contacts_contact WHERE is_anonymous)
             """,
             [[p[0] for p in pending], [p[1] for p in pending], [p[2] for p in pending]],
         )
+
+
+def _visitor(message: Message) -> tuple[str, str]:
+    """The id a visitor's anonymous profile is keyed by: the anonymousId, else the userId."""
+    if message.anonymous_id:
+        return Identity.KIND_ANONYMOUS, message.anonymous_id
+    return Identity.KIND_USER, message.user_id
 
 
 def _apply(source: Source, messages: list[Message], now: dt.datetime) -> TrackResult:
@@ -257,69 +303,158 @@ def _apply(source: Source, messages: list[Message], now: dt.datetime) -> TrackRe
             outcome.message.type not in EVENT_MESSAGE_TYPES and key not in fresh
         ):
             outcome.status = MessageLog.DUPLICATE
-    work = [(source, o) for o in outcomes if o.status == MessageLog.ACCEPTED]
-    links = _Links([o.message for _, o in work])
+    work = [o for o in outcomes if o.status == MessageLog.ACCEPTED]
+    links = _Links([o.message for o in work])
+    # Before anything here locks a contact: what merging the profiles this request may merge needs
+    # (the rules engine locks queued events, then contacts — we must not take them the other way).
+    profiles_merge_prepare(links.merge_candidates([o.message for o in work]))
+    # 1. identify with an email, and alias: who is who (and which anonymous profiles merge).
+    _apply_identities(source, work, links)
+    # 2. Visitors still linked to nobody get (or keep) their anonymous profile; ids an identify
+    #    named for an erased person never build one.
+    if links.erased:
+        identities_suppress(sorted(links.erased))
+    _ensure_profiles(work, links)
+    _insert_links(links)
+    # 3. The profiles of ids now linked to a contact merge into it.
+    merges = sorted(links.merges)
+    if merges:
+        merged = profiles_merge(merges, label=links.labels)
+        for outcome in work:
+            if outcome.message.type in ("identify", "alias") and outcome.contact_id:
+                done = [m for m in merged if m.contact_id == outcome.contact_id]
+                if done:
+                    outcome.reason = "; ".join(
+                        f"merged the visitor's anonymous profile: {m.events} event{'s' if m.events != 1 else ''}"
+                        + (", " + ", ".join(f"+{score} {name}" for name, score in list(m.tags.items())[:5]) if m.tags else "")
+                        for m in done)
+    links.hold_profiles()
+    # 4. Profile fields without an email (identify traits, group) and the events.
+    updates: list[tuple[int, dict]] = []
+    known_updates: list[tuple[Outcome, dict]] = []
     event_items: list[dict] = []
     event_outcomes: list[Outcome] = []
-    to_hold: list[tuple[Source, Outcome]] = []
-    sources = {source.pk: source}  # a replayed message belongs to the source that sent it
-    # Each round applies messages, links the ids identifies named, and releases the messages
-    # held for those ids; a released alias can link more ids, hence a few rounds.
-    for _round in range(4):
-        _apply_profiles(work, links)
-        for item_source, outcome in work:
-            message = outcome.message
-            if message.type in EVENT_MESSAGE_TYPES:
-                contact_id, email = links.resolve(message)
-                if not email:
-                    outcome.status = MessageLog.HELD
-                else:
-                    outcome.contact_id = contact_id
-                    outcome.event_id = message.key
-                    event_items.append({"event_id": message.key, "email": email, "type": message.event_type,
-                                        "occurred_at": message.timestamp, "properties": message.properties})
-                    event_outcomes.append(outcome)
-            if outcome.status == MessageLog.HELD:
-                to_hold.append((item_source, outcome))
-        linking = [o for _, o in work if o.message.type in ("identify", "alias") and o.contact_id]
-        _insert_links(links)
-        released = _release(links)
-        if not released:
-            break
-        if linking:
-            linking[0].reason = (f"linked the visitor: {len(released)} earlier message{'s' if len(released) != 1 else ''} "
-                                 "applied to the contact")
-        missing = {source_id for source_id, _ in released} - set(sources)
-        sources.update(Source.objects.in_bulk(list(missing)))
-        work = [(sources[source_id], Outcome(message)) for source_id, message in released]
-        links = _relink(links, [o.message for _, o in work])
-    held_keys = _hold([(s, o.message) for s, o in to_hold], now)
-    for _, outcome in to_hold:
-        outcome.status = MessageLog.HELD if outcome.message.key in held_keys else MessageLog.DUPLICATE
-        outcome.reason = "waiting for an identify that links this visitor to an email" if outcome.status == MessageLog.HELD else ""
+    for outcome in work:
+        message = outcome.message
+        if message.type == "alias" or (message.type == "identify" and message.email):
+            continue
+        contact_id, email, anonymous = links.resolve(message)
+        if not email:
+            outcome.reason = "this visitor was erased at the person's request (GDPR); dropped"
+            continue
+        outcome.contact_id = contact_id
+        if anonymous:
+            outcome.reason = "reached the visitor's anonymous profile"
+        if message.type in EVENT_MESSAGE_TYPES:
+            outcome.event_id = message.key
+            event_items.append({"event_id": message.key, "email": email, "type": message.event_type,
+                                "occurred_at": message.timestamp, "properties": message.properties})
+            event_outcomes.append(outcome)
+            continue
+        if message.type == "identify":
+            fields = {k: v for k, v in message.contact_fields.items() if k != "email"}
+        else:  # group
+            fields = {"properties": {"group_id": message.group_id, "group_traits": message.properties}}
+        if anonymous and contact_id:
+            fields.pop("consents", None)  # an anonymous profile never brings consents
+            updates.append((contact_id, fields))
+        else:
+            known_updates.append((outcome, {**fields, "email": email}))
+    _profile_updates(updates)
+    if known_updates:
+        ids = _upsert([item for _, item in known_updates], source=source)
+        for outcome, item in known_updates:
+            outcome.contact_id = ids.get(item["email"])
     if event_items:
         try:
-            ingest = events_ingest(event_items, now=now)
+            ingest = events_ingest(event_items, now=now, profiles=True)
         except IngestValidationError as exc:
             raise TrackValidationError([
                 {**error, "index": event_outcomes[error["index"]].message.index,
                  "field": {"occurred_at": "timestamp", "event_id": "messageId"}.get(error["field"], error["field"])}
                 for error in exc.errors
-                if event_outcomes[error["index"]].message.index >= 0
-            ] or exc.errors) from exc
+            ]) from exc
         if ingest.suppressed:
             logger.info("tracking: %s events of erased people dropped", ingest.suppressed)
-        _fill_contact_ids(event_outcomes)
-    result.accepted = sum(1 for o in outcomes if o.status in (MessageLog.ACCEPTED, MessageLog.HELD))
+        _fill_contact_ids(event_outcomes[-MessageLog.LOG_KEEP:])  # only the debugger's rows need them
+    result.accepted = sum(1 for o in outcomes if o.status == MessageLog.ACCEPTED)
     result.duplicates = sum(1 for o in outcomes if o.status == MessageLog.DUPLICATE)
     return result
 
 
-def _relink(links: _Links, messages: list[Message]) -> _Links:
-    """The links for replayed messages: the ones known so far plus any others they name."""
-    fresh = _Links(messages)
-    fresh.known.update(links.known)
-    return fresh
+def _apply_identities(source: Source, work: list[Outcome], links: _Links) -> None:
+    """identify with an email upserts the contact (one call) and links the message's ids to it;
+    alias links ``userId`` and ``previousId`` to one person."""
+    with_email = [o for o in work if o.message.type == "identify" and o.message.email]
+    ids = _upsert([dict(o.message.contact_fields) for o in with_email], source=source)
+    for outcome in with_email:
+        message = outcome.message
+        contact_id = ids.get(message.email)
+        if contact_id is None:
+            outcome.reason = "this email was erased at the person's request (GDPR); not re-created"
+            links.erased.update((kind, value) for kind, value in (
+                (Identity.KIND_USER, message.user_id), (Identity.KIND_ANONYMOUS, message.anonymous_id)) if value)
+            continue
+        outcome.contact_id = contact_id
+        links.link(Identity.KIND_USER, message.user_id, contact_id, message.email)
+        links.link(Identity.KIND_ANONYMOUS, message.anonymous_id, contact_id, message.email)
+    # A message naming both a userId and an anonymousId (analytics.js after an identify) says they
+    # are one person: an anonymousId not linked to a contact yet joins the userId's contact.
+    for outcome in work:
+        message = outcome.message
+        if not (message.user_id and message.anonymous_id):
+            continue
+        by_user = links.known.get((Identity.KIND_USER, message.user_id))
+        if by_user and not by_user[2]:
+            links.link(Identity.KIND_ANONYMOUS, message.anonymous_id, by_user[0], by_user[1])
+    for outcome in work:
+        message = outcome.message
+        if message.type != "alias":
+            continue
+        current = links.resolve(message)
+        previous = links.resolve(Message(index=-1, type="alias", message_id="", key="", user_id=message.previous_id,
+                                         anonymous_id=message.previous_id, timestamp=message.timestamp))
+        # The person is whoever of the two is a known contact; else the new id's profile.
+        person = current if current[1] and not current[2] else previous if previous[1] and not previous[2] else current
+        contact_id, email, anonymous = person
+        if not email or contact_id is None:
+            continue  # neither id is linked yet: _ensure_profiles gives them one profile
+        outcome.contact_id = contact_id
+        # previousId is whatever the visitor was known by: an anonymousId or an earlier userId.
+        for kind, value in ((Identity.KIND_USER, message.user_id), (Identity.KIND_ANONYMOUS, message.anonymous_id),
+                            (Identity.KIND_USER, message.previous_id), (Identity.KIND_ANONYMOUS, message.previous_id)):
+            links.link(kind, value, contact_id, email, anonymous)
+
+
+def _ensure_profiles(work: list[Outcome], links: _Links) -> None:
+    """An anonymous profile for every visitor no id links to anybody (one statement), and the
+    message's ids linked to it."""
+    needed: dict[str, tuple[str, str]] = {}
+    pending: list[Message] = []
+    for outcome in work:
+        message = outcome.message
+        if message.type == "identify" and message.email:
+            continue
+        if links.resolve(message)[1] or {(Identity.KIND_USER, message.user_id),
+                                          (Identity.KIND_ANONYMOUS, message.anonymous_id)} & links.erased:
+            continue
+        kind, value = _visitor(message)
+        needed[anonymous_email(kind, value)] = (kind, value)
+        pending.append(message)
+    if not needed:
+        return
+    profiles = anonymous_profiles_ensure(list(needed))
+    for message in pending:
+        if links.resolve(message)[1]:
+            continue  # linked by an earlier message of this request
+        email = anonymous_email(*_visitor(message))
+        contact_id = profiles.get(email)
+        if contact_id is None:
+            continue  # an erased visitor: not re-created
+        for kind, value in ((Identity.KIND_ANONYMOUS, message.anonymous_id), (Identity.KIND_USER, message.user_id),
+                            (Identity.KIND_ANONYMOUS, message.previous_id)):
+            links.link(kind, value, contact_id, email, True)
+        links.labels.setdefault(contact_id, message.anonymous_id or message.user_id)
 
 
 def _fill_contact_ids(outcomes: list[Outcome]) -> None:
@@ -335,75 +470,23 @@ def _fill_contact_ids(outcomes: list[Outcome]) -> None:
             outcome.contact_id = by_key.get(outcome.event_id)
 
 
-def _apply_profiles(work: list[tuple[Source, Outcome]], links: _Links) -> None:
-    """identify, alias and group: upsert the contacts (one call), link the ids, hold the rest."""
-    identifies = [(s, o) for s, o in work if o.message.type == "identify"]
-    with_email = [(s, o) for s, o in identifies if o.message.email]
-    items_by_source: dict[int, tuple[Source, list[dict]]] = {}
-    for item_source, outcome in with_email:
-        items_by_source.setdefault(item_source.pk, (item_source, []))[1].append(dict(outcome.message.contact_fields))
-    ids: dict[str, int] = {}
-    for item_source, items in items_by_source.values():
-        ids.update(_upsert(items, source=item_source))
-    for _, outcome in with_email:
-        message = outcome.message
-        contact_id = ids.get(message.email)
-        if contact_id is None:
-            outcome.status = MessageLog.ACCEPTED
-            outcome.reason = "this email was erased at the person's request (GDPR); not re-created"
-            continue
-        outcome.contact_id = contact_id
-        links.link(Identity.KIND_USER, message.user_id, contact_id, message.email)
-        links.link(Identity.KIND_ANONYMOUS, message.anonymous_id, contact_id, message.email)
-    # Without an email, identify and group update the contact the visitor is linked to.
-    updates: list[tuple[Source, Outcome, dict]] = []
-    for item_source, outcome in work:
-        message = outcome.message
-        if message.type == "alias":
-            contact_id, email = links.resolve(message)
-            if not email:
-                previous = Message(index=-1, type="alias", message_id="", key="", user_id=message.previous_id,
-                                   anonymous_id=message.previous_id, timestamp=message.timestamp)
-                contact_id, email = links.resolve(previous)
-                if email and contact_id:
-                    links.link(Identity.KIND_USER, message.user_id, contact_id, email)
-            elif contact_id:
-                # previousId was whatever the visitor was known by: an anonymousId or an earlier userId.
-                links.link(Identity.KIND_ANONYMOUS, message.previous_id, contact_id, email)
-                links.link(Identity.KIND_USER, message.previous_id, contact_id, email)
-            if email and contact_id:
-                outcome.contact_id = contact_id
-            else:
-                outcome.status = MessageLog.HELD
-            continue
-        if message.type == "identify" and not message.email:
-            fields = {k: v for k, v in message.contact_fields.items() if k != "email"}
-        elif message.type == "group":
-            fields = {"properties": {"group_id": message.group_id, "group_traits": message.properties}}
-        else:
-            continue
-        contact_id, email = links.resolve(message)
-        if not email:
-            outcome.status = MessageLog.HELD
-            continue
-        outcome.contact_id = contact_id
-        updates.append((item_source, outcome, {**fields, "email": email}))
-    by_source: dict[int, tuple[Source, list[dict]]] = {}
-    for item_source, _, item in updates:
-        by_source.setdefault(item_source.pk, (item_source, []))[1].append(item)
-    for item_source, items in by_source.values():
-        ids = _upsert(items, source=item_source)
-        for update_source, outcome, item in updates:
-            if update_source.pk == item_source.pk:
-                outcome.contact_id = ids.get(item["email"])
-
-
 def messages_ingest(source: Source, messages: list[Message], *, now: dt.datetime | None = None) -> TrackResult:
     """Store a request's valid messages all-or-nothing (TrackValidationError stores nothing)."""
     now = now or timezone.now()
-    with transaction.atomic():
-        result = _apply(source, messages, now)
-    return result
+    for attempt in range(4):
+        try:
+            with transaction.atomic():
+                return _apply(source, messages, now)
+        except OperationalError as exc:
+            # Two requests merging the same visitor can deadlock (each waits for a row the other
+            # locked); the loser's transaction was rolled back whole, so running it again is safe —
+            # and then it finds the visitor merged.
+            sqlstate = getattr(getattr(exc, "__cause__", None), "sqlstate", None)
+            if sqlstate not in ("40P01", "40001") or attempt == 3 or connection.in_atomic_block:
+                raise
+            logger.warning("tracking: retry after %s (attempt %s)", sqlstate, attempt + 1)
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 # --- the debugger ---------------------------------------------------------------------------------
@@ -413,69 +496,93 @@ def log_request(source: Source, *, outcomes: list[Outcome] | None = None, reject
     hourly counts. ``rejected``: one dict per message (``message_type``, ``message_id``,
     ``reason``) of a request that stored nothing."""
     now = now or timezone.now()
-    rows: list[MessageLog] = []
-    accepted = duplicates = rejected_count = 0
-    for outcome in outcomes or []:
+    outcomes = outcomes or []
+    rejected = rejected or []
+    duplicates = sum(1 for outcome in outcomes if outcome.status == MessageLog.DUPLICATE)
+    accepted = len(outcomes) - duplicates
+    rejected_count = len(rejected)
+    # Only the last LOG_KEEP messages of a request can survive the cap: build no more rows than those.
+    keep_rejected = rejected[-MessageLog.LOG_KEEP:]
+    keep_outcomes = outcomes[-(MessageLog.LOG_KEEP - len(keep_rejected)):] if len(keep_rejected) < MessageLog.LOG_KEEP else []
+    rows: list[dict] = []
+    for outcome in keep_outcomes:
         message = outcome.message
-        if outcome.status == MessageLog.DUPLICATE:
-            duplicates += 1
-        else:
-            accepted += 1
-        rows.append(MessageLog(
-            source=source, received_at=now, message_type=message.type, message_id=message.message_id[:200],
-            label=message.label[:200], status=outcome.status, reason=outcome.reason,
-            event_type=message.event_type if outcome.event_id else "", event_id=outcome.event_id,
-            contact_id=outcome.contact_id, visitor=(message.user_id or message.anonymous_id)[:200],
-        ))
-    for item in rejected or []:
-        rejected_count += 1
-        rows.append(MessageLog(source=source, received_at=now, status=MessageLog.REJECTED, **item))
-    # Only the last LOG_KEEP rows of a request can survive the cap: write no more than those.
-    rows = rows[-MessageLog.LOG_KEEP:]
+        rows.append({
+            "message_type": message.type, "message_id": message.message_id[:200], "label": message.label[:200],
+            "status": outcome.status, "reason": outcome.reason,
+            "event_type": message.event_type if outcome.event_id else "", "event_id": outcome.event_id,
+            "contact_id": outcome.contact_id, "visitor": (message.user_id or message.anonymous_id)[:200],
+        })
+    for item in keep_rejected:
+        rows.append({"message_type": "", "message_id": "", "label": "", "reason": "", "event_type": "", "event_id": "",
+                     "contact_id": None, "visitor": "", **item, "status": MessageLog.REJECTED})
     try:
-        with transaction.atomic():
-            MessageLog.objects.bulk_create(rows)
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    """
-                    DELETE FROM tracking_messagelog WHERE source_id = %s AND id < (
-                        SELECT id FROM tracking_messagelog WHERE source_id = %s ORDER BY id DESC OFFSET %s LIMIT 1)
-                    """,
-                    [source.pk, source.pk, MessageLog.LOG_KEEP - 1],
-                )
-                cursor.execute(
-                    """
+        # One statement: the rows (a contact a concurrent merge deleted since is named by nobody),
+        # the hourly counts, and the cap — the rows before this request's beyond the last LOG_KEEP
+        # (so a source keeps at most twice that between two requests; the page shows LOG_KEEP).
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                """
+                WITH logged AS (
+                    INSERT INTO tracking_messagelog (source_id, received_at, message_type, message_id, label, status,
+                                                     reason, event_type, event_id, contact_id, visitor)
+                    SELECT %(source)s, %(now)s, x.message_type, x.message_id, x.label, x.status, x.reason, x.event_type,
+                           x.event_id, (SELECT c.id FROM contacts_contact c WHERE c.id = x.contact_id), x.visitor
+                    FROM jsonb_to_recordset(%(rows)s::jsonb) AS x(
+                        message_type text, message_id text, label text, status text, reason text, event_type text,
+                        event_id text, contact_id bigint, visitor text, ord int)
+                    ORDER BY x.ord
+                    RETURNING 1
+                ), counted AS (
                     INSERT INTO tracking_hourlycount AS h (source_id, hour, accepted, duplicates, rejected)
-                    VALUES (%s, date_trunc('hour', %s::timestamptz), %s, %s, %s)
+                    VALUES (%(source)s, date_trunc('hour', %(now)s::timestamptz), %(accepted)s, %(duplicates)s, %(rejected)s)
                     ON CONFLICT (source_id, hour) DO UPDATE SET accepted = h.accepted + EXCLUDED.accepted,
                         duplicates = h.duplicates + EXCLUDED.duplicates, rejected = h.rejected + EXCLUDED.rejected
-                    """,
-                    [source.pk, now, accepted, duplicates, rejected_count],
+                    RETURNING 1
                 )
+                DELETE FROM tracking_messagelog WHERE source_id = %(source)s AND id < (
+                    SELECT id FROM tracking_messagelog WHERE source_id = %(source)s ORDER BY id DESC OFFSET %(keep)s LIMIT 1)
+                """,
+                {"source": source.pk, "now": now, "accepted": accepted,
+                 "rows": json.dumps([{**row, "ord": position} for position, row in enumerate(rows)]),
+                 "duplicates": duplicates, "rejected": rejected_count, "keep": MessageLog.LOG_KEEP - 1},
+            )
     except Exception:  # the debugger must never cost the shop its messages
         logger.exception("tracking: could not write the debugger log of source %s", source.pk)
 
 
-# --- retention ------------------------------------------------------------------------------------
+# --- retention, merges, erasure -------------------------------------------------------------------
 def tracking_purge(*, now: dt.datetime | None = None) -> dict:
-    """Delete, set-based, what anonymous visitors left behind: held messages of visitors with no
-    message for ``MH_ANONYMOUS_RETENTION_DAYS`` (a visitor still active keeps all of theirs), and
-    hourly counts older than that."""
+    """Delete, set-based, the anonymous profiles of visitors with no activity for
+    ``MH_ANONYMOUS_RETENTION_DAYS`` (with their events, tags and identities), and hourly counts
+    older than that."""
     now = now or timezone.now()
     cutoff = now - dt.timedelta(days=int(settings.MH_ANONYMOUS_RETENTION_DAYS))
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            """
-            WITH last_seen AS (
-                SELECT coalesce(nullif(anonymous_id, ''), user_id) AS visitor, max(received_at) AS at
-                FROM tracking_heldmessage GROUP BY 1
-            )
-            DELETE FROM tracking_heldmessage h USING last_seen l
-            WHERE coalesce(nullif(h.anonymous_id, ''), h.user_id) = l.visitor AND l.at < %s
-            """,
-            [cutoff],
-        )
-        held = cursor.rowcount
+        profiles = anonymous_profiles_purge(before=cutoff)
         cursor.execute("DELETE FROM tracking_hourlycount WHERE hour < %s", [cutoff])
         hours = cursor.rowcount
-    return {"held_messages": held, "hourly_counts": hours}
+    return {"anonymous_profiles": profiles, "hourly_counts": hours}
+
+
+def on_contacts_merging(sender: Any, *, cursor: Any, pairs_sql: str, params: dict, **kwargs: Any) -> None:
+    """A merged profile's ids now name the contact; its debugger rows point there too."""
+    rows_move(cursor, ("tracking_identity", "tracking_messagelog"), pairs_sql=pairs_sql, params=params)
+
+
+def on_contacts_purging(sender: Any, *, cursor: Any, contact_ids: list[int], **kwargs: Any) -> None:
+    rows_delete(cursor, ("tracking_identity",), contact_ids=contact_ids)
+    cursor.execute("UPDATE tracking_messagelog SET contact_id = NULL WHERE contact_id = ANY(%s::bigint[])", [contact_ids])
+
+
+def on_contacts_erasing(sender: Any, *, contact_ids: list[int], **kwargs: Any) -> None:
+    """An erased person's tracked ids go with them (cascade) and never build a profile again."""
+    identities_suppress(list(Identity.objects.filter(contact_id__in=contact_ids).values_list("kind", "value")))
+
+
+def contact_identities(contact: Any) -> dict:
+    """The contact API's ``user_id`` (the latest linked) and ``anonymous_ids`` (oldest first)."""
+    rows = list(Identity.objects.filter(contact_id=contact.pk).order_by("created_at", "id").values_list("kind", "value"))
+    user_ids = [value for kind, value in rows if kind == Identity.KIND_USER]
+    return {"user_id": user_ids[-1] if user_ids else None,
+            "anonymous_ids": [value for kind, value in rows if kind == Identity.KIND_ANONYMOUS]}

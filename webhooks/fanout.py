@@ -43,6 +43,8 @@ WITH batch AS (
              AND (m.program_id IS NULL OR cardinality(w.program_ids) = 0 OR m.program_id = ANY(w.program_ids))
              AND (m.funnel_id IS NULL OR cardinality(w.funnel_ids) = 0 OR m.funnel_id = ANY(w.funnel_ids))
         END
+    -- Anonymous visitors' profiles are nobody's business outside until they merge into a contact.
+    WHERE NOT EXISTS (SELECT 1 FROM contacts_contact a WHERE a.id = m.contact_id AND a.is_anonymous)
 ), thresholds AS (
     SELECT coalesce((SELECT warm FROM leads_temperaturesettings WHERE id = 1), 50) AS warm,
            coalesce((SELECT hot FROM leads_temperaturesettings WHERE id = 1), 100) AS hot

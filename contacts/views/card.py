@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.db import DataError, connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
@@ -29,7 +30,7 @@ from contacts.forms import (
     first_error,
 )
 from contacts.models import CONSENT_CHANNELS, EVENT_TYPE_CHOICES, Consent, ConsentChange, Contact, Note, Tag
-from contacts.registry import CARD_PANELS, SCORE_LABELS
+from contacts.registry import CARD_PANELS, CARD_SUMMARIES, SCORE_LABELS
 from contacts.selectors import contact_notes, contact_tags, contact_timeline, product_preferences, tag_changes
 from contacts.services import (
     OwnerChangeRefused,
@@ -37,13 +38,16 @@ from contacts.services import (
     contact_erase,
     contact_export,
     contact_owner_set,
+    contact_representation,
 )
 from core.htmx import ToastLevel, toast
 from core.roles import ADMIN, MARKETER, SALES, has_role, role_required, roles_of
 
 
-def _get_contact(contact_id: int) -> Contact:
-    return get_object_or_404(Contact.objects.select_related("owner").defer("search_document"), pk=contact_id)
+def _get_contact(contact_id: int, *, anonymous: bool = False) -> Contact:
+    """The contact; ``anonymous``: an anonymous visitor's profile too (admins may look at one)."""
+    contacts = Contact.all_objects if anonymous else Contact.objects
+    return get_object_or_404(contacts.select_related("owner").defer("search_document"), pk=contact_id)
 
 
 def _can_edit_tags(user: object) -> bool:
@@ -129,17 +133,22 @@ def _score_labels(contact: Contact) -> tuple[list[SafeString], list[str]]:
 @require_GET
 @role_required(MARKETER, SALES)
 def contact_card(request: HttpRequest, contact_id: int) -> HttpResponse:
-    contact = _get_contact(contact_id)
+    contact = _get_contact(contact_id, anonymous=has_role(request.user, ADMIN))
+    if contact.is_anonymous:
+        return _anonymous_card(request, contact)
     score_badges, score_notes = _score_labels(contact)
     context = {
         "contact": contact,
         "score_badges": score_badges,
         "score_notes": score_notes,
+        # safe HTML by the registry's contract
+        "card_summaries": [mark_safe(html) for summary in CARD_SUMMARIES if (html := summary(contact))],
         "preferences": product_preferences(contact),
         "panels": [{"url": reverse(panel.url_name, kwargs={"contact_id": contact.pk}), "title": panel.title,
                     "slug": panel.slug} for panel in CARD_PANELS],
         "can_edit": _can_edit_tags(request.user),
-        "can_erase": has_role(request.user, MARKETER),
+        "can_export": has_role(request.user, MARKETER),
+        "can_erase": has_role(request.user, ADMIN),  # GDPR erasure is for admins only
     }
     context.update(_tags_context(request, contact))
     context.update(_timeline_context(contact, request.GET))
@@ -147,6 +156,17 @@ def contact_card(request: HttpRequest, contact_id: int) -> HttpResponse:
     context.update(_consents_context(request, contact))
     context.update(_owner_context(request, contact))
     return render(request, "contacts/card.html", context)
+
+
+def _anonymous_card(request: HttpRequest, contact: Contact) -> HttpResponse:
+    """An anonymous visitor's profile, read-only (admins): what the rules made of its events."""
+    timeline = contact_timeline(contact)
+    identities = contact_representation(contact)
+    return render(request, "contacts/anonymous_card.html", {
+        "contact": contact, "tags": contact_tags(contact), "events": timeline.events, "has_more": timeline.has_next,
+        "anonymous_ids": identities.get("anonymous_ids") or [], "user_id": identities.get("user_id"),
+        "retention_days": settings.MH_ANONYMOUS_RETENTION_DAYS,
+    })
 
 
 # --- tags -------------------------------------------------------------------------------------------
@@ -174,7 +194,7 @@ def card_tag_add(request: HttpRequest, contact_id: int) -> HttpResponse:
 @require_POST
 @role_required(MARKETER)
 def card_tag_change(request: HttpRequest, contact_id: int, tag_id: int) -> HttpResponse:
-    """+1 / −1 on a chip (``delta``), or remove it (``remove``)."""
+    """+1 / −1 on a chip (``delta``), a typed score (``score``), or remove it (``remove``)."""
     contact = _get_contact(contact_id)
     tag = get_object_or_404(Tag, pk=tag_id)
     form = TagStepForm(request.POST)
@@ -183,6 +203,9 @@ def card_tag_change(request: HttpRequest, contact_id: int, tag_id: int) -> HttpR
     if form.cleaned_data["remove"]:
         contact.remove_tag(tag.name, user=request.user)
         return _render_tags(request, contact, f"Removed {tag.name}.")
+    if form.cleaned_data["score"] is not None:
+        new_score = contact.set_tag_score(tag.name, form.cleaned_data["score"], user=request.user)
+        return _render_tags(request, contact, f"{tag.name}: set to {new_score}." if new_score else f"Removed {tag.name}.")
     new_score = contact.add_tag(tag.name, form.cleaned_data["delta"], user=request.user)
     return _render_tags(request, contact, f"{tag.name}: {new_score}" if new_score else f"Removed {tag.name}.")
 
@@ -280,7 +303,7 @@ def card_export_json(request: HttpRequest, contact_id: int) -> JsonResponse:
 
 
 @require_POST
-@role_required(MARKETER)
+@role_required(ADMIN)
 def card_erase(request: HttpRequest, contact_id: int) -> HttpResponse:
     contact = _get_contact(contact_id)
     form = EraseForm(request.POST, email=contact.email)

@@ -26,7 +26,7 @@ from core.htmx import render_page, toast
 from core.jobs import job_start
 from core.models import Job
 from core.paging import estimated_count
-from core.roles import MARKETER, SALES, has_role, role_required
+from core.roles import ADMIN, MARKETER, SALES, has_role, role_required
 
 PER_PAGE = 50
 COUNT_CAP = 1_000
@@ -35,7 +35,10 @@ SELECTION_LIMIT = 500
 
 
 def _list_context(request: HttpRequest, data: QueryDict) -> dict:
-    filterset = ContactFilterSet(data, queryset=Contact.objects.all())
+    # Anonymous visitors' profiles are no contacts; admins may look at them next to the contacts.
+    include_anonymous = data.get("anonymous") == "include" and has_role(request.user, ADMIN)
+    base = Contact.all_objects.all() if include_anonymous else Contact.objects.all()
+    filterset = ContactFilterSet(data, queryset=base)
     queryset = filterset.qs
     filtered = filterset.is_filtered
     # Exact up to COUNT_CAP (a LIMITed count is cheap); beyond, the planner's estimate, labelled as
@@ -59,7 +62,13 @@ def _list_context(request: HttpRequest, data: QueryDict) -> dict:
         contact.score_label = mark_safe("".join(by_contact.get(contact.pk, "") for by_contact in labels))
     query = data.copy()
     query.pop("page", None)
+    sort_query = query.copy()
+    sort_query.pop("sort", None)
     return {
+        "sort_tag": filterset.sort_tag_name,
+        "sort_tag_known": filterset.sort_tag_id is not None,
+        "sort_tag_suggestions": filterset.sort_tag_suggestions,
+        "sort_base_query": sort_query.urlencode(),
         "filter": filterset,
         "contacts": rows,
         "count": count,
@@ -70,7 +79,9 @@ def _list_context(request: HttpRequest, data: QueryDict) -> dict:
         "next_page": page + 1,
         "previous_page": page - 1,
         "base_query": query.urlencode(),
-        "is_filtered": filtered,
+        "is_filtered": filtered or include_anonymous,
+        "include_anonymous": include_anonymous,
+        "can_see_anonymous": has_role(request.user, ADMIN),
         "can_bulk": has_role(request.user, MARKETER),
         "bulk_form": BulkActionForm(owner_choices=owner_choices()),
         "selection_limit": SELECTION_LIMIT,
@@ -118,6 +129,8 @@ def bulk_title(params: dict, target: str) -> str:
     if action == "add_tag":
         score = int(params["score"])
         return f"Add {params['tag']} ({'+' if score > 0 else ''}{score}) to {target}"
+    if action == "set_tag_score":
+        return f"Set {params['tag']} to {int(params['score'])} on {target}"
     if action == "remove_tag":
         return f"Remove {params['tag']} from {target}"
     return f"Assign an owner to {target}"

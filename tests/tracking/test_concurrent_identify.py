@@ -1,16 +1,23 @@
-"""Two identifies of the same anonymous visitor at the same moment apply its held messages once."""
+"""Identity merges under races and crashes: two identifies of the same anonymous visitor at the same
+moment merge its profile once; a process killed in the middle of a merge leaves the unmerged state,
+and the identify sent again merges it once."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 from unittest import mock
 
 import pytest
 from django.db import connection
 
-from contacts.models import Contact, Event
+from contacts.models import Contact, ContactTag, Event
+from tests.conftest import PROJECT_ROOT, _test_database_url, wait_for
 from tests.tracking.helpers import message, post, server_source
-from tracking.models import HeldMessage, Identity
+from tracking.models import Identity
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,12 +28,20 @@ def no_enqueue():
         yield
 
 
-def test_two_concurrent_identifies_apply_the_visitor_once():
-    # given an anonymous visitor with five held product views, and an existing contact
+def _anonymous_visitor(key: str, visitor: str) -> Contact:
+    """A visitor's five product views and a kurtki score of 4 on its anonymous profile."""
+    views = [message(anonymousId=visitor, event="Product Viewed", properties={"category": "kurtki"}) for _ in range(5)]
+    assert post("/v1/batch", {"batch": views}, key=key).status_code == 200
+    profile = Contact.all_objects.get(identities__value=visitor)
+    profile.add_tag("kurtki", 4)
+    return profile
+
+
+def test_two_concurrent_identifies_merge_the_visitor_once():
+    # given an anonymous visitor (five views, kurtki 4), and an existing contact with kurtki 2
     _, key = server_source()
-    views = [message(anonymousId="racer", event="Product Viewed", properties={"category": "kurtki"}) for _ in range(5)]
-    post("/v1/batch", {"batch": views}, key=key)
-    Contact.objects.create(email="racer@example.com")
+    _anonymous_visitor(key, "racer")
+    Contact.objects.create(email="racer@example.com").add_tag("kurtki", 2)
     barrier = threading.Barrier(2)
     codes: list = []
 
@@ -46,8 +61,68 @@ def test_two_concurrent_identifies_apply_the_visitor_once():
         thread.start()
     for thread in threads:
         thread.join(30)
-    # then both succeed, and the five views became five events, once
+    # then both succeed, the five views moved once, and the scores added up once
     assert codes == [200, 200]
-    assert Event.objects.filter(contact__email="racer@example.com", type="product_view").count() == 5
-    assert not HeldMessage.objects.exists()
-    assert Identity.objects.filter(kind="anonymous", value="racer").count() == 1
+    contact = Contact.objects.get(email="racer@example.com")
+    assert Event.objects.filter(contact=contact, type="product_view").count() == 5
+    assert Event.objects.filter(contact=contact, type="visitor_merged").count() == 1
+    assert ContactTag.objects.get(contact=contact, tag__key="kurtki").score == 6
+    assert not Contact.all_objects.filter(is_anonymous=True).exists()
+    assert list(Identity.objects.filter(value="racer").values_list("contact_id", flat=True)) == [contact.pk]
+
+
+_MERGE_THEN_HANG = """
+import sys, time
+import django
+django.setup()
+from contacts.signals import contacts_merging
+from tracking.intake import messages_validate, received_now
+from tracking.models import Source
+from tracking.services import messages_ingest
+
+def hang(sender, **kwargs):
+    # the events, tags and contact fields have moved; the profile is not deleted yet
+    print("in-merge", flush=True)
+    time.sleep(600)
+
+contacts_merging.connect(hang, weak=False)
+source = Source.objects.get(pk=int(sys.argv[1]))
+raw = [{"type": "identify", "messageId": "crash-identify", "anonymousId": "crasher",
+        "traits": {"email": "crasher@example.com"}}]
+messages_ingest(source, messages_validate(raw, source_id=source.pk, browser=False, received_at=received_now()))
+"""
+
+
+def test_a_process_killed_mid_merge_leaves_the_visitor_unmerged_and_a_retry_merges_once():
+    # given an anonymous visitor (five views, kurtki 4) and its contact with kurtki 2
+    source, key = server_source()
+    profile = _anonymous_visitor(key, "crasher")
+    Contact.objects.create(email="crasher@example.com").add_tag("kurtki", 2)
+    # when a process taking the identify is SIGKILLed in the middle of the merge
+    env = {**os.environ, "DATABASE_URL": _test_database_url(), "DJANGO_SETTINGS_MODULE": "marketing_hub.settings"}
+    child = subprocess.Popen([sys.executable, "-c", _MERGE_THEN_HANG, str(source.pk)], cwd=PROJECT_ROOT, env=env,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "in-merge"
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    # then nothing of the merge happened: the profile keeps its events and score, the contact its own
+    wait_for(lambda: Contact.all_objects.filter(pk=profile.pk).exists(), message="the killed transaction rolled back")
+    contact = Contact.objects.get(email="crasher@example.com")
+    assert Event.objects.filter(contact=profile).count() == 5
+    assert not Event.objects.filter(contact=contact).exists()
+    assert ContactTag.objects.get(contact=contact, tag__key="kurtki").score == 2
+    assert ContactTag.objects.get(contact=profile, tag__key="kurtki").score == 4
+    assert Identity.objects.get(value="crasher").contact_id == profile.pk
+    # when the library sends the identify again (its retry: the same messageId) and once more
+    for _ in range(2):
+        body = message("identify", message_id="crash-identify", anonymousId="crasher", traits={"email": "crasher@example.com"})
+        assert post("/v1/identify", body, key=key).status_code == 200
+    # then the visitor merged exactly once
+    assert Event.objects.filter(contact=contact, type="product_view").count() == 5
+    assert ContactTag.objects.get(contact=contact, tag__key="kurtki").score == 6
+    assert not Contact.all_objects.filter(is_anonymous=True).exists()

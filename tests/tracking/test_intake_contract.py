@@ -15,7 +15,7 @@ from automation.models import EventReceipt
 from contacts.models import Consent, Contact, Event, Suppression, email_hash
 from tests.tracking.helpers import SHOP_ORIGIN, browser_source, iso, message, post, server_source
 from tracking.intake import MAX_MESSAGE_BYTES, MAX_REQUEST_BYTES
-from tracking.models import HeldMessage, Identity, MessageLog
+from tracking.models import Identity, MessageLog
 from tracking.services import source_revoke
 
 pytestmark = pytest.mark.django_db
@@ -385,21 +385,27 @@ def test_message_ids_are_per_source():
 
 
 # --- visitors not yet identified ------------------------------------------------------------------
-def test_anonymous_messages_wait_for_identify_and_then_reach_the_contact(server):
+def test_anonymous_messages_build_a_profile_that_merges_into_the_contact_on_identify(server):
     _, key = server
     # given an anonymous visitor's views
     views = [message(anonymousId="anon-9", event="Product Viewed", properties={"category": "kurtki"}) for _ in range(3)]
     first = post("/v1/batch", {"batch": views}, key=key)
-    assert HeldMessage.objects.count() == 3
-    assert not Event.objects.exists()
+    # then they are the events of an anonymous profile, which is nobody's contact
+    profile = Contact.all_objects.get(is_anonymous=True)
+    assert Event.objects.filter(contact=profile).count() == 3
+    assert not Contact.objects.exists()
+    assert Identity.objects.get(kind="anonymous", value="anon-9").contact_id == profile.pk
     # when the visitor identifies with an existing contact's email
     Contact.objects.create(email="known@example.com")
     post("/v1/identify", message("identify", anonymousId="anon-9", userId="77", traits={"email": "known@example.com"}), key=key)
-    # then the views are the contact's events, and a retry of the first batch is a duplicate
+    # then the views are the contact's events (and the merge's timeline entry), the profile is gone,
+    # and a retry of the first batch is a duplicate
     assert first.json()["accepted"] == 3
-    assert [event.type for event in _events("known@example.com")] == ["product_view"] * 3
-    assert not HeldMessage.objects.exists()
-    assert MessageLog.objects.get(message_type="identify").reason == "linked the visitor: 3 earlier messages applied to the contact"
+    assert sorted(event.type for event in _events("known@example.com")) == ["product_view"] * 3 + ["visitor_merged"]
+    assert not Contact.all_objects.filter(is_anonymous=True).exists()
+    assert set(Identity.objects.values_list("kind", "value", "contact__email")) == {
+        ("anonymous", "anon-9", "known@example.com"), ("user", "77", "known@example.com")}
+    assert MessageLog.objects.get(message_type="identify").reason == "merged the visitor's anonymous profile: 3 events"
     assert post("/v1/batch", {"batch": views}, key=key).json() == {"success": True, "accepted": 0, "duplicates": 3}
 
 

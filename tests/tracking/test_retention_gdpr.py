@@ -9,10 +9,10 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
-from contacts.models import Contact, Event
+from contacts.models import Contact, ContactTag, Event
 from contacts.services import contact_erase
 from tests.tracking.helpers import message, post, server_source
-from tracking.models import HeldMessage, HourlyCount, Identity
+from tracking.models import HourlyCount, Identity
 from tracking.services import tracking_purge
 
 pytestmark = pytest.mark.django_db
@@ -25,18 +25,26 @@ def no_enqueue():
 
 
 def test_purge_drops_only_visitors_inactive_for_the_retention_period(settings):
-    # given two anonymous visitors: one last seen 100 days ago, one with an old and a recent message
+    # given two anonymous visitors' profiles, each with a tag: one last active 100 days ago, one today
     settings.MH_ANONYMOUS_RETENTION_DAYS = 90
     _, key = server_source()
     post("/v1/batch", {"batch": [message(anonymousId="gone", event="x"), message(anonymousId="back", event="x")]}, key=key)
-    HeldMessage.objects.update(received_at=timezone.now() - timedelta(days=100))
-    post("/v1/track", message(anonymousId="back", event="y"), key=key)
+    for profile in Contact.all_objects.filter(is_anonymous=True):
+        profile.add_tag("kurtki", 2)
+    gone = Identity.objects.get(value="gone").contact_id
+    Contact.all_objects.filter(pk=gone).update(last_activity_at=timezone.now() - timedelta(days=100))
     HourlyCount.objects.update(hour=timezone.now() - timedelta(days=100))
+    known = Contact.objects.create(email="old@example.com", last_activity_at=timezone.now() - timedelta(days=400))
     # when the daily purge runs
     result = tracking_purge()
-    # then the inactive visitor's messages and the old counts are gone, the active visitor keeps all
-    assert sorted(HeldMessage.objects.values_list("anonymous_id", flat=True)) == ["back", "back"]
-    assert result == {"held_messages": 1, "hourly_counts": 1}
+    # then the inactive visitor's profile, events, tags and identity are gone; the active one and
+    # every known contact stay
+    assert result == {"anonymous_profiles": 1, "hourly_counts": 1}
+    assert list(Identity.objects.values_list("value", flat=True)) == ["back"]
+    assert list(Contact.all_objects.filter(is_anonymous=True).values_list("identities__value", flat=True)) == ["back"]
+    assert not Event.objects.filter(contact_id=gone).exists() and Event.objects.count() == 1
+    assert not ContactTag.objects.filter(contact_id=gone).exists()
+    assert Contact.objects.filter(pk=known.pk).exists()
     assert not HourlyCount.objects.exists()
 
 
@@ -49,7 +57,7 @@ def test_erased_contact_takes_its_identities_and_is_not_recreated(admin):
     contact_erase(contact, user=admin)
     post("/v1/batch", {"batch": [message(userId="u5", event="Product Viewed"),
                                  message("identify", userId="u5", traits={"email": "erase@example.com"})]}, key=key)
-    # then its identities are gone and nothing re-creates it
+    # then its identities are gone and nothing re-creates it, not even as an anonymous profile
     assert not Identity.objects.exists()
-    assert not Contact.objects.filter(email="erase@example.com").exists()
+    assert not Contact.all_objects.exists()
     assert not Event.objects.exists()

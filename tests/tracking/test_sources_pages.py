@@ -83,7 +83,8 @@ def test_admin_revokes_and_the_key_stops_working(admin_client):
 
 
 def test_debugger_shows_each_message_outcome(marketer_client):
-    # given a source that received an accepted, a held, a duplicate and a refused batch
+    # given a source that received an accepted batch (one message of a known person, one of an
+    # anonymous visitor), a duplicate and a refused batch
     source, key = source_issue(name="Shop", kind="server")
     accepted = message(userId="m@example.com", event="Product Viewed", properties={"category": "kurtki"})
     post("/v1/batch", {"batch": [accepted, message(anonymousId="anon-1", event="x")]}, key=key)
@@ -94,11 +95,14 @@ def test_debugger_shows_each_message_outcome(marketer_client):
     # then each message is listed with what it became and whom it reached
     assert response.status_code == 200
     rows = [(row.status, row.event_type) for row in response.context["log"]]
-    assert rows == [("rejected", ""), ("rejected", ""), ("duplicate", ""), ("held", ""), ("accepted", "product_view")]
+    assert rows == [("rejected", ""), ("rejected", ""), ("duplicate", ""), ("accepted", "custom"), ("accepted", "product_view")]
+    visitor = response.context["log"][3]
+    assert visitor.contact.is_anonymous and visitor.reason == "reached the visitor's anonymous profile"
     contact = Contact.objects.get(email="m@example.com")
     assert response.context["log"][-1].contact == contact
     body = response.content.decode()
     assert "another message of the batch was invalid" in body and "messageId: is required" in body
+    assert "anonymous visitor" in body
     assert sum(hour["accepted"] for hour in response.context["hours"]) == 2
     assert sum(hour["rejected"] for hour in response.context["hours"]) == 2
 
@@ -113,16 +117,18 @@ def test_debugger_partial_for_polling(marketer_client):
     assert response.content.decode().lstrip().startswith('<div id="log"')
 
 
-def test_debugger_keeps_the_last_100_messages():
-    # given a source that received 130 messages in three requests
+def test_debugger_keeps_the_last_100_messages(marketer_client):
+    # given a source that received 250 messages in five requests
     source, key = source_issue(name="Shop", kind="server")
     # when
-    for start in (0, 60, 120):
-        batch = [message(userId="m@example.com", event="x", message_id=f"m{n}") for n in range(start, min(start + 60, 130))]
+    for start in range(0, 250, 60):
+        batch = [message(userId="m@example.com", event="x", message_id=f"m{n}") for n in range(start, min(start + 60, 250))]
         post("/v1/batch", {"batch": batch}, key=key)
-    # then the log holds the newest 100
-    ids = list(MessageLog.objects.filter(source=source).values_list("message_id", flat=True))
-    assert ids == [f"m{n}" for n in range(129, 29, -1)]
+    # then the debugger shows the newest 100, and the table keeps no more than the last request's
+    # rows beyond them
+    log = marketer_client.get(f"/settings/sources/{source.pk}/").context["log"]
+    assert [row.message_id for row in log] == [f"m{n}" for n in range(249, 149, -1)]
+    assert MessageLog.objects.filter(source=source).count() <= MessageLog.LOG_KEEP + 60
 
 
 def test_refused_origin_is_in_the_debugger():
