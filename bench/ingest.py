@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from marketing_hub.run import WEBHOOK_WORKER_NICE
+from marketing_hub.run import WEBHOOK_WORKER_NICE, web_command
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = ROOT / "bench" / "results"
@@ -258,11 +258,8 @@ def run_ingest(
     web_log = open(LOG_DIR / f"ingest-web-{broker}.log", "wb")
     worker_log = open(LOG_DIR / f"ingest-worker-{broker}.log", "wb")
     webhooks_log = open(LOG_DIR / f"ingest-webhooks-{broker}.log", "wb")
-    web = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "marketing_hub.wsgi", "-w", "2", "-b", f"127.0.0.1:{port}",
-         "--log-level", "warning", "--timeout", "120"],
-        cwd=ROOT, env=env, stdout=web_log, stderr=subprocess.STDOUT,
-    )
+    # the web server exactly as `make run` starts it (gunicorn, 2 × cores + 1 workers unless WEB_CONCURRENCY)
+    web = subprocess.Popen(web_command(str(port)), cwd=ROOT, env=env, stdout=web_log, stderr=subprocess.STDOUT)
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "marketing_hub", "worker", "--pool=prefork", "--concurrency=2",
          "--loglevel=WARNING", "-Q", queue, "-n", f"{queue}@%h", "--without-gossip", "--without-mingle"],

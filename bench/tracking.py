@@ -138,10 +138,14 @@ def timed_post(connection: Any, path: str, body: dict, headers: dict) -> tuple[i
 
 def merge_latency(port: int, write_key: str, admin_key: str, emails: list[str], run_id: str) -> dict:
     """``identity_merge_ms``: ``MERGE_VISITORS`` visitors send ``MERGE_EVENTS`` events each; once
-    the rules have scored them, each identifies as an existing contact (one at a time, through the
-    web server) and the identify's latency — the merge, done in its transaction — is recorded."""
+    the rules have scored them, each identifies as an existing contact, one at a time, through the
+    web server. Measured per visitor: the identify's answer (``request_*``), and — the figure —
+    identify sent → its anonymous profile merged into the contact by the worker."""
+    from django.db import connection as db
+
     # local import: the bench harness (Django set up on the bench database) is loaded by bench.run first
     from bench.ingest import Client, _drain
+    from contacts.models import anonymous_email
 
     client = Client(port, write_key)
     batches, identifies = merge_visitors(emails, run_id)
@@ -150,12 +154,26 @@ def merge_latency(port: int, write_key: str, admin_key: str, emails: list[str], 
         if status != 200:
             raise RuntimeError(f"POST /v1/batch answered {status}: {answer}")
     _drain(client, admin_key, 300)
-    connection = client._conn()
+    http = client._conn()
     headers = {"Authorization": basic_auth(write_key), "Content-Type": "application/json"}
-    latencies = []
+    merged_ms, request_ms = [], []
     for body in identifies:
-        status, ms = timed_post(connection, "/v1/identify", body, headers)
+        profile = anonymous_email("anonymous", body["anonymousId"])
+        started = time.perf_counter()
+        status, ms = timed_post(http, "/v1/identify", body, headers)
         if status != 200:
             raise RuntimeError(f"POST /v1/identify answered {status}")
-        latencies.append(ms)
-    return summary_ms(latencies)
+        request_ms.append(ms)
+        deadline = time.monotonic() + 60
+        with db.cursor() as cursor:
+            while True:
+                cursor.execute("SELECT EXISTS (SELECT 1 FROM contacts_contact WHERE email = %s)", [profile])
+                if not cursor.fetchone()[0]:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the profile of {body['anonymousId']} was not merged within 60 s")
+                time.sleep(0.005)
+        merged_ms.append((time.perf_counter() - started) * 1000)
+    figures = summary_ms(merged_ms)
+    figures.update({f"request_{key}": value for key, value in summary_ms(request_ms).items() if key != "samples"})
+    return figures

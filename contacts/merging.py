@@ -2,8 +2,10 @@
 
 A tracked visitor who has not identified yet is an anonymous profile: a contact row with
 ``is_anonymous`` (``Contact.objects`` does not see it) whose rules, tags and scores work as for
-anyone. When the visitor identifies, ``profiles_merge`` moves the profile into the contact in the
-caller's transaction, set-based for any number of (profile, contact) pairs:
+anyone. When the visitor identifies, the tracking intake links its ids to the contact and queues
+the merge (``profiles_merge_request``, in the identify's transaction); the worker's
+``profiles_merge_due`` runs ``profiles_merge``, which moves the profiles into their contacts in one
+transaction, set-based for any number of (profile, contact) pairs:
 
 - both rows are locked (ids in order, as the rules engine locks them; the profile then for
   update), and a pair whose profile is gone or is not anonymous any more is skipped — so a merge repeated, or raced by a second
@@ -87,14 +89,57 @@ def identities_suppress(kinds_and_values: Sequence[tuple[str, str]]) -> None:
     )
 
 
-def profiles_merge_prepare(profile_ids: Sequence[int]) -> None:
-    """Take, before the transaction locks any contact, what a merge of these profiles will need
-    that workers lock before contacts (``contacts_merge_prepare``). A caller that may merge after
-    writing contacts (an identify upserts its contact first) calls this first."""
-    ids = sorted({int(pk) for pk in profile_ids})
-    if ids:
-        with connection.cursor() as cursor:
-            contacts_merge_prepare.send(sender=Merged, cursor=cursor, profile_ids=ids)
+MERGE_CHUNK = 200
+
+
+def profiles_merge_request(pairs: Sequence[tuple[int, int]], *, label: dict[int, str] | None = None) -> int:
+    """Queue merges, in the caller's transaction (the worker does them right after commit, and
+    beat sweeps what a lost message left): the request that links a visitor never waits for the
+    rules engine's batches, which lock the same rows. A profile already queued keeps its first
+    target. Returns how many were queued now."""
+    pairs = sorted({(int(p), int(c)) for p, c in pairs if p != c})
+    if not pairs:
+        return 0
+    label = label or {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO contacts_profilemerge (profile_id, contact_id, label, requested_at)
+            SELECT p, c, l, now() FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS t(p, c, l) ORDER BY p
+            ON CONFLICT (profile_id) DO NOTHING
+            """,
+            [[p for p, _ in pairs], [c for _, c in pairs], [label.get(p, "")[:200] for p, _ in pairs]],
+        )
+        queued = cursor.rowcount
+    if queued:
+        transaction.on_commit(_merge_enqueue)
+    return queued
+
+
+def _merge_enqueue() -> None:
+    from contacts.tasks import profiles_merge_task  # local import: contacts.tasks imports this module
+
+    profiles_merge_task.delay()
+
+
+def profiles_merge_due(*, limit: int = MERGE_CHUNK) -> int:
+    """Merge up to ``limit`` queued profiles, oldest first, in one transaction with the removal
+    of their queue rows (a worker killed mid-way leaves them queued: the merge happens once, later).
+    Queue rows another worker holds are skipped. Returns how many queue rows were done."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT profile_id, contact_id, label FROM contacts_profilemerge
+            ORDER BY requested_at, profile_id LIMIT %s FOR UPDATE SKIP LOCKED
+            """,
+            [limit],
+        )
+        rows = cursor.fetchall()
+        if not rows:
+            return 0
+        profiles_merge([(p, c) for p, c, _ in rows], label={p: label for p, _, label in rows})
+        cursor.execute("DELETE FROM contacts_profilemerge WHERE profile_id = ANY(%s::bigint[])", [[p for p, _, _ in rows]])
+        return len(rows)
 
 
 def profiles_merge(pairs: Sequence[tuple[int, int]], *, label: dict[int, str] | None = None) -> list[Merged]:

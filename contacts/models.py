@@ -522,3 +522,20 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.event_id}"
+
+
+class ProfileMerge(models.Model):
+    """An anonymous profile waiting for the worker to merge it into a contact
+    (``contacts.merging.profiles_merge_due``). Plain ids: the merge itself checks that both
+    still exist (a merge asked twice, or a contact erased meanwhile, does nothing)."""
+
+    profile_id = models.BigIntegerField(primary_key=True)
+    contact_id = models.BigIntegerField()
+    label = models.CharField(max_length=200, blank=True, default="", help_text="The visitor id the timeline names.")
+    requested_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["requested_at"], name="profilemerge_requested_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.profile_id} → {self.contact_id}"

@@ -14,6 +14,7 @@ from django.http import QueryDict
 
 from contacts import csvio
 from contacts.filters import ContactFilterSet
+from contacts.merging import MERGE_CHUNK, profiles_merge_due
 from contacts.models import Contact, ContactImport
 from contacts.services import tag_stats_counted_live, tag_stats_refresh
 from contacts.signals import contacts_changed_send
@@ -141,3 +142,14 @@ def tag_stats_recount_task(job: Job, progress) -> dict:
         return {"tags": tag_stats_refresh()}
 
     return job_run_chunks(job, single_chunk(recount), total=1)
+
+
+@shared_task(name="contacts.tasks.profiles_merge_task")
+def profiles_merge_task() -> int:
+    """Merge the queued anonymous profiles (``contacts.merging``), chunk by chunk until none wait."""
+    done = 0
+    while True:
+        merged = profiles_merge_due()
+        done += merged
+        if merged < MERGE_CHUNK:
+            return done

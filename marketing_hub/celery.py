@@ -101,6 +101,8 @@ app.conf.beat_schedule = {
     "contacts-tag-stats": {"task": "contacts.tasks.tag_stats_refresh_task", "schedule": 300.0},
     # tracking: messages of visitors who never identified, after MH_ANONYMOUS_RETENTION_DAYS.
     "tracking-purge": {"task": "tracking.tasks.tracking_purge_task", "schedule": 24 * 3600.0},
+    # anonymous profiles' merges are enqueued on commit; this catches a message the broker lost
+    "profiles-merge": {"task": "contacts.tasks.profiles_merge_task", "schedule": 60.0},
     # loyalty: downgrades whose grace period ended (and expired pins) every 15 minutes; a daily full
     # recompute for rolling windows and manual tag edits that bypass the rules engine.
     "loyalty-apply-due-downgrades": {"task": "loyalty.tasks.tiers_apply_due_task", "schedule": 15 * 60.0},

@@ -31,8 +31,7 @@ from contacts.merging import (
     anonymous_profiles_ensure,
     anonymous_profiles_purge,
     identities_suppress,
-    profiles_merge,
-    profiles_merge_prepare,
+    profiles_merge_request,
     rows_delete,
     rows_move,
 )
@@ -136,19 +135,6 @@ class _Links:
                 self.known[(kind, value)] = (contact_id, email, anonymous)
                 if anonymous and (kind == Identity.KIND_ANONYMOUS or contact_id not in self.labels):
                     self.labels[contact_id] = value
-
-    def merge_candidates(self, messages: list[Message]) -> list[int]:
-        """The anonymous profiles that messages linking ids (identify, alias, or naming both a
-        userId and an anonymousId) may merge."""
-        candidates = set()
-        for message in messages:
-            if message.type in ("identify", "alias") or (message.user_id and message.anonymous_id):
-                for key in ((Identity.KIND_USER, message.user_id), (Identity.KIND_ANONYMOUS, message.anonymous_id),
-                            (Identity.KIND_USER, message.previous_id), (Identity.KIND_ANONYMOUS, message.previous_id)):
-                    linked = self.known.get(key)
-                    if linked and linked[2]:
-                        candidates.add(linked[0])
-        return sorted(candidates)
 
     def hold_profiles(self) -> None:
         """Keep the anonymous profiles this request writes to from being merged away until it
@@ -305,9 +291,6 @@ def _apply(source: Source, messages: list[Message], now: dt.datetime) -> TrackRe
             outcome.status = MessageLog.DUPLICATE
     work = [o for o in outcomes if o.status == MessageLog.ACCEPTED]
     links = _Links([o.message for o in work])
-    # Before anything here locks a contact: what merging the profiles this request may merge needs
-    # (the rules engine locks queued events, then contacts — we must not take them the other way).
-    profiles_merge_prepare(links.merge_candidates([o.message for o in work]))
     # 1. identify with an email, and alias: who is who (and which anonymous profiles merge).
     _apply_identities(source, work, links)
     # 2. Visitors still linked to nobody get (or keep) their anonymous profile; ids an identify
@@ -316,18 +299,15 @@ def _apply(source: Source, messages: list[Message], now: dt.datetime) -> TrackRe
         identities_suppress(sorted(links.erased))
     _ensure_profiles(work, links)
     _insert_links(links)
-    # 3. The profiles of ids now linked to a contact merge into it.
+    # 3. The profiles of ids now linked to a contact merge into it: queued, for the worker (the
+    #    ids name the contact from now on, so nothing more reaches the profile).
     merges = sorted(links.merges)
     if merges:
-        merged = profiles_merge(merges, label=links.labels)
+        profiles_merge_request(merges, label=links.labels)
         for outcome in work:
-            if outcome.message.type in ("identify", "alias") and outcome.contact_id:
-                done = [m for m in merged if m.contact_id == outcome.contact_id]
-                if done:
-                    outcome.reason = "; ".join(
-                        f"merged the visitor's anonymous profile: {m.events} event{'s' if m.events != 1 else ''}"
-                        + (", " + ", ".join(f"+{score} {name}" for name, score in list(m.tags.items())[:5]) if m.tags else "")
-                        for m in done)
+            if outcome.message.type in ("identify", "alias") and outcome.contact_id and any(
+                    contact_id == outcome.contact_id for _, contact_id in merges):
+                outcome.reason = "linked the visitor: its anonymous profile merges into the contact"
     links.hold_profiles()
     # 4. Profile fields without an email (identify traits, group) and the events.
     updates: list[tuple[int, dict]] = []

@@ -45,3 +45,13 @@ def post(path: str, body, *, key: str | None = None, client: Client | None = Non
         headers["HTTP_AUTHORIZATION"] = basic(key)
     data = body if isinstance(body, bytes | str) else json.dumps(body)
     return client.post(path, data=data, content_type=headers.pop("content_type", "application/json"), **headers)
+
+
+def merge_queued() -> int:
+    """What the worker does after an identify: merge the queued anonymous profiles."""
+    from contacts.merging import profiles_merge_due
+
+    total = 0
+    while merged := profiles_merge_due():
+        total += merged
+    return total

@@ -18,7 +18,7 @@ from leads.models import ContactStage, Notification, ScoreChange, TemperatureSet
 from leads.scoring import score_add
 from leads.temperature import temperature_counts
 from segments.services import segment_count, segment_refresh, segment_save
-from tests.tracking.helpers import message, post, server_source
+from tests.tracking.helpers import merge_queued, message, post, server_source
 from webhooks.fanout import outbox_fanout
 from webhooks.models import Delivery
 from webhooks.services import validate_webhook, webhook_save
@@ -111,6 +111,7 @@ def test_merge_moves_points_stages_and_alerts_when_the_sum_is_hot(key, sales):
     # when the visitor identifies as the contact
     response = post("/v1/identify", message("identify", anonymousId="v-1", traits={"email": "anna@example.com"}), key=key)
     assert response.status_code == 200
+    assert merge_queued() == 1
     # then its points moved to the contact's ledger and score (25: hot), sales are alerted, the
     # contact is at the further stage, its tag scores add up with the history saying why
     contact.refresh_from_db()
@@ -129,6 +130,7 @@ def test_contact_api_names_the_tracked_ids(key, admin_api):
     post("/v1/track", message(anonymousId="phone", event="x"), key=key)
     post("/v1/identify", message("identify", anonymousId="laptop", userId="cust-1", traits={"email": "ola@example.com"}), key=key)
     post("/v1/identify", message("identify", anonymousId="phone", userId="cust-1"), key=key)
+    merge_queued()
     # when the contact is read through the API
     body = admin_api.get("/api/v1/contacts/ola@example.com").json()
     # then it names the userId and both anonymousIds, and the phone's profile merged into it
@@ -142,6 +144,7 @@ def test_a_repeated_merge_does_nothing(key):
     profile = _visitor(key, kurtki=3)
     Contact.objects.create(email="twice@example.com")
     post("/v1/identify", message("identify", anonymousId="v-1", traits={"email": "twice@example.com"}), key=key)
+    merge_queued()
     # when the same merge is asked again (a replayed pair)
     from contacts.merging import profiles_merge
 

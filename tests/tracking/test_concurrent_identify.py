@@ -1,6 +1,6 @@
 """Identity merges under races and crashes: two identifies of the same anonymous visitor at the same
-moment merge its profile once; a process killed in the middle of a merge leaves the unmerged state,
-and the identify sent again merges it once."""
+moment queue its merge once, and two workers merging at once merge it once; a worker killed in the
+middle of a merge leaves the unmerged state and the merge still queued, and the next run merges it once."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from unittest import mock
 import pytest
 from django.db import connection
 
-from contacts.models import Contact, ContactTag, Event
+from contacts.merging import profiles_merge_due
+from contacts.models import Contact, ContactTag, Event, ProfileMerge
 from tests.conftest import PROJECT_ROOT, _test_database_url, wait_for
-from tests.tracking.helpers import message, post, server_source
+from tests.tracking.helpers import merge_queued, message, post, server_source
 from tracking.models import Identity
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -61,8 +62,29 @@ def test_two_concurrent_identifies_merge_the_visitor_once():
         thread.start()
     for thread in threads:
         thread.join(30)
-    # then both succeed, the five views moved once, and the scores added up once
+    # then both succeed and the merge is queued once
     assert codes == [200, 200]
+    assert ProfileMerge.objects.count() == 1
+    # when two workers merge at the same moment
+    results: list = []
+
+    def merge() -> None:
+        try:
+            barrier.wait(30)
+            results.append(profiles_merge_due())
+        except Exception as exc:
+            results.append(repr(exc))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=merge) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    # then one of them merged it, the other found nothing to take; the five views moved once,
+    # and the scores added up once
+    assert sorted(results) == [0, 1]
     contact = Contact.objects.get(email="racer@example.com")
     assert Event.objects.filter(contact=contact, type="product_view").count() == 5
     assert Event.objects.filter(contact=contact, type="visitor_merged").count() == 1
@@ -72,13 +94,11 @@ def test_two_concurrent_identifies_merge_the_visitor_once():
 
 
 _MERGE_THEN_HANG = """
-import sys, time
+import time
 import django
 django.setup()
+from contacts.merging import profiles_merge_due
 from contacts.signals import contacts_merging
-from tracking.intake import messages_validate, received_now
-from tracking.models import Source
-from tracking.services import messages_ingest
 
 def hang(sender, **kwargs):
     # the events, tags and contact fields have moved; the profile is not deleted yet
@@ -86,21 +106,20 @@ def hang(sender, **kwargs):
     time.sleep(600)
 
 contacts_merging.connect(hang, weak=False)
-source = Source.objects.get(pk=int(sys.argv[1]))
-raw = [{"type": "identify", "messageId": "crash-identify", "anonymousId": "crasher",
-        "traits": {"email": "crasher@example.com"}}]
-messages_ingest(source, messages_validate(raw, source_id=source.pk, browser=False, received_at=received_now()))
+profiles_merge_due()
 """
 
 
-def test_a_process_killed_mid_merge_leaves_the_visitor_unmerged_and_a_retry_merges_once():
-    # given an anonymous visitor (five views, kurtki 4) and its contact with kurtki 2
-    source, key = server_source()
+def test_a_worker_killed_mid_merge_leaves_the_visitor_unmerged_and_the_next_run_merges_once():
+    # given an anonymous visitor (five views, kurtki 4) that identified as its contact (kurtki 2)
+    _, key = server_source()
     profile = _anonymous_visitor(key, "crasher")
     Contact.objects.create(email="crasher@example.com").add_tag("kurtki", 2)
-    # when a process taking the identify is SIGKILLed in the middle of the merge
+    body = message("identify", message_id="crash-identify", anonymousId="crasher", traits={"email": "crasher@example.com"})
+    assert post("/v1/identify", body, key=key).status_code == 200
+    # when the worker merging it is SIGKILLed in the middle of the merge
     env = {**os.environ, "DATABASE_URL": _test_database_url(), "DJANGO_SETTINGS_MODULE": "marketing_hub.settings"}
-    child = subprocess.Popen([sys.executable, "-c", _MERGE_THEN_HANG, str(source.pk)], cwd=PROJECT_ROOT, env=env,
+    child = subprocess.Popen([sys.executable, "-c", _MERGE_THEN_HANG], cwd=PROJECT_ROOT, env=env,
                              stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None
@@ -117,11 +136,11 @@ def test_a_process_killed_mid_merge_leaves_the_visitor_unmerged_and_a_retry_merg
     assert not Event.objects.filter(contact=contact).exists()
     assert ContactTag.objects.get(contact=contact, tag__key="kurtki").score == 2
     assert ContactTag.objects.get(contact=profile, tag__key="kurtki").score == 4
-    assert Identity.objects.get(value="crasher").contact_id == profile.pk
-    # when the library sends the identify again (its retry: the same messageId) and once more
-    for _ in range(2):
-        body = message("identify", message_id="crash-identify", anonymousId="crasher", traits={"email": "crasher@example.com"})
-        assert post("/v1/identify", body, key=key).status_code == 200
+    assert ProfileMerge.objects.filter(profile_id=profile.pk).exists()
+    # when the library sends the identify again (its retry: the same messageId), and the worker runs again
+    assert post("/v1/identify", body, key=key).status_code == 200
+    assert merge_queued() == 1
+    assert merge_queued() == 0
     # then the visitor merged exactly once
     assert Event.objects.filter(contact=contact, type="product_view").count() == 5
     assert ContactTag.objects.get(contact=contact, tag__key="kurtki").score == 6

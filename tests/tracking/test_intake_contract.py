@@ -12,8 +12,8 @@ import pytest
 from django.core.cache import cache
 
 from automation.models import EventReceipt
-from contacts.models import Consent, Contact, Event, Suppression, email_hash
-from tests.tracking.helpers import SHOP_ORIGIN, browser_source, iso, message, post, server_source
+from contacts.models import Consent, Contact, Event, ProfileMerge, Suppression, email_hash
+from tests.tracking.helpers import SHOP_ORIGIN, browser_source, iso, merge_queued, message, post, server_source
 from tracking.intake import MAX_MESSAGE_BYTES, MAX_REQUEST_BYTES
 from tracking.models import Identity, MessageLog
 from tracking.services import source_revoke
@@ -398,6 +398,13 @@ def test_anonymous_messages_build_a_profile_that_merges_into_the_contact_on_iden
     # when the visitor identifies with an existing contact's email
     Contact.objects.create(email="known@example.com")
     post("/v1/identify", message("identify", anonymousId="anon-9", userId="77", traits={"email": "known@example.com"}), key=key)
+    # then the visitor's ids name the contact at once, and the merge waits for the worker
+    assert set(Identity.objects.values_list("kind", "value", "contact__email")) == {
+        ("anonymous", "anon-9", "known@example.com"), ("user", "77", "known@example.com")}
+    assert list(ProfileMerge.objects.values_list("profile_id", "contact_id")) == [
+        (profile.pk, Contact.objects.get(email="known@example.com").pk)]
+    # when the worker merges
+    assert merge_queued() == 1
     # then the views are the contact's events (and the merge's timeline entry), the profile is gone,
     # and a retry of the first batch is a duplicate
     assert first.json()["accepted"] == 3
@@ -405,7 +412,8 @@ def test_anonymous_messages_build_a_profile_that_merges_into_the_contact_on_iden
     assert not Contact.all_objects.filter(is_anonymous=True).exists()
     assert set(Identity.objects.values_list("kind", "value", "contact__email")) == {
         ("anonymous", "anon-9", "known@example.com"), ("user", "77", "known@example.com")}
-    assert MessageLog.objects.get(message_type="identify").reason == "merged the visitor's anonymous profile: 3 events"
+    assert MessageLog.objects.get(message_type="identify").reason == "linked the visitor: its anonymous profile merges into the contact"
+    assert not ProfileMerge.objects.exists()
     assert post("/v1/batch", {"batch": views}, key=key).json() == {"success": True, "accepted": 0, "duplicates": 3}
 
 
