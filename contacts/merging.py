@@ -76,7 +76,15 @@ def anonymous_profiles_ensure(emails: Sequence[str]) -> dict[str, int]:
             """,
             [wanted, hashes],
         )
-        return dict(cursor.fetchall())
+        found = dict(cursor.fetchall())
+        missing = [email for email in wanted if email not in found]
+        if missing:
+            # A concurrent request created them after this statement's snapshot: its insert waited
+            # for that one and skipped, and the statement's SELECT could not see the row. A new
+            # statement does (an erased visitor's address stays missing: it was never created).
+            cursor.execute("SELECT email, id FROM contacts_contact WHERE email = ANY(%s)", [missing])
+            found.update(cursor.fetchall())
+        return found
 
 
 def identities_suppress(kinds_and_values: Sequence[tuple[str, str]]) -> None:

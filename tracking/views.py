@@ -26,6 +26,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from automation.ingestion import ingest_rate_check
+from contacts.models import EVENT_TYPE_CHOICES
 from core.charts import DOWN, MUTED, PRIMARY, figure_dict
 from core.htmx import render_page, wants_fragment
 from core.roles import ADMIN, MARKETER, has_role, role_required
@@ -312,6 +313,9 @@ def source_detail(request: HttpRequest, source_id: int) -> HttpResponse:
     """The live debugger (the log partial polls) and the hourly counts of the last 24 hours."""
     source = get_object_or_404(Source, pk=source_id)
     log = list(MessageLog.objects.filter(source=source).select_related("contact")[: MessageLog.LOG_KEEP])
+    labels = dict(EVENT_TYPE_CHOICES)
+    for entry in log:
+        entry.event_label = labels.get(entry.event_type, entry.event_type)  # type: ignore[attr-defined]
     context = {"source": source, "log": log, "can_edit": has_role(request.user, ADMIN)}
     if wants_fragment(request):
         return render_page(request, "tracking/source_detail.html", context, partial="log")

@@ -145,3 +145,31 @@ def test_a_worker_killed_mid_merge_leaves_the_visitor_unmerged_and_the_next_run_
     assert Event.objects.filter(contact=contact, type="product_view").count() == 5
     assert ContactTag.objects.get(contact=contact, tag__key="kurtki").score == 6
     assert not Contact.all_objects.filter(is_anonymous=True).exists()
+
+
+def test_concurrent_first_messages_of_a_visitor_all_reach_its_one_profile():
+    # given a new visitor whose browser sends its first six messages at the same moment (analytics.js
+    # does not wait for one call before the next)
+    _, key = server_source()
+    barrier = threading.Barrier(6)
+    codes: list = []
+
+    def send(number: int) -> None:
+        try:
+            barrier.wait(30)
+            body = message(anonymousId="fresh-visitor", event="Product Viewed", properties={"category": "kurtki"})
+            codes.append(post("/v1/track", body, key=key).status_code)
+        except Exception as exc:
+            codes.append(repr(exc))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send, args=(number,)) for number in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    # then every message is an event of the visitor's one profile
+    assert codes == [200] * 6
+    profile = Contact.all_objects.get(is_anonymous=True)
+    assert Event.objects.filter(contact=profile).count() == 6
