@@ -273,7 +273,8 @@ CONTENT_SECURITY_POLICY = {
 # --- Static files ---------------------------------------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-# Plotly comes vendored as a partial bundle (static/vendor/plotly-finance-*.min.js), not from the
+# Plotly comes vendored as a partial bundle (static/vendor/plotly-finance-*.min.js, made from the npm
+# package by marketing_hub/plotly_vendoring.py: no outside address left in it), not from the
 # Python package's 4.8 MB full build.
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # Without DEBUG (production and `make run`, which runs collectstatic) static files have content
