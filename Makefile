@@ -6,7 +6,7 @@ PORT ?= 8000
 CONTACTS ?= 1000000
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test test-integration bench lint stop-db clean
+.PHONY: run test test-integration bench lint messages stop-db clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/mypy || status=1; \
 	$(BIN)/python .ci/check_local_imports.py || status=1; \
 	exit $$status
+
+# The translation catalogues: the root locale/ (templates/ at the root) and each app's <app>/locale,
+# updated from the code (GNU gettext's xgettext/msgmerge) and compiled to the committed .mo files.
+# `make messages APPS="contacts ."` updates only those (the root catalogue is ".").
+messages: $(VENV)/.dev-installed
+	$(BIN)/python -m marketing_hub.catalogues $(APPS)
 
 stop-db:
 	$(BIN)/python -m marketing_hub.embedded_db stop

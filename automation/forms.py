@@ -12,6 +12,7 @@ from typing import Any
 from django import forms
 from django.http import QueryDict
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from automation.models import Rule, SegmentationMatrix
 from automation.rules import (
@@ -76,7 +77,7 @@ def value_text(value: Any) -> str:
 
 def _funnel_stage(values: dict[str, str]) -> dict[str, str]:
     """The editor's one select "Funnel::Stage" → funnel and stage."""
-    funnel, _, stage = values.get("funnel_stage", "").partition("::")
+    funnel, _sep, stage = values.get("funnel_stage", "").partition("::")
     return {"funnel": funnel, "stage": stage}
 
 
@@ -271,16 +272,16 @@ def default_since() -> datetime:
 
 class RunForm(forms.Form):
     since = forms.DateTimeField(
-        label="Run on events since",
+        label=_("Run on events since"),
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
-        help_text="In the site's time zone. Pairs the rule already applied are skipped.",
+        help_text=_("In the site's time zone. Pairs the rule already applied are skipped."),
     )
 
     def clean_since(self) -> datetime:
         since = self.cleaned_data["since"]
         if since > timezone.now():
-            raise forms.ValidationError("Pick a moment in the past.")
+            raise forms.ValidationError(_("Pick a moment in the past."))
         return since
 
 
@@ -291,7 +292,8 @@ class MatrixForm(forms.ModelForm):
         model = SegmentationMatrix
         fields = ["name", "active", "event_type", "property", "match"]
         widgets = {"event_type": forms.Select(choices=EVENT_TYPE_CHOICES)}
-        help_texts = {"property": "The event property to read, e.g. category or url."}
+        labels = {"name": _("Name"), "event_type": _("Event type"), "property": _("Property"), "match": _("Match")}
+        help_texts = {"property": _("The event property to read, e.g. category or url.")}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -313,7 +315,7 @@ class MatrixForm(forms.ModelForm):
     def clean_property(self) -> str:
         value = self.cleaned_data["property"].strip()
         if not PROPERTY_NAME.match(value):
-            raise forms.ValidationError("Use a property name such as category or url (letters, digits, _ . -).")
+            raise forms.ValidationError(_("Use a property name such as category or url (letters, digits, _ . -)."))
         return value
 
     def clean(self) -> dict:
@@ -325,24 +327,24 @@ class MatrixForm(forms.ModelForm):
             if not value and not tag:
                 continue  # an empty row is ignored
             if not value:
-                row.errors["value"] = "Enter the property value to match."
+                row.errors["value"] = _("Enter the property value to match.")
             if not tag:
-                row.errors["tag"] = "Enter the tag to add."
+                row.errors["tag"] = _("Enter the tag to add.")
             elif len(tag) > 100 or "{" in tag or "}" in tag:
-                row.errors["tag"] = "A tag name of at most 100 characters, without { }."
+                row.errors["tag"] = _("A tag name of at most 100 characters, without { }.")
             if not re.fullmatch(r"-?\d+", score) or int(score) == 0 or abs(int(score)) > 1_000_000:
-                row.errors["score"] = "A whole number other than 0."
+                row.errors["score"] = _("A whole number other than 0.")
             if value and value.lower() in seen:
-                row.errors["value"] = "This value is already in the table."
+                row.errors["value"] = _("This value is already in the table.")
             seen.add(value.lower())
             if not row.errors:
                 rows.append({"value": value, "tag": " ".join(tag.split()), "score": int(score)})
         if any(row.errors for row in self.row_list):
-            raise forms.ValidationError("Some rows need attention (see below).")
+            raise forms.ValidationError(_("Some rows need attention (see below)."))
         if not rows:
-            raise forms.ValidationError("Add at least one row: a value and the tag it gives.")
+            raise forms.ValidationError(_("Add at least one row: a value and the tag it gives."))
         if len(rows) > 2000:
-            raise forms.ValidationError("A matrix may have at most 2,000 rows.")
+            raise forms.ValidationError(_("A matrix may have at most 2,000 rows."))
         cleaned["rows"] = rows
         return cleaned
 
@@ -350,13 +352,13 @@ class MatrixForm(forms.ModelForm):
 class AdhocForm(forms.Form):
     """Run actions once over a saved segment or the contact list's current filter."""
 
-    TARGETS = [("segment", "A saved segment"), ("filter", "Contacts matching a contact-list filter")]
+    TARGETS = [("segment", _("A saved segment")), ("filter", _("Contacts matching a contact-list filter"))]
     target = forms.ChoiceField(choices=TARGETS, widget=forms.RadioSelect, initial="segment")
-    segment = forms.ModelChoiceField(queryset=None, required=False, empty_label="— choose a segment —")
-    query = forms.CharField(required=False, label="Contact-list filter",
-                            help_text="The contact list's query string, e.g. tag=kurtki&temperature=hot.")
-    title = forms.CharField(max_length=150, required=False, label="Name of this run",
-                            help_text="Shown on the Jobs page, e.g. “Winter promo”.")
+    segment = forms.ModelChoiceField(queryset=None, required=False, empty_label=_("— choose a segment —"))
+    query = forms.CharField(required=False, label=_("Contact-list filter"),
+                            help_text=_("The contact list's query string, e.g. tag=kurtki&temperature=hot."))
+    title = forms.CharField(max_length=150, required=False, label=_("Name of this run"),
+                            help_text=_("Shown on the Jobs page, e.g. “Winter promo”."))
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -375,14 +377,15 @@ class AdhocForm(forms.Form):
     def clean(self) -> dict:
         cleaned = super().clean()
         if cleaned.get("target") == "segment" and not cleaned.get("segment"):
-            self.add_error("segment", "Choose the segment to run the actions on.")
+            self.add_error("segment", _("Choose the segment to run the actions on."))
         if cleaned.get("target") == "filter" and not (cleaned.get("query") or "").strip():
-            self.add_error("query", "Open the contact list, filter it, and use “Run actions” there (or paste its query string).")
+            self.add_error("query", _("Open the contact list, filter it, and use “Run actions” there (or paste its query "
+                                      "string)."))
         actions = [_action_from_row(row.values) for row in self.action_rows]
         for row, action in zip(self.action_rows, actions, strict=True):
             if action.get("type") in EXTRA_ACTIONS:
-                row.errors["type"] = "This action needs an event: use it in a rule."
-                self.add_error(None, "Some actions need attention (see below).")
+                row.errors["type"] = _("This action needs an event: use it in a rule.")
+                self.add_error(None, _("Some actions need attention (see below)."))
         try:
             self.actions = validate_actions(actions)
         except RuleError as exc:
@@ -393,10 +396,11 @@ class AdhocForm(forms.Form):
                 else:
                     self.add_error(None, message)
             if not self.errors:
-                self.add_error(None, "Some actions need attention (see below).")
+                self.add_error(None, _("Some actions need attention (see below)."))
         for index, action in enumerate(self.actions):
             if action["type"] in ("add_tag", "remove_tag") and "{" in action["tag"]:
-                self.action_rows[index].errors["tag"] = "Templates such as {category} need an event; use a plain tag name here."
-                self.add_error(None, "Some actions need attention (see below).")
+                self.action_rows[index].errors["tag"] = _("Templates such as {category} need an event; use a plain tag "
+                                                          "name here.")
+                self.add_error(None, _("Some actions need attention (see below)."))
         return cleaned
 

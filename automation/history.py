@@ -11,58 +11,79 @@ from typing import Any
 from django.db import connection
 from django.db.models import OuterRef, Subquery
 from django.urls import reverse
+from django.utils.functional import Promise
+from django.utils.text import capfirst
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from automation.models import Rule, SegmentationMatrix
-from automation.rules import rule_summary
+from automation.rules import event_phrase, rule_summary
+from contacts.models import EVENT_TYPE_LABELS
 from core.audit import actors_name
 
-HEADLINES = {"insert": "Created", "delete": "Deleted", "recorded": "History starts"}
+HEADLINES = {"insert": _("Created"), "delete": _("Deleted"), "recorded": _("History starts")}
 
 
 def matrix_summary(*, event_type: str, property: str, match: str, rows: list[dict]) -> str:
-    """"On a product_view, category equals: kurtki → KURTKI +1, buty → BUTY +2 and 10 more." """
+    """"On a product view, category equals: kurtki → KURTKI +1, buty → BUTY +2 and 10 more." """
     how = dict(SegmentationMatrix.Match.choices).get(match, match)
-    shown = [f"{row.get('value')} → {row.get('tag')} +{row.get('score', 1)}" for row in rows[:3]]
-    more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
-    return f"On a {event_type}, {property} {how}: {', '.join(shown) or 'no rows'}{more}."
+    shown = ", ".join(f"{row.get('value')} → {row.get('tag')} +{row.get('score', 1)}" for row in rows[:3])
+    if len(rows) > 3:
+        shown = ngettext("%(rows)s and %(count)s more", "%(rows)s and %(count)s more", len(rows) - 3) % {
+            "rows": shown, "count": len(rows) - 3}
+    return gettext("On %(event)s, %(property)s %(match)s: %(rows)s.") % {
+        "event": event_phrase(event_type), "property": property, "match": how, "rows": shown or gettext("no rows")}
+
+
+# A switch is told as the headline of its entry ("Switched off"), not as one of its changes.
+SWITCHED_ON = _("switched on")
+SWITCHED_OFF = _("switched off")
+
+
+def _event_label(event_type: str) -> str:
+    return str(EVENT_TYPE_LABELS.get(event_type, event_type))
 
 
 def _cap(value: int | None) -> str:
-    return f"{value} points" if value else "no cap"
+    return ngettext("%(count)s point", "%(count)s points", value) % {"count": value} if value else gettext("no cap")
 
 
 def _rule_changes(old: Any, new: Any) -> list[str]:
     changes = []
     if old.active != new.active:
-        changes.append("switched on" if new.active else "switched off")
+        changes.append(str(SWITCHED_ON if new.active else SWITCHED_OFF))
     if old.name != new.name:
-        changes.append(f"renamed from “{old.name}”")
+        changes.append(gettext("renamed from “%(name)s”") % {"name": old.name})
     if old.event_type != new.event_type:
-        changes.append(f"trigger {old.event_type} → {new.event_type}")
+        changes.append(gettext("trigger %(old)s → %(new)s") % {"old": _event_label(old.event_type),
+                                                                "new": _event_label(new.event_type)})
     if old.conditions != new.conditions:
-        changes.append("conditions changed")
+        changes.append(gettext("conditions changed"))
     if old.actions != new.actions:
-        changes.append("actions changed")
+        changes.append(gettext("actions changed"))
     if old.once_per_contact != new.once_per_contact:
-        changes.append("once per contact" if new.once_per_contact else "repeatable")
+        changes.append(gettext("once per contact") if new.once_per_contact else gettext("repeatable"))
     if old.max_points_per_contact != new.max_points_per_contact:
-        changes.append(f"points cap {_cap(old.max_points_per_contact)} → {_cap(new.max_points_per_contact)}")
+        changes.append(gettext("points cap %(old)s → %(new)s") % {"old": _cap(old.max_points_per_contact),
+                                                                    "new": _cap(new.max_points_per_contact)})
     if old.description != new.description:
-        changes.append("description changed")
+        changes.append(gettext("description changed"))
     return changes
 
 
 def _matrix_changes(old: Any, new: Any) -> list[str]:
     changes = []
     if old.active != new.active:
-        changes.append("switched on" if new.active else "switched off")
+        changes.append(str(SWITCHED_ON if new.active else SWITCHED_OFF))
     if old.name != new.name:
-        changes.append(f"renamed from “{old.name}”")
+        changes.append(gettext("renamed from “%(name)s”") % {"name": old.name})
     if (old.event_type, old.property, old.match) != (new.event_type, new.property, new.match):
-        changes.append(f"now matches {new.event_type} {new.property} ({dict(SegmentationMatrix.Match.choices).get(new.match, new.match)})")
+        changes.append(gettext("now matches %(event)s %(property)s (%(match)s)") % {
+            "event": _event_label(new.event_type), "property": new.property,
+            "match": dict(SegmentationMatrix.Match.choices).get(new.match, new.match)})
     if old.rows != new.rows:
-        changes.append(f"rows changed ({len(old.rows)} → {len(new.rows)})" if len(old.rows) != len(new.rows)
-                       else "rows changed")
+        changes.append(gettext("rows changed (%(old)s → %(new)s)") % {"old": len(old.rows), "new": len(new.rows)}
+                       if len(old.rows) != len(new.rows) else gettext("rows changed"))
     return changes
 
 
@@ -81,21 +102,21 @@ def _matrix_version_summary(version: Any) -> str:
 class _Kind:
     """What is audited: rules or matrices, with how a version is told in words and compared."""
 
-    label: str
+    label: str | Promise
     model: type
     url_name: str
     url_kwarg: str
     summary: Callable[[Any], str]
     changes: Callable[[Any, Any], list[str]]
-    plural: str = ""
+    plural: str | Promise = ""
 
     @property
     def events(self):
         return self.model.pgh_event_models["insert"].objects  # RuleEvent / SegmentationMatrixEvent
 
 
-RULE = _Kind("Rule", Rule, "automation:rule_edit", "rule_id", _rule_version_summary, _rule_changes)
-MATRIX = _Kind("Matrix", SegmentationMatrix, "automation:matrix_edit", "matrix_id", _matrix_version_summary,
+RULE = _Kind(_("Rule"), Rule, "automation:rule_edit", "rule_id", _rule_version_summary, _rule_changes)
+MATRIX = _Kind(_("Matrix"), SegmentationMatrix, "automation:matrix_edit", "matrix_id", _matrix_version_summary,
                _matrix_changes)
 KINDS = {"rule": RULE, "matrix": MATRIX}
 # A higher layer's audited model joins the page from its AppConfig.ready() (webhooks do): its
@@ -115,15 +136,17 @@ def _entries(kind: _Kind, events: list[Any]) -> list[dict]:
     entries = []
     for event in events:
         before = previous.get(event.previous_id)
+        icon = "edit"
         if event.pgh_label == "update":
             changes = kind.changes(before, event) if before is not None else []
-            headline = "Changed"
-            if changes and changes[0] in ("switched on", "switched off"):
-                headline = changes.pop(0).capitalize()
+            headline = gettext("Changed")
+            if changes and changes[0] in (str(SWITCHED_ON), str(SWITCHED_OFF)):
+                headline, icon = capfirst(changes.pop(0)), "zap"
         else:
-            changes, headline = [], HEADLINES.get(event.pgh_label, event.pgh_label)
+            changes, headline = [], str(HEADLINES.get(event.pgh_label, event.pgh_label))
+            icon = "plus" if event.pgh_label in ("insert", "recorded") else "edit"
         entries.append({
-            "at": event.pgh_created_at, "kind": kind.label, "name": event.name, "headline": headline,
+            "at": event.pgh_created_at, "kind": kind.label, "name": event.name, "headline": headline, "icon": icon,
             "changes": changes, "summary": kind.summary(event), "active": event.active,
             "url": reverse(kind.url_name, kwargs={kind.url_kwarg: event.pgh_obj_id})
             if event.pgh_obj_id in existing else None,

@@ -4,6 +4,7 @@ import pghistory
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from contacts.models import EVENT_TYPE_CHOICES
 
@@ -150,9 +151,9 @@ class SegmentationMatrix(models.Model):
     """Maps values of one event property to tags: many tagging rules in one table."""
 
     class Match(models.TextChoices):
-        EQUALS = "eq", "equals"
-        PREFIX = "prefix", "starts with"
-        CONTAINS = "contains", "contains"
+        EQUALS = "eq", _("equals")
+        PREFIX = "prefix", _("starts with")
+        CONTAINS = "contains", _("contains")
 
     name = models.CharField(max_length=200)
     active = models.BooleanField(default=True)

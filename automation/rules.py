@@ -13,20 +13,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.humanize.templatetags.humanize import intcomma
 from django.utils import timezone
+from django.utils.functional import Promise
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from automation.models import Rule
-from contacts.models import EVENT_TYPES
+from contacts.models import EVENT_TYPE_LABELS, EVENT_TYPES
 from core.conditions import PROPERTY_NAME, ConditionError, describe_condition, validate_conditions
 from core.validators import CONTROL_CHARACTERS_MESSAGE, has_control_characters
 from leads.funnels import funnel_find, stage_find
 
 ACTION_TYPES = ("add_tag", "remove_tag", "add_score", "set_stage")
 ACTION_LABELS = {
-    "add_tag": "Add tag",
-    "remove_tag": "Remove tag",
-    "add_score": "Add points",
-    "set_stage": "Move to funnel stage",
+    "add_tag": _("Add tag"),
+    "remove_tag": _("Remove tag"),
+    "add_score": _("Add points"),
+    "set_stage": _("Move to funnel stage"),
 }
 
 
@@ -37,7 +41,7 @@ class ExtraAction:
     the cleaned action or appends (path, message) errors; ``choices`` lists the editor's targets
     as (value, label); ``field`` names the action's one target field."""
 
-    label: str
+    label: str | Promise
     field: str
     clean: Callable[[dict, str, list], dict | None]
     describe: Callable[[dict], str]
@@ -86,17 +90,18 @@ def template_parts(template: str) -> list[tuple[str, str]]:
     for match in PLACEHOLDER.finditer(template):
         literal = template[position : match.start()]
         if "{" in literal or "}" in literal:
-            raise ValueError("has an unbalanced { or }")
+            raise ValueError(gettext("has an unbalanced { or }"))
         if literal:
             parts.append(("text", literal))
         name = match.group(1).strip()
         if not PROPERTY_NAME.match(name):
-            raise ValueError(f"placeholder {{{match.group(1)}}} must name an event property, e.g. {{category}}")
+            raise ValueError(gettext("placeholder %(placeholder)s must name an event property, e.g. {category}")
+                             % {"placeholder": "{" + match.group(1) + "}"})
         parts.append(("property", name))
         position = match.end()
     rest = template[position:]
     if "{" in rest or "}" in rest:
-        raise ValueError("has an unbalanced { or }")
+        raise ValueError(gettext("has an unbalanced { or }"))
     if rest:
         parts.append(("text", rest))
     return parts
@@ -127,28 +132,28 @@ def template_sql(template: str, *, properties_sql: str = "properties") -> str:
 # --- validation -----------------------------------------------------------------------------------
 def _int_field(value: Any, path: str, errors: list, *, allow_zero: bool = False) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or (isinstance(value, float) and not value.is_integer()):
-        errors.append((path, "must be a whole number"))
+        errors.append((path, gettext("must be a whole number")))
         return None
     value = int(value)
     if abs(value) > MAX_AMOUNT:
-        errors.append((path, f"must be between -{MAX_AMOUNT:,} and {MAX_AMOUNT:,}"))
+        errors.append((path, gettext("must be between -%(high)s and %(high)s") % {"high": intcomma(MAX_AMOUNT)}))
         return None
     if value == 0 and not allow_zero:
-        errors.append((path, "must not be 0"))
+        errors.append((path, gettext("must not be 0")))
         return None
     return value
 
 
 def _tag_field(value: Any, path: str, errors: list) -> str | None:
     if not isinstance(value, str) or not value.strip():
-        errors.append((path, "is required (a tag name, or a template such as {category})"))
+        errors.append((path, gettext("is required (a tag name, or a template such as {category})")))
         return None
     tag = " ".join(value.split())
     if has_control_characters(tag):
         errors.append((path, CONTROL_CHARACTERS_MESSAGE))
         return None
     if len(tag) > 100:
-        errors.append((path, "may be at most 100 characters"))
+        errors.append((path, gettext("may be at most 100 characters")))
         return None
     try:
         template_parts(tag)
@@ -161,26 +166,26 @@ def _tag_field(value: Any, path: str, errors: list) -> str | None:
 def validate_actions(actions: Any, *, field: str = "actions") -> list[dict]:
     errors: list[tuple[str, str]] = []
     if not isinstance(actions, list) or not actions:
-        raise RuleError([(field, "must be a non-empty list of actions")])
+        raise RuleError([(field, gettext("must be a non-empty list of actions"))])
     if len(actions) > MAX_ACTIONS:
-        raise RuleError([(field, f"may hold at most {MAX_ACTIONS} actions")])
+        raise RuleError([(field, gettext("may hold at most %(count)s actions") % {"count": MAX_ACTIONS})])
     cleaned: list[dict] = []
     for index, action in enumerate(actions):
         path = f"{field}.{index}"
         if not isinstance(action, dict):
-            errors.append((path, "must be an object with a type"))
+            errors.append((path, gettext("must be an object with a type")))
             continue
         kind = action.get("type")
         if kind in EXTRA_ACTIONS:
             extra = EXTRA_ACTIONS[kind]
             for key in sorted(set(action) - {"type", extra.field}):
-                errors.append((f"{path}.{key}", f"is not a field of {kind}"))
+                errors.append((f"{path}.{key}", gettext("is not a field of %(kind)s") % {"kind": kind}))
             cleaned_extra = extra.clean(action, path, errors)
             if cleaned_extra is not None:
                 cleaned.append(cleaned_extra)
             continue
         if kind not in ACTION_TYPES:
-            errors.append((f"{path}.type", f"must be one of {', '.join(action_types())}"))
+            errors.append((f"{path}.type", gettext("must be one of %(choices)s") % {"choices": ", ".join(action_types())}))
             continue
         allowed = {
             "add_tag": {"type", "tag", "score"},
@@ -189,7 +194,7 @@ def validate_actions(actions: Any, *, field: str = "actions") -> list[dict]:
             "set_stage": {"type", "funnel", "stage"},
         }[kind]
         for key in sorted(set(action) - allowed):
-            errors.append((f"{path}.{key}", f"is not a field of {kind}"))
+            errors.append((f"{path}.{key}", gettext("is not a field of %(kind)s") % {"kind": kind}))
         if kind == "add_tag":
             tag = _tag_field(action.get("tag"), f"{path}.tag", errors)
             score = _int_field(action.get("score", 1), f"{path}.score", errors)
@@ -201,7 +206,7 @@ def validate_actions(actions: Any, *, field: str = "actions") -> list[dict]:
                 cleaned.append({"type": kind, "tag": tag})
         elif kind == "add_score":
             if "points" not in action:
-                errors.append((f"{path}.points", "is required"))
+                errors.append((f"{path}.points", gettext("is required")))
                 continue
             points = _int_field(action.get("points"), f"{path}.points", errors)
             if points is not None:
@@ -209,10 +214,10 @@ def validate_actions(actions: Any, *, field: str = "actions") -> list[dict]:
         else:
             funnel, stage = action.get("funnel"), action.get("stage")
             if not isinstance(funnel, str) or not funnel.strip():
-                errors.append((f"{path}.funnel", "is required"))
+                errors.append((f"{path}.funnel", gettext("is required")))
                 continue
             if not isinstance(stage, str) or not stage.strip():
-                errors.append((f"{path}.stage", "is required"))
+                errors.append((f"{path}.stage", gettext("is required")))
                 continue
             if has_control_characters(funnel) or has_control_characters(stage):
                 errors.append((f"{path}.{'funnel' if has_control_characters(funnel) else 'stage'}", CONTROL_CHARACTERS_MESSAGE))
@@ -221,9 +226,10 @@ def validate_actions(actions: Any, *, field: str = "actions") -> list[dict]:
             found = stage_find(funnel, stage)
             if found is None:
                 if funnel_find(funnel) is None:
-                    errors.append((f"{path}.funnel", f"no funnel named {funnel.strip()!r}"))
+                    errors.append((f"{path}.funnel", gettext("no funnel named %(funnel)s") % {"funnel": repr(funnel.strip())}))
                 else:
-                    errors.append((f"{path}.stage", f"funnel {funnel.strip()!r} has no stage {stage.strip()!r}"))
+                    errors.append((f"{path}.stage", gettext("funnel %(funnel)s has no stage %(stage)s") % {
+                        "funnel": repr(funnel.strip()), "stage": repr(stage.strip())}))
                 continue
             cleaned.append({"type": kind, "funnel": found.funnel.name, "stage": found.name})
     if errors:
@@ -244,24 +250,24 @@ def validate_rule(data: Any, *, partial: bool = False) -> dict:
     Raises RuleError with dotted field paths (``trigger.where.0.value``, ``actions.1.tag``).
     """
     if not isinstance(data, dict):
-        raise RuleError([("body", "must be a JSON object")])
+        raise RuleError([("body", gettext("must be a JSON object"))])
     errors: list[tuple[str, str]] = []
     cleaned: dict = {}
     for key in sorted(set(data) - RULE_FIELDS - {"id"}):
-        errors.append((key, "is not a field of a rule"))
+        errors.append((key, gettext("is not a field of a rule")))
     if not partial or "name" in data:
         name = data.get("name")
         if not isinstance(name, str) or not name.strip():
-            errors.append(("name", "is required"))
+            errors.append(("name", gettext("is required")))
         elif len(name.strip()) > 200:
-            errors.append(("name", "may be at most 200 characters"))
+            errors.append(("name", gettext("may be at most 200 characters")))
         elif has_control_characters(name):
             errors.append(("name", CONTROL_CHARACTERS_MESSAGE))
         else:
             cleaned["name"] = name.strip()
     if "description" in data:
         if not isinstance(data["description"], str):
-            errors.append(("description", "must be a text"))
+            errors.append(("description", gettext("must be a text")))
         elif has_control_characters(data["description"]):
             errors.append(("description", CONTROL_CHARACTERS_MESSAGE))
         else:
@@ -269,7 +275,7 @@ def validate_rule(data: Any, *, partial: bool = False) -> dict:
     for flag in ("active", "once_per_contact"):
         if flag in data:
             if not isinstance(data[flag], bool):
-                errors.append((flag, "must be true or false"))
+                errors.append((flag, gettext("must be true or false")))
             else:
                 cleaned[flag] = data[flag]
     if "max_points_per_contact" in data:
@@ -277,26 +283,26 @@ def validate_rule(data: Any, *, partial: bool = False) -> dict:
         if cap is None:
             cleaned["max_points_per_contact"] = None
         elif isinstance(cap, bool) or not isinstance(cap, int) or cap <= 0:
-            errors.append(("max_points_per_contact", "must be a positive whole number or null"))
+            errors.append(("max_points_per_contact", gettext("must be a positive whole number or null")))
         elif cap > MAX_POINTS_CAP:
-            errors.append(("max_points_per_contact", f"must be at most {MAX_POINTS_CAP:,}"))
+            errors.append(("max_points_per_contact", gettext("must be at most %(high)s") % {"high": intcomma(MAX_POINTS_CAP)}))
         else:
             cleaned["max_points_per_contact"] = cap
     if not partial or "trigger" in data:
         trigger = data.get("trigger")
         if not isinstance(trigger, dict):
-            errors.append(("trigger", "is required: {\"event_type\": ..., \"where\": [...]}"))
+            errors.append(("trigger", gettext("is required: {\"event_type\": ..., \"where\": [...]}")))
         else:
             for key in sorted(set(trigger) - {"event_type", "where"}):
-                errors.append((f"trigger.{key}", "is not a field of a trigger"))
+                errors.append((f"trigger.{key}", gettext("is not a field of a trigger")))
             event_type = trigger.get("event_type")
             if event_type not in EVENT_TYPES:
-                errors.append(("trigger.event_type", f"must be one of {', '.join(EVENT_TYPES)}"))
+                errors.append(("trigger.event_type", gettext("must be one of %(choices)s") % {"choices": ", ".join(EVENT_TYPES)}))
             else:
                 cleaned["event_type"] = event_type
             where = trigger.get("where", [])
             if isinstance(where, list) and len(where) > MAX_CONDITIONS:
-                errors.append(("trigger.where", f"may hold at most {MAX_CONDITIONS} conditions"))
+                errors.append(("trigger.where", gettext("may hold at most %(count)s conditions") % {"count": MAX_CONDITIONS}))
             else:
                 try:
                     cleaned["conditions"] = validate_conditions(where, field="trigger.where")
@@ -316,7 +322,7 @@ def rule_check_options(rule: Rule) -> None:
     """Checks across fields, after a partial update is merged into the rule."""
     if rule.max_points_per_contact is not None and rule_points(rule.actions) <= 0:
         raise RuleError(
-            [("max_points_per_contact", "a cap on points needs an add_score action with positive points")]
+            [("max_points_per_contact", gettext("a cap on points needs an add_score action with positive points"))]
         )
 
 
@@ -338,22 +344,25 @@ def rule_save(rule: Rule, cleaned: dict, *, user=None) -> Rule:
 
 
 # --- words and shapes -----------------------------------------------------------------------------
-def _article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou" else "a"
+def _signed(number: int) -> str:
+    return f"{'+' if number >= 0 else '−'}{abs(number)}"
 
 
 def describe_action(action: dict) -> str:
     kind = action.get("type")
     if kind == "add_tag":
-        score = action.get("score", 1)
-        return f"add tag {action.get('tag')} {'+' if score >= 0 else '−'}{abs(score)}"
+        return gettext("add tag %(tag)s %(score)s") % {"tag": action.get("tag"), "score": _signed(action.get("score", 1))}
     if kind == "remove_tag":
-        return f"remove tag {action.get('tag')}"
+        return gettext("remove tag %(tag)s") % {"tag": action.get("tag")}
     if kind == "add_score":
         points = action.get("points", 0)
-        return f"add {points} points" if points >= 0 else f"take away {abs(points)} points"
+        if points >= 0:
+            return ngettext("add %(points)s point", "add %(points)s points", points) % {"points": points}
+        return ngettext("take away %(points)s point", "take away %(points)s points", abs(points)) % {
+            "points": abs(points)}
     if kind == "set_stage":
-        return f"move to stage {action.get('stage')} of funnel {action.get('funnel')}"
+        return gettext("move to stage %(stage)s of funnel %(funnel)s") % {
+            "stage": action.get("stage"), "funnel": action.get("funnel")}
     if kind in EXTRA_ACTIONS:
         return EXTRA_ACTIONS[kind].describe(action)
     return str(kind)
@@ -362,7 +371,17 @@ def describe_action(action: dict) -> str:
 def _join(words: list[str]) -> str:
     if len(words) <= 1:
         return "".join(words)
-    return ", ".join(words[:-1]) + " and " + words[-1]
+    return gettext("%(first)s and %(second)s") % {"first": ", ".join(words[:-1]), "second": words[-1]}
+
+
+def event_phrase(event_type: str) -> str:
+    """The event type in a sentence, by its human label: "a product view", "an email open"."""
+    if event_type == "custom":
+        return gettext("a custom event")
+    label = str(EVENT_TYPE_LABELS.get(event_type, event_type or "…")).lower()
+    if label[:1] in "aeiou":
+        return gettext("an %(event)s") % {"event": label}
+    return gettext("a %(event)s") % {"event": label}
 
 
 def rule_summary(
@@ -373,20 +392,34 @@ def rule_summary(
     once_per_contact: bool = False,
     max_points_per_contact: int | None = None,
 ) -> str:
-    """"When a product_view with category = kurtki happens, add tag KURTKI +1." """
-    event = event_type or "…"
-    text = f"When {_article(event)} {event}"
+    """"When a product view with category = kurtki happens, add tag KURTKI +1." """
+    values = {
+        "event": event_phrase(event_type),
+        "actions": _join([describe_action(action) for action in actions]) or gettext("do nothing"),
+    }
     if conditions:
-        text += " with " + " and ".join(describe_condition(condition) for condition in conditions)
-    text += " happens, " + (_join([describe_action(action) for action in actions]) or "do nothing")
+        values["conditions"] = _join_all([describe_condition(condition) for condition in conditions])
+        text = gettext("When %(event)s with %(conditions)s happens, %(actions)s") % values
+    else:
+        text = gettext("When %(event)s happens, %(actions)s") % values
     extras = []
     if once_per_contact:
-        extras.append("only the first time for each contact")
+        extras.append(gettext("only the first time for each contact"))
     if max_points_per_contact:
-        extras.append(f"at most {max_points_per_contact} points per contact in total")
+        extras.append(ngettext("at most %(points)s point per contact in total",
+                               "at most %(points)s points per contact in total",
+                               max_points_per_contact) % {"points": max_points_per_contact})
     if extras:
         text += " (" + "; ".join(extras) + ")"
     return text + "."
+
+
+def _join_all(words: list[str]) -> str:
+    """Conditions that must all hold: "a and b and c"."""
+    text = words[0]
+    for word in words[1:]:
+        text = gettext("%(first)s and %(second)s") % {"first": text, "second": word}
+    return text
 
 
 def rule_to_api(rule: Rule) -> dict:

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from automation.models import Rule
 from automation.rules import rule_points, rule_save, template_sql
@@ -21,10 +22,10 @@ def rule_backfill_start(rule: Rule, *, since: datetime, user=None) -> Job:
     local = timezone.localtime(since)
     return job_start(
         rule_backfill_task,
-        title=f"Run rule “{rule.name}” on events since {local:%Y-%m-%d %H:%M}",
+        title=gettext("Run rule “%(name)s” on events since %(since)s") % {"name": rule.name, "since": f"{local:%Y-%m-%d %H:%M}"},
         params={"rule_id": rule.pk, "since": since.isoformat()},
         user=user,
-        link=("Rule", rule.name, reverse("automation:rule_edit", kwargs={"rule_id": rule.pk})),
+        link=(gettext("Rule"), rule.name, reverse("automation:rule_edit", kwargs={"rule_id": rule.pk})),
     )
 
 

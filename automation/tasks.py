@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from celery import shared_task
 from django.db import connection
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from automation import engine
 from automation.adhoc import adhoc_run
@@ -64,7 +65,7 @@ def events_sweep_task(stuck_after_seconds: float | None = None) -> bool:
     return stuck
 
 
-@job_task("rule_backfill", roles=(MARKETER,), label="Rule backfill over past events")
+@job_task("rule_backfill", roles=(MARKETER,), label=_("Rule backfill over past events"))
 def rule_backfill_task(job: Job, progress: Progress) -> dict:
     """Run a rule on past events since ``params.since``, in (occurred_at, id) keyset chunks on the
     resumable runner; pairs already applied are skipped by the engine's guard as well."""
@@ -90,6 +91,6 @@ def rule_backfill_task(job: Job, progress: Progress) -> dict:
     return {"events": counts.get("events", 0), "applied": counts.get("applied", 0), "rule_id": rule.pk}
 
 
-@job_task("adhoc_actions", roles=(MARKETER,), label="Ad-hoc rule on a segment")
+@job_task("adhoc_actions", roles=(MARKETER,), label=_("Ad-hoc rule on a segment"))
 def adhoc_actions_task(job: Job, progress: Progress) -> dict:
     return adhoc_run(job, progress)

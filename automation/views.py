@@ -6,12 +6,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib import messages
+from django.contrib.humanize.templatetags.humanize import intcomma
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from automation import history, services
@@ -83,13 +86,14 @@ def rule_toggle(request: HttpRequest, rule_id: int) -> HttpResponse:
         return toast(response, str(exc), "error")
     rule.fired = services.rule_fired_counts([rule.pk])[rule.pk]
     if not wants_fragment(request):
-        messages.success(request, f"Rule “{rule.name}” is {'on' if rule.active else 'off'}.")
+        messages.success(request, (_("Rule “%(name)s” is on.") if rule.active else _("Rule “%(name)s” is off."))
+                         % {"name": rule.name})
         return redirect("automation:rules")
     response = render(request, "automation/rules.html#rule_row", {"rule": rule})
     message = (
-        f"“{rule.name}” is on: it applies to events accepted from now on."
-        if rule.active else f"“{rule.name}” is off."
-    )
+        _("“%(name)s” is on: it applies to events accepted from now on.")
+        if rule.active else _("“%(name)s” is off.")
+    ) % {"name": rule.name}
     return toast(response, message)
 
 
@@ -100,9 +104,12 @@ def rules_install_starter(request: HttpRequest) -> HttpResponse:
     installed = install_starter_rules()
     created = Rule.objects.count() - before
     if created:
-        messages.success(request, f"Installed {created} starter rule{'s' if created != 1 else ''}.")
+        messages.success(request, ngettext("Installed %(count)s starter rule.", "Installed %(count)s starter rules.",
+                                           created) % {"count": created})
     else:
-        messages.info(request, f"The {len(installed)} starter rules are installed already.")
+        messages.info(request, ngettext("The %(count)s starter rule is installed already.",
+                                        "The %(count)s starter rules are installed already.",
+                                        len(installed)) % {"count": len(installed)})
     return redirect("automation:rules")
 
 
@@ -130,7 +137,8 @@ def _rule_editor(request: HttpRequest, rule: Rule | None) -> HttpResponse:
         except RuleError as exc:
             editor.add_errors(exc.errors)
         else:
-            messages.success(request, f"Rule “{saved.name}” saved. {saved.summary}")
+            messages.success(request, _("Rule “%(name)s” saved. %(summary)s") % {"name": saved.name,
+                                                                                   "summary": saved.summary})
             target = reverse("automation:rule_edit", kwargs={"rule_id": saved.pk})
             return redirect_page(request, target)
     # invalid: the whole editor again, with the errors in place (status 200 so htmx swaps it)
@@ -143,7 +151,7 @@ def rule_delete(request: HttpRequest, rule_id: int) -> HttpResponse:
     rule = get_object_or_404(Rule, pk=rule_id)
     name = rule.name
     rule.delete()
-    messages.success(request, f"Rule “{name}” deleted. What it already did (tags, points) stays.")
+    messages.success(request, _("Rule “%(name)s” deleted. What it already did (tags, points) stays.") % {"name": name})
     return redirect("automation:rules")
 
 
@@ -262,7 +270,9 @@ def _matrix_editor(request: HttpRequest, matrix: SegmentationMatrix) -> HttpResp
         if not matrix.pk:
             matrix.created_by = request.user
         matrix.save()
-        messages.success(request, f"Matrix “{matrix.name}” saved with {len(matrix.rows)} rows.")
+        messages.success(request, ngettext("Matrix “%(name)s” saved with %(count)s row.",
+                                           "Matrix “%(name)s” saved with %(count)s rows.",
+                                           len(matrix.rows)) % {"name": matrix.name, "count": len(matrix.rows)})
         return redirect("automation:matrices")
     if request.method == "GET" and not matrix.pk:
         form.row_list = [EditorRow(0, {"value": "", "tag": "", "score": "1"})]
@@ -304,7 +314,7 @@ def matrix_row(request: HttpRequest) -> HttpResponse:
 def matrix_delete(request: HttpRequest, matrix_id: int) -> HttpResponse:
     matrix = get_object_or_404(SegmentationMatrix, pk=matrix_id)
     matrix.delete()
-    messages.success(request, f"Matrix “{matrix.name}” deleted. Tags it gave stay.")
+    messages.success(request, _("Matrix “%(name)s” deleted. Tags it gave stay.") % {"name": matrix.name})
     return redirect("automation:matrices")
 
 
@@ -326,7 +336,7 @@ def adhoc(request: HttpRequest) -> HttpResponse:
         if request.POST.get("confirm") == "1":
             title = form.cleaned_data.get("title") or _adhoc_title(form, count)
             job = adhoc_start(params=params, title=title, user=request.user)
-            messages.success(request, f"Started: {title}.")
+            messages.success(request, _("Started: %(title)s.") % {"title": title})
             return redirect("jobs:detail", job_id=job.pk)
     return render(request, "automation/adhoc.html", {
         "form": form, "count": count, "action_choices": ACTION_CHOICES, "funnels": _funnel_choices(),
@@ -345,9 +355,13 @@ def _adhoc_params(form: AdhocForm) -> dict:
 
 def _adhoc_title(form: AdhocForm, count: int) -> str:
     what = ", ".join(describe_action(action) for action in form.actions)
-    target = (f"segment “{form.cleaned_data['segment'].name}”" if form.cleaned_data["target"] == "segment"
-              else "filtered contacts")
-    return f"{what[:1].upper()}{what[1:]} — {count:,} contacts of {target}"
+    values = {"actions": f"{what[:1].upper()}{what[1:]}", "count": intcomma(count)}
+    if form.cleaned_data["target"] == "segment":
+        values["segment"] = form.cleaned_data["segment"].name
+        return ngettext("%(actions)s — %(count)s contact of segment “%(segment)s”",
+                        "%(actions)s — %(count)s contacts of segment “%(segment)s”", count) % values
+    return ngettext("%(actions)s — %(count)s filtered contact", "%(actions)s — %(count)s filtered contacts",
+                    count) % values
 
 
 # --- event processing -----------------------------------------------------------------------------
@@ -370,5 +384,6 @@ def events(request: HttpRequest) -> HttpResponse:
 def events_retry(request: HttpRequest) -> HttpResponse:
     event_id = request.POST.get("event_id")
     count = events_retry_failed(event_ids=[event_id] if event_id else None)
-    messages.success(request, f"{count} event{'s' if count != 1 else ''} queued for another try.")
+    messages.success(request, ngettext("%(count)s event queued for another try.",
+                                       "%(count)s events queued for another try.", count) % {"count": count})
     return redirect("automation:events")

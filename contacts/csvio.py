@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from django.contrib.postgres.aggregates import JSONBAgg
 from django.db import connection, transaction
 from django.db.models import F, Func, JSONField, OuterRef, QuerySet, Subquery
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
 
 from contacts.models import ContactImport, ContactTag, TagScoreChange
 from contacts.scoring import tag_scores_set, tags_ensure
@@ -200,7 +202,7 @@ def decode_upload(raw: bytes) -> str:
             return raw.decode(encoding)
         except UnicodeDecodeError:
             continue
-    raise ValueError("The file is neither UTF-8 nor Windows-1250 text.")
+    raise ValueError(_("The file is neither UTF-8 nor Windows-1250 text."))
 
 
 def sniff_reader(text: str) -> csv.reader:
@@ -217,7 +219,7 @@ def read_header_and_preview(text: str, preview_rows: int = 5) -> tuple[list[str]
     reader = sniff_reader(text)
     header = next(reader, None)
     if not header or not any(cell.strip() for cell in header):
-        raise ValueError("The file has no header row.")
+        raise ValueError(_("The file has no header row."))
     preview = []
     for row in reader:
         preview.append([csv_unguard(cell) for cell in row])  # as the import will read them
@@ -259,7 +261,8 @@ def parse_tags(value: str) -> list[tuple[str, int]]:
             elif rest.startswith(":"):
                 score_text = rest[1:]
             else:
-                raise ValueError(f"After the quoted tag name {name!r} write ':' and a score, not {rest!r}.")
+                raise ValueError(_("After the quoted tag name %(name)r write ':' and a score, not %(rest)r.")
+                                 % {"name": name, "rest": rest})
         else:
             end = _tag_item_end(value, position)
             part = value[position:end]
@@ -272,8 +275,9 @@ def parse_tags(value: str) -> list[tuple[str, int]]:
         name = clean_tag_name(name)
         score_text = score_text.strip()
         if not score_text.isdigit() or not 1 <= int(score_text) <= MAX_TAG_SCORE_STEP:
-            raise ValueError(f"Score of tag {name!r} must be a whole number from 1 to {MAX_TAG_SCORE_STEP}, "
-                             f"got {score_text!r}.")
+            raise ValueError(_("Score of tag %(name)r must be a whole number from 1 to %(max)s, got %(value)r.")
+                             % {"name": name, "max": number_format(MAX_TAG_SCORE_STEP, force_grouping=True),
+                                "value": score_text})
         tags.append((name, int(score_text)))
         position = end + 1
     return tags
@@ -298,7 +302,7 @@ def _quoted_tag_name(value: str, position: int) -> tuple[str, int]:
             return "".join(chars), index + 1
         chars.append(value[index])
         index += 1
-    raise ValueError(f"A quoted tag name is not closed: {value[position:]!r}.")
+    raise ValueError(_("A quoted tag name is not closed: %(value)r.") % {"value": value[position:]})
 
 
 @dataclass
@@ -349,7 +353,8 @@ def parse_row(number: int, row: list[str], mapping: dict[str, int], header: list
         elif consent in FALSE_WORDS:
             item["consents"]["email"] = False
         else:
-            errors.append([number, column_name("consent_email"), f"Use yes/no (or true/false, 1/0), not {consent!r}."])
+            errors.append([number, column_name("consent_email"),
+                           _("Use yes/no (or true/false, 1/0), not %(value)r.") % {"value": consent}])
     tags: list[tuple[str, int]] = []
     if cell("tags"):
         try:
@@ -425,8 +430,8 @@ def contacts_import_write(chunk: ImportChunk, *, user=None) -> dict:
     allowed = []
     for row in chunk.valid:
         if row.item["email"] in blocked and not row.item["consents"].get("email"):
-            chunk.errors.append([row.number, "email", "This email was erased (GDPR); import it with "
-                                                      "consent_email=yes to re-create it."])
+            chunk.errors.append([row.number, "email", _("This email was erased (GDPR); import it with "
+                                                        "consent_email=yes to re-create it.")])
             continue
         allowed.append(row)
     with transaction.atomic():

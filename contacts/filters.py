@@ -17,25 +17,28 @@ from django.db.models import Exists, F, FilteredRelation, OuterRef, Q, QuerySet
 from django.db.models.functions import Lower
 from django.forms import BoundField
 from django.utils import timezone
+from django.utils.text import format_lazy
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from contacts.countries import ISO_COUNTRY_CODES
-from contacts.models import CONSENT_CHANNELS, Consent, Contact, ContactTag, Tag, tag_key
+from contacts.models import CONSENT_CHANNEL_LABELS, CONSENT_CHANNELS, Consent, Contact, ContactTag, Tag, tag_key
 from contacts.registry import list_filters
 from contacts.tag_names import tag_suggestions
 from core.roles import SALES
 
 CONSENT_CHOICES = [
-    (f"{channel}:{state}", f"{channel.upper() if channel == 'sms' else channel.capitalize()}: {label}")
+    (f"{channel}:{state}", format_lazy("{channel}: {state}", channel=CONSENT_CHANNEL_LABELS[channel], state=label))
     for channel in CONSENT_CHANNELS
-    for state, label in (("granted", "granted"), ("withdrawn", "withdrawn"), ("none", "never asked"))
+    for state, label in (("granted", _("granted")), ("withdrawn", _("withdrawn")), ("none", _("never asked")))
 ]
 SORT_CHOICES = [
-    ("-score", "Score, highest first"),
-    ("score", "Score, lowest first"),
-    ("-last_activity", "Recently active first"),
-    ("last_activity", "Least recently active first"),
-    ("-created", "Newest first"),
-    ("created", "Oldest first"),
+    ("-score", _("Score, highest first")),
+    ("score", _("Score, lowest first")),
+    ("-last_activity", _("Recently active first")),
+    ("last_activity", _("Least recently active first")),
+    ("-created", _("Newest first")),
+    ("created", _("Oldest first")),
 ]
 SORT_ORDER = {
     "-score": ("-score", "id"),
@@ -56,28 +59,28 @@ def _day_start(day: dt.date) -> dt.datetime:
 
 def owner_choices() -> list[tuple[str, str]]:
     users = get_user_model().objects.filter(Q(groups__name=SALES) | Q(is_superuser=True)).distinct().order_by("username")
-    return [("none", "Unassigned")] + [(str(user.pk), user.get_full_name() or user.username) for user in users]
+    return [("none", gettext("Unassigned"))] + [(str(user.pk), user.get_full_name() or user.username) for user in users]
 
 
 class ContactFilterSet(django_filters.FilterSet):
-    q = django_filters.CharFilter(method="filter_search", label="Search",
-                                  widget=forms.TextInput(attrs={"placeholder": "Email or name…", "type": "search"}))
-    tag = django_filters.CharFilter(method="filter_tag", label="Tag",
-                                    widget=forms.TextInput(attrs={"placeholder": "e.g. kurtki", "list": "tag-options"}))
-    tag_min = django_filters.NumberFilter(method="filter_noop", label="Min. score", min_value=1,
+    q = django_filters.CharFilter(method="filter_search", label=_("Search"),
+                                  widget=forms.TextInput(attrs={"placeholder": _("Email or name…"), "type": "search"}))
+    tag = django_filters.CharFilter(method="filter_tag", label=_("Tag"),
+                                    widget=forms.TextInput(attrs={"placeholder": _("e.g. kurtki"), "list": "tag-options"}))
+    tag_min = django_filters.NumberFilter(method="filter_noop", label=_("Min. score"), min_value=1,
                                           widget=forms.NumberInput(attrs={"placeholder": "1", "min": 1}))
-    country = django_filters.CharFilter(method="filter_country", label="Country",
+    country = django_filters.CharFilter(method="filter_country", label=_("Country"),
                                         widget=forms.TextInput(attrs={"placeholder": "PL", "maxlength": 2}))
-    city = django_filters.CharFilter(method="filter_city", label="City")
-    consent = django_filters.ChoiceFilter(choices=CONSENT_CHOICES, method="filter_consent", label="Consent",
-                                          empty_label="Any")
-    owner = django_filters.ChoiceFilter(choices=[], method="filter_owner", label="Owner", empty_label="Anyone")
-    created_after = django_filters.DateFilter(method="filter_created_after", label="Created from",
+    city = django_filters.CharFilter(method="filter_city", label=_("City"))
+    consent = django_filters.ChoiceFilter(choices=CONSENT_CHOICES, method="filter_consent", label=_("Consent"),
+                                          empty_label=_("Any"))
+    owner = django_filters.ChoiceFilter(choices=[], method="filter_owner", label=_("Owner"), empty_label=_("Anyone"))
+    created_after = django_filters.DateFilter(method="filter_created_after", label=_("Created from"),
                                               widget=forms.DateInput(attrs={"type": "date"}))
-    created_before = django_filters.DateFilter(method="filter_created_before", label="Created to",
+    created_before = django_filters.DateFilter(method="filter_created_before", label=_("Created to"),
                                                widget=forms.DateInput(attrs={"type": "date"}))
     # a plain value, not a ChoiceFilter: any tag's score is a sort (``tag:<name>``), see sort_options
-    sort = django_filters.CharFilter(method="filter_noop", label="Sort")
+    sort = django_filters.CharFilter(method="filter_noop", label=_("Sort"))
 
     class Meta:
         model = Contact
@@ -198,7 +201,8 @@ class ContactFilterSet(django_filters.FilterSet):
         for name in (filtered_tag.strip(), self.sort_tag_name):
             if name and tag_key(name) not in {tag_key(seen) for seen in names}:
                 names.append(name)
-        options += [(f"{TAG_SORT_PREFIX}{name}", f"“{name}” score, highest first") for name in names]
+        options += [(f"{TAG_SORT_PREFIX}{name}", gettext("“%(tag)s” score, highest first") % {"tag": name})
+                    for name in names]
         return options
 
     @property

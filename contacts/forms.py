@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 
 from django import forms
+from django.utils.formats import number_format
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from contacts.csvio import IMPORT_FIELDS, MAX_FILE_BYTES
 from contacts.models import CONSENT_CHANNELS
@@ -12,36 +15,37 @@ from contacts.services import clean_tag_name
 
 HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 FIELD_LABELS = {
-    "email": "Email (required)", "first_name": "First name", "last_name": "Last name", "phone": "Phone",
-    "country": "Country (ISO code)", "city": "City", "birth_date": "Birth date (YYYY-MM-DD)",
-    "consent_email": "Email consent (yes/no)", "tags": "Tags (name:score;…)",
+    "email": _("Email (required)"), "first_name": _("First name"), "last_name": _("Last name"), "phone": _("Phone"),
+    "country": _("Country (ISO code)"), "city": _("City"), "birth_date": _("Birth date (YYYY-MM-DD)"),
+    "consent_email": _("Email consent (yes/no)"), "tags": _("Tags (name:score;…)"),
 }
 
 
 class BulkActionForm(forms.Form):
-    ACTIONS = [("add_tag", "Add tag"), ("set_tag_score", "Set tag score"), ("remove_tag", "Remove tag"),
-               ("assign_owner", "Assign owner")]
+    ACTIONS = [("add_tag", _("Add tag")), ("set_tag_score", _("Set tag score")), ("remove_tag", _("Remove tag")),
+               ("assign_owner", _("Assign owner"))]
 
-    action = forms.ChoiceField(choices=ACTIONS, label="Action")
-    tag = forms.CharField(required=False, max_length=200, label="Tag")
-    score = forms.IntegerField(required=False, min_value=-1_000_000, max_value=1_000_000, label="Score")
-    owner = forms.ChoiceField(required=False, choices=[], label="Owner")
-    scope = forms.ChoiceField(choices=[("selected", "Selected"), ("all", "All matching")], initial="selected")
+    action = forms.ChoiceField(choices=ACTIONS, label=_("Action"))
+    tag = forms.CharField(required=False, max_length=200, label=_("Tag"))
+    score = forms.IntegerField(required=False, min_value=-1_000_000, max_value=1_000_000, label=_("Score"))
+    owner = forms.ChoiceField(required=False, choices=[], label=_("Owner"))
+    scope = forms.ChoiceField(choices=[("selected", _("Selected")), ("all", _("All matching"))], initial="selected",
+                              label=_("Scope"))
     ids = forms.CharField(required=False, widget=forms.MultipleHiddenInput)
 
     def __init__(self, *args, owner_choices: list[tuple[str, str]], **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["owner"].choices = [("", "Choose…"), *owner_choices]
+        self.fields["owner"].choices = [("", gettext("Choose…")), *owner_choices]
 
     def clean_ids(self) -> list[int]:
         values = self.data.getlist("ids") if hasattr(self.data, "getlist") else []
         ids = []
         for value in values:
             if not str(value).isdigit():
-                raise forms.ValidationError("Selected contacts must be ids.")
+                raise forms.ValidationError(gettext("Selected contacts must be ids."))
             ids.append(int(value))
         if len(ids) > 500:
-            raise forms.ValidationError("Select at most 500 contacts, or use “all matching”.")
+            raise forms.ValidationError(gettext("Select at most 500 contacts, or use “all matching”."))
         return ids
 
     def clean(self) -> dict:
@@ -53,11 +57,11 @@ class BulkActionForm(forms.Form):
             except ValueError as exc:
                 self.add_error("tag", str(exc))
         if action == "add_tag" and data.get("score") == 0:
-            self.add_error("score", "A score of 0 changes nothing.")
+            self.add_error("score", gettext("A score of 0 changes nothing."))
         if action == "set_tag_score" and (data.get("score") is None or data["score"] < 0):
-            self.add_error("score", "Type the score to set: a whole number, 0 or more (0 removes the tag).")
+            self.add_error("score", gettext("Type the score to set: a whole number, 0 or more (0 removes the tag)."))
         if action == "assign_owner" and not data.get("owner"):
-            self.add_error("owner", "Pick an owner (or “Unassigned”).")
+            self.add_error("owner", gettext("Pick an owner (or “Unassigned”)."))
         return data
 
     def params(self) -> dict:
@@ -69,20 +73,20 @@ class BulkActionForm(forms.Form):
 
 
 class NoteForm(forms.Form):
-    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "placeholder": "What happened, what's next…"}),
-                           max_length=5000, label="Note")
+    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "placeholder": _("What happened, what's next…")}),
+                           max_length=5000, label=_("Note"))
 
     def clean_text(self) -> str:
         text = self.cleaned_data["text"].strip()
         if not text:
-            raise forms.ValidationError("Write something first.")
+            raise forms.ValidationError(gettext("Write something first."))
         return text
 
 
 class TagEditForm(forms.Form):
-    name = forms.CharField(max_length=100)
-    description = forms.CharField(required=False, max_length=2000)
-    colour = forms.CharField(required=False, max_length=7)
+    name = forms.CharField(max_length=100, label=_("Name"))
+    description = forms.CharField(required=False, max_length=2000, label=_("Description"))
+    colour = forms.CharField(required=False, max_length=7, label=_("Colour"))
 
     def clean_name(self) -> str:
         try:
@@ -93,24 +97,24 @@ class TagEditForm(forms.Form):
     def clean_colour(self) -> str:
         colour = (self.cleaned_data.get("colour") or "").strip()
         if colour and not HEX_COLOUR.match(colour):
-            raise forms.ValidationError("Colour must look like #4f46e5.")
+            raise forms.ValidationError(gettext("Colour must look like #4f46e5."))
         return colour.lower()
 
 
 class TagMergeForm(forms.Form):
-    into = forms.CharField(max_length=100, strip=True, help_text="The name of the tag to merge into.")
+    into = forms.CharField(max_length=100, strip=True, label=_("Target tag"), help_text=_("The name of the tag to merge into."))
 
 
 class ImportUploadForm(forms.Form):
-    file = forms.FileField(label="CSV file", help_text="UTF-8 or Windows-1250; comma, semicolon or tab separated; "
-                                                       "at most 10 MB.")
+    file = forms.FileField(label=_("CSV file"), help_text=_("UTF-8 or Windows-1250; comma, semicolon or tab separated; "
+                                                             "at most 10 MB."))
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
         if upload.size > MAX_FILE_BYTES:
-            raise forms.ValidationError("The file is larger than 10 MB: split it into parts.")
+            raise forms.ValidationError(gettext("The file is larger than 10 MB: split it into parts."))
         if upload.size == 0:
-            raise forms.ValidationError("The file is empty.")
+            raise forms.ValidationError(gettext("The file is empty."))
         return upload
 
 
@@ -120,7 +124,7 @@ class ImportMappingForm(forms.Form):
     def __init__(self, *args, header: list[str], **kwargs) -> None:
         initial = kwargs.pop("initial", None) or {}
         super().__init__(*args, **kwargs)
-        choices = [("", "— not imported —")] + [(str(index), name or f"column {index + 1}")
+        choices = [("", gettext("— not imported —"))] + [(str(index), name or gettext("column %(number)d") % {"number": index + 1})
                                                 for index, name in enumerate(header)]
         for target in IMPORT_FIELDS:
             self.fields[target] = forms.ChoiceField(choices=choices, required=target == "email",
@@ -135,7 +139,7 @@ class ImportMappingForm(forms.Form):
             column = data.get(target)
             if column:
                 if column in used:
-                    self.add_error(target, f"That column is already mapped to {FIELD_LABELS[used[column]]}.")
+                    self.add_error(target, gettext("That column is already mapped to %(field)s.") % {"field": FIELD_LABELS[used[column]]})
                 used[column] = target
         return data
 
@@ -145,14 +149,22 @@ class ImportMappingForm(forms.Form):
 
 # --- the contact card ---------------------------------------------------------------------------------
 MAX_TAG_STEP = 1_000_000
-TAG_SCORE_MESSAGE = f"Score must be a whole number other than 0, at most {MAX_TAG_STEP:,} either way."
-TAG_SET_MESSAGE = f"Score must be a whole number from 0 (removes the tag) to {MAX_TAG_STEP:,}."
+
+
+def _tag_score_message() -> str:
+    return gettext("Score must be a whole number other than 0, at most %(max)s either way.") % {
+        "max": number_format(MAX_TAG_STEP, force_grouping=True)}
+
+
+def _tag_set_message() -> str:
+    return gettext("Score must be a whole number from 0 (removes the tag) to %(max)s.") % {
+        "max": number_format(MAX_TAG_STEP, force_grouping=True)}
 
 
 def first_error(form: forms.Form) -> str:
     """The first problem of an invalid form, for a toast."""
     for errors in form.errors.values():
-        return errors[0]
+        return str(errors[0])
     return ""
 
 
@@ -172,9 +184,9 @@ class TagAddForm(forms.Form):
         try:
             score = int(self.cleaned_data["score"] or 1)
         except ValueError:
-            raise forms.ValidationError(TAG_SCORE_MESSAGE) from None
+            raise forms.ValidationError(_tag_score_message()) from None
         if not -MAX_TAG_STEP <= score <= MAX_TAG_STEP or score == 0:
-            raise forms.ValidationError(TAG_SCORE_MESSAGE)
+            raise forms.ValidationError(_tag_score_message())
         return score
 
 
@@ -196,9 +208,9 @@ class TagStepForm(forms.Form):
         try:
             score = int(value)
         except ValueError:
-            raise forms.ValidationError(TAG_SET_MESSAGE) from None
+            raise forms.ValidationError(_tag_set_message()) from None
         if not 0 <= score <= MAX_TAG_STEP:
-            raise forms.ValidationError(TAG_SET_MESSAGE)
+            raise forms.ValidationError(_tag_set_message())
         return score
 
     def clean_delta(self) -> int | None:
@@ -206,7 +218,7 @@ class TagStepForm(forms.Form):
             return None
         value = self.cleaned_data["delta"] or "1"
         if value not in ("1", "-1"):
-            raise forms.ValidationError("Use + or − to change a score by one.")
+            raise forms.ValidationError(gettext("Use + or − to change a score by one."))
         return int(value)
 
 
@@ -218,7 +230,7 @@ class OwnerForm(forms.Form):
     def __init__(self, *args, owner_choices: list[tuple[str, str]], **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["owner"].choices = [("", ""), *owner_choices]
-        self.fields["owner"].error_messages["invalid_choice"] = "Pick an owner from the list (a Sales user)."
+        self.fields["owner"].error_messages["invalid_choice"] = gettext("Pick an owner from the list (a Sales user).")
 
     def clean_owner(self) -> int | None:
         value = self.cleaned_data["owner"]
@@ -227,7 +239,7 @@ class OwnerForm(forms.Form):
 
 class ConsentForm(forms.Form):
     channel = forms.ChoiceField(choices=[(channel, channel) for channel in CONSENT_CHANNELS])
-    granted = forms.TypedChoiceField(choices=[("yes", "Granted"), ("no", "Withdrawn")], coerce=lambda value: value == "yes")
+    granted = forms.TypedChoiceField(choices=[("yes", _("Granted")), ("no", _("Withdrawn"))], coerce=lambda value: value == "yes")
 
 
 class EraseForm(forms.Form):
@@ -242,5 +254,5 @@ class EraseForm(forms.Form):
     def clean_confirm_email(self) -> str:
         typed = self.cleaned_data["confirm_email"].strip().lower()
         if typed != self.email:
-            raise forms.ValidationError("Type the contact's email exactly to confirm the erasure.")
+            raise forms.ValidationError(gettext("Type the contact's email exactly to confirm the erasure."))
         return typed

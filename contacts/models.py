@@ -11,6 +11,8 @@ from django.contrib.postgres.search import SearchQuery, SearchVector, SearchVect
 from django.db import connection, models, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from contacts.signals import contacts_changed_send
 from core.validators import ANONYMOUS_DOMAIN
@@ -147,11 +149,11 @@ class KnownContactManager(models.Manager.from_queryset(ContactQuerySet)):  # typ
 )
 class Contact(models.Model):
     class LeadStatus(models.TextChoices):
-        NEW = "new", "New"
-        CONTACTED = "contacted", "Contacted"
-        QUALIFIED = "qualified", "Qualified"
-        WON = "won", "Won"
-        LOST = "lost", "Lost"
+        NEW = "new", _("New")
+        CONTACTED = "contacted", _("Contacted")
+        QUALIFIED = "qualified", _("Qualified")
+        WON = "won", _("Won")
+        LOST = "lost", _("Lost")
 
     email = models.CharField(max_length=254, unique=True, help_text="Stored trimmed and lower-case.")
     first_name = models.CharField(max_length=100, blank=True, default="")
@@ -354,14 +356,14 @@ class TagScoreChange(models.Model):
     """Every change of a tag score on a contact: by whom or by which rule, how much, when."""
 
     class Source(models.TextChoices):
-        MANUAL = "manual", "Manual"
-        BULK = "bulk", "Bulk action"
-        RULE = "rule", "Rule"
-        IMPORT = "import", "Import"
+        MANUAL = "manual", _("Manual")
+        BULK = "bulk", _("Bulk action")
+        RULE = "rule", _("Rule")
+        IMPORT = "import", _("Import")
         API = "api", "API"
-        MERGE = "merge", "Tag merge"
-        DECAY = "decay", "Decay"
-        REMOVED = "removed", "Removed"
+        MERGE = "merge", _("Tag merge")
+        DECAY = "decay", _("Decay")
+        REMOVED = "removed", _("Removed")
 
     # Written for every tag change by a rule: the contact's look-ups use tagchange_contact_tag_idx
     # (it starts with contact), and the user's index is partial (most changes have no user).
@@ -405,6 +407,11 @@ class Note(models.Model):
 
 # The channels the screens offer (the API accepts any channel name, see contacts.services.clean_channel).
 CONSENT_CHANNELS = ("email", "sms", "phone", "push")
+# How the screens name the channels; a channel the API added beyond these is shown as it is.
+CONSENT_CHANNEL_LABELS = {
+    "email": pgettext_lazy("consent channel", "Email"), "sms": pgettext_lazy("consent channel", "SMS"),
+    "phone": pgettext_lazy("consent channel", "Phone"), "push": pgettext_lazy("consent channel", "Push"),
+}
 
 
 class Consent(models.Model):
@@ -457,10 +464,10 @@ class ContactImport(models.Model):
     """An uploaded CSV file, its column mapping and the outcome of importing it."""
 
     class Status(models.TextChoices):
-        UPLOADED = "uploaded", "Waiting for column mapping"
-        QUEUED = "queued", "Importing"
-        DONE = "done", "Imported"
-        FAILED = "failed", "Failed"
+        UPLOADED = "uploaded", _("Waiting for column mapping")
+        QUEUED = "queued", _("Importing")
+        DONE = "done", _("Imported")
+        FAILED = "failed", _("Failed")
 
     filename = models.CharField(max_length=255)
     content = models.TextField(help_text="The file's text (UTF-8).")
@@ -497,9 +504,22 @@ EVENT_TYPES = [
     "newsletter_signup",
     "custom",
 ]
-EVENT_TYPE_CHOICES = [(name, name.replace("_", " ").capitalize()) for name in EVENT_TYPES]
+# Human labels, translated when shown (lazy); the type names themselves are identifiers.
+EVENT_TYPE_LABELS = {
+    "page_view": _("Page view"),
+    "product_view": _("Product view"),
+    "add_to_cart": _("Add to cart"),
+    "cart_abandon": _("Cart abandon"),
+    "purchase": _("Purchase"),
+    "email_open": _("Email open"),
+    "email_click": _("Email click"),
+    "form_submit": _("Form submit"),
+    "newsletter_signup": _("Newsletter signup"),
+    "custom": _("Custom"),
+}
+EVENT_TYPE_CHOICES = [(name, EVENT_TYPE_LABELS[name]) for name in EVENT_TYPES]
 # Written by the system, never sent, nor processed by rules: the timeline entry of a visitor's merge.
-SYSTEM_EVENT_TYPE_CHOICES = [("visitor_merged", "Anonymous visitor merged")]
+SYSTEM_EVENT_TYPE_CHOICES = [("visitor_merged", _("Anonymous visitor merged"))]
 
 
 class Event(models.Model):

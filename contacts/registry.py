@@ -17,6 +17,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from django.utils.functional import Promise
+from django.utils.translation import gettext as _
+
 if TYPE_CHECKING:
     import django_filters
 
@@ -93,7 +96,7 @@ class CardPanel:
     ``contact_id``) into it when it opens. Shown by ``order``."""
 
     url_name: str
-    title: str
+    title: str | Promise  # a lazy translation: the panel is registered at start-up
     order: int = 100
 
     @property
@@ -151,7 +154,7 @@ def rule_label(names: dict[int, str], rule_id: int | None) -> str:
     """A rule's name from ``rule_names``; "rule #id" for one not found (deleted since), "" for none."""
     if not rule_id:
         return ""
-    return names.get(rule_id, f"rule #{rule_id}")
+    return names.get(rule_id) or _("rule #%(id)s") % {"id": rule_id}
 
 
 # --- the API's and the GDPR export's contact --------------------------------------------------------

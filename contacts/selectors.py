@@ -12,6 +12,8 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import BooleanField, ExpressionWrapper, F, Q
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from contacts.models import (
     EVENT_TYPE_CHOICES,
@@ -147,7 +149,9 @@ def contact_timeline(contact: Contact, *, event_type: str = "", page: int = 1) -
         )[:160]
         if row["type"] == "visitor_merged":
             events = properties.get("events", 0)
-            row["summary"] = (f"visitor {properties.get('visitor') or '(no id)'}: {events} event{'s' if events != 1 else ''}"
+            visitor = properties.get("visitor") or _("(no id)")
+            row["summary"] = (ngettext("visitor %(visitor)s: %(count)d event", "visitor %(visitor)s: %(count)d events", events)
+                              % {"visitor": visitor, "count": events}
                               + "".join(f", +{score} {name}" for name, score in (properties.get("tags") or {}).items()))[:160]
     return TimelinePage(events=rows, has_next=has_next)
 

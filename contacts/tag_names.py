@@ -7,6 +7,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+from django.utils.translation import gettext as _
+
 from contacts.models import Tag, tag_key
 
 SUGGESTIONS = 3
@@ -41,10 +43,11 @@ def unknown_tag_warnings(names: Iterable[str]) -> list[str]:
     warnings = []
     for name in unknown_tag_names(names):
         suggestions = tag_suggestions(name)
-        sentence = f"No tag is named “{name}”, so it matches no contact"
         if suggestions:
-            sentence += ": did you mean " + " or ".join(f"“{suggestion}”" for suggestion in suggestions) + "?"
+            quoted = _(" or ").join(_("“%(name)s”") % {"name": suggestion} for suggestion in suggestions)
+            sentence = _("No tag is named “%(name)s”, so it matches no contact: did you mean %(suggestions)s?") % {
+                "name": name, "suggestions": quoted}
         else:
-            sentence += "."
+            sentence = _("No tag is named “%(name)s”, so it matches no contact.") % {"name": name}
         warnings.append(sentence)
     return warnings

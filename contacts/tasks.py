@@ -11,6 +11,8 @@ from celery import shared_task
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.http import QueryDict
+from django.utils import translation
+from django.utils.translation import gettext_lazy as _
 
 from contacts import csvio
 from contacts.filters import ContactFilterSet
@@ -62,7 +64,7 @@ def bulk_apply(queryset, params: dict, *, user=None) -> int:
     return changed
 
 
-@job_task("contacts_bulk", roles=(MARKETER,), label="Bulk action on contacts")
+@job_task("contacts_bulk", roles=(MARKETER,), label=_("Bulk action on contacts"))
 def contacts_bulk_task(job: Job, progress) -> dict:
     """A bulk action over every contact the list's filters match, BULK_CHUNK contacts (in id
     order) per chunk; a redelivered job resumes after its last committed chunk."""
@@ -80,7 +82,7 @@ def contacts_bulk_task(job: Job, progress) -> dict:
     return {"matched": counts.get("matched", 0), "changed": counts.get("changed", 0)}
 
 
-@job_task("import_contacts", roles=(MARKETER,), label="Contact import")
+@job_task("import_contacts", roles=(MARKETER,), label=_("Contact import"))
 def contacts_import_task(job: Job, progress) -> dict:
     """Import the file chunk by chunk (CHUNK_ROWS rows each; the resume point is the last row
     number): each chunk's contacts, tags and error-report lines commit with the resume point."""
@@ -104,7 +106,9 @@ def contacts_import_task(job: Job, progress) -> dict:
         return ChunkDone(resume_after=chunk.last_row, size=chunk.rows, counts=written)
 
     try:
-        with pghistory.context(job=job.pk, import_id=contact_import.pk):
+        # the error report's problems, in the language of whoever started the import (English if unknown)
+        with pghistory.context(job=job.pk, import_id=contact_import.pk), \
+                translation.override(job.params.get("language") or "en"):
             counts = job_run_chunks(job, step, total=lambda: _import_data_rows(contact_import))
         return csvio.contacts_import_finish(contact_import, counts)
     except JobContinues:
@@ -133,7 +137,7 @@ def tag_stats_refresh_task() -> int | None:
         return tag_stats_refresh()
 
 
-@job_task("tag_stats", roles=(MARKETER,), label="Tag statistics recount")
+@job_task("tag_stats", roles=(MARKETER,), label=_("Tag statistics recount"))
 def tag_stats_recount_task(job: Job, progress) -> dict:
     """"Recount now" on the Tags page, as a Job the page shows; it waits for a scheduled recount
     that is running, then counts."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.utils.translation import gettext as _
+
 
 def actors_name(entries: Iterable[dict]) -> None:
     """Set ``entry["who"]`` from ``entry["context"]`` (pghistory context metadata) on every entry,
@@ -20,9 +22,9 @@ def actors_name(entries: Iterable[dict]) -> None:
         if user is not None:
             entry["who"] = user.get_full_name() or user.username
         elif context.get("api_key"):
-            entry["who"] = f"API key “{context['api_key']}”"
+            entry["who"] = _("API key “%(name)s”") % {"name": context["api_key"]}
         else:
-            entry["who"] = "system"
+            entry["who"] = _("system")
 
 
 def api_actor(request) -> dict:

@@ -24,6 +24,9 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
 from core.validators import CONTROL_CHARACTERS_MESSAGE, has_control_characters
 
 OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "contains")
@@ -34,8 +37,8 @@ OP_LABELS = {
     "gte": "≥",
     "lt": "<",
     "lte": "≤",
-    "in": "is one of",
-    "contains": "contains",
+    "in": gettext_lazy("is one of"),
+    "contains": gettext_lazy("contains"),
 }
 NUMERIC_OPS = ("gt", "gte", "lt", "lte")
 PROPERTY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")
@@ -67,48 +70,48 @@ def validate_conditions(conditions: Any, *, field: str = "where") -> list[dict]:
     if conditions is None:
         return []
     if not isinstance(conditions, list):
-        raise ConditionError([(field, "must be a list of conditions")])
+        raise ConditionError([(field, _("must be a list of conditions"))])
     errors: list[tuple[str, str]] = []
     cleaned: list[dict] = []
     for index, condition in enumerate(conditions):
         path = f"{field}.{index}"
         errors_before = len(errors)
         if not isinstance(condition, dict):
-            errors.append((path, "must be an object with property, op and value"))
+            errors.append((path, _("must be an object with property, op and value")))
             continue
         unknown = set(condition) - {"property", "op", "value"}
         if unknown:
-            errors.append((f"{path}.{sorted(unknown)[0]}", "unknown field"))
+            errors.append((f"{path}.{sorted(unknown)[0]}", _("unknown field")))
         prop = condition.get("property")
         if not isinstance(prop, str) or not prop.strip():
-            errors.append((f"{path}.property", "is required (the name of an event property, e.g. category)"))
+            errors.append((f"{path}.property", _("is required (the name of an event property, e.g. category)")))
         elif not PROPERTY_NAME.match(prop.strip()):
-            errors.append((f"{path}.property", "must be a property name: letters, digits, _ . - (at most 64)"))
+            errors.append((f"{path}.property", _("must be a property name: letters, digits, _ . - (at most 64)")))
         op = condition.get("op")
         if op not in OPS:
-            errors.append((f"{path}.op", f"must be one of {', '.join(OPS)}"))
+            errors.append((f"{path}.op", _("must be one of %(ops)s") % {"ops": ", ".join(OPS)}))
             continue
         if "value" not in condition:
-            errors.append((f"{path}.value", "is required"))
+            errors.append((f"{path}.value", _("is required")))
             continue
         value = condition["value"]
         if op in NUMERIC_OPS and not _is_number(value):
-            errors.append((f"{path}.value", f"must be a number for {op}"))
+            errors.append((f"{path}.value", _("must be a number for %(op)s") % {"op": op}))
         elif op == "in":
             if not isinstance(value, list) or not value:
-                errors.append((f"{path}.value", "must be a non-empty list for in"))
+                errors.append((f"{path}.value", _("must be a non-empty list for in")))
             elif len(value) > MAX_IN_VALUES:
-                errors.append((f"{path}.value", f"may hold at most {MAX_IN_VALUES} values"))
+                errors.append((f"{path}.value", _("may hold at most %(count)s values") % {"count": MAX_IN_VALUES}))
             elif not all(_is_scalar(item) for item in value):
-                errors.append((f"{path}.value", "must list strings, numbers or true/false"))
+                errors.append((f"{path}.value", _("must list strings, numbers or true/false")))
         elif op == "contains" and (not isinstance(value, str) or value == ""):
-            errors.append((f"{path}.value", "must be a non-empty text for contains"))
+            errors.append((f"{path}.value", _("must be a non-empty text for contains")))
         elif op in ("eq", "ne") and not _is_scalar(value):
-            errors.append((f"{path}.value", f"must be a text, a number or true/false for {op}"))
+            errors.append((f"{path}.value", _("must be a text, a number or true/false for %(op)s") % {"op": op}))
         elif isinstance(value, float) and value != value:  # NaN
-            errors.append((f"{path}.value", "must be a number"))
+            errors.append((f"{path}.value", _("must be a number")))
         if isinstance(value, str) and len(value) > 500:
-            errors.append((f"{path}.value", "may be at most 500 characters"))
+            errors.append((f"{path}.value", _("may be at most 500 characters")))
         elif any(isinstance(item, str) and has_control_characters(item)
                  for item in (value if isinstance(value, list) else [value])):
             errors.append((f"{path}.value", CONTROL_CHARACTERS_MESSAGE))
@@ -244,7 +247,7 @@ def describe_condition(condition: dict) -> str:
     if isinstance(value, list):
         shown = ", ".join(str(item) for item in value)
     elif isinstance(value, bool):
-        shown = "true" if value else "false"
+        shown = _("true") if value else _("false")
     else:
         shown = str(value)
     return f"{condition.get('property')} {OP_LABELS.get(condition.get('op'), condition.get('op'))} {shown}"

@@ -8,6 +8,8 @@ import secrets
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from core.health import WorkerHeartbeat
 from core.outbox import OutboxMessage
@@ -25,7 +27,7 @@ class ApiKey(models.Model):
 
     SCOPE_INGEST = "ingest"
     SCOPE_ADMIN = "admin"
-    SCOPES = [(SCOPE_INGEST, "Ingest (events, contacts)"), (SCOPE_ADMIN, "Admin (everything)")]
+    SCOPES = [(SCOPE_INGEST, _("Ingest (events, contacts)")), (SCOPE_ADMIN, _("Admin (everything)"))]
 
     name = models.CharField(max_length=100)
     scope = models.CharField(max_length=10, choices=SCOPES)
@@ -66,10 +68,10 @@ class Job(models.Model):
     """A background job: what ran, for whom, how far it got, how it ended."""
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
+        QUEUED = "queued", pgettext_lazy("job status", "Queued")
+        RUNNING = "running", pgettext_lazy("job status", "Running")
+        DONE = "done", pgettext_lazy("job status", "Done")
+        FAILED = "failed", pgettext_lazy("job status", "Failed")
 
     kind = models.CharField(max_length=50, help_text="e.g. bulk_tag, import_contacts, rule_backfill")
     title = models.CharField(max_length=200, blank=True, default="")

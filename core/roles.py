@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
+from django.utils.text import get_text_list
+from django.utils.translation import gettext, pgettext_lazy
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -17,6 +19,14 @@ SALES = "Sales"
 ADMIN = "Admin"
 ALL_ROLES = (MARKETER, SALES, ADMIN)
 STAFF = (MARKETER, SALES, ADMIN)  # every signed-in role
+# What people read: the Group names in the database stay English (code and the API use those).
+ROLE_LABELS = {ADMIN: pgettext_lazy("role", "Admin"), MARKETER: pgettext_lazy("role", "Marketer"),
+               SALES: pgettext_lazy("role", "Sales")}
+
+
+def role_label(role: str) -> str:
+    """The role's display name in the active language ("" for none, an unknown name as it is)."""
+    return str(ROLE_LABELS.get(role, role))
 
 
 def roles_of(user: object) -> frozenset[str]:
@@ -53,7 +63,8 @@ def role_required(*roles: str) -> Callable[[View], View]:
         @wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
             if not has_role(request.user, *roles):
-                raise PermissionDenied(f"This page needs the {' or '.join(roles)} role.")
+                raise PermissionDenied(gettext("This page needs the %(roles)s role.") % {
+                    "roles": get_text_list([role_label(role) for role in roles], gettext("or"))})
             return view(request, *args, **kwargs)
 
         return wrapper  # type: ignore[return-value]  # same signature as ``view``

@@ -8,6 +8,7 @@ from typing import Annotated
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from ninja import Field, Query, Router, Schema, Status
 from pydantic import ConfigDict, StrictInt
 
@@ -87,28 +88,28 @@ def funnel_errors(name: str, stages: list[str], *, exclude_pk: int | None = None
     errors: list[dict] = []
     clean_name = (name or "").strip()
     if not clean_name:
-        errors.append({"field": "name", "message": "A funnel needs a name."})
+        errors.append({"field": "name", "message": _("A funnel needs a name.")})
     elif len(clean_name) > 100:
-        errors.append({"field": "name", "message": "At most 100 characters."})
+        errors.append({"field": "name", "message": _("At most 100 characters.")})
     else:
         clash = Funnel.objects.filter(name__iexact=clean_name)
         if exclude_pk is not None:
             clash = clash.exclude(pk=exclude_pk)
         if clash.exists():
-            errors.append({"field": "name", "message": f"A funnel named “{clean_name}” already exists."})
+            errors.append({"field": "name", "message": _("A funnel named “%(name)s” already exists.") % {"name": clean_name}})
     if not stages:
-        errors.append({"field": "stages", "message": "A funnel needs at least one stage."})
+        errors.append({"field": "stages", "message": _("A funnel needs at least one stage.")})
     elif len(stages) > 50:
-        errors.append({"field": "stages", "message": "At most 50 stages."})
+        errors.append({"field": "stages", "message": _("At most 50 stages.")})
     seen: set[str] = set()
     for index, stage in enumerate(stages or []):
         clean = (stage or "").strip()
         if not clean:
-            errors.append({"field": f"stages.{index}", "message": "A stage needs a name."})
+            errors.append({"field": f"stages.{index}", "message": _("A stage needs a name.")})
         elif len(clean) > 100:
-            errors.append({"field": f"stages.{index}", "message": "At most 100 characters."})
+            errors.append({"field": f"stages.{index}", "message": _("At most 100 characters.")})
         elif clean.lower() in seen:
-            errors.append({"field": f"stages.{index}", "message": f"“{clean}” appears twice."})
+            errors.append({"field": f"stages.{index}", "message": _("“%(name)s” appears twice.") % {"name": clean}})
         seen.add(clean.lower())
     return errors
 

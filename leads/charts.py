@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 
 from core.charts import PRIMARY, figure_dict
 
@@ -13,6 +15,12 @@ HOT = "#e11d48"
 WARM = "#d97706"
 COLD = "#2563eb"
 TEMPERATURE_COLOURS = {"cold": COLD, "warm": WARM, "hot": HOT}
+
+
+def _hover(template: str, **parts: str) -> str:
+    """A translated hover text around Plotly's own placeholders (``%{y:,}`` and the like), which
+    must not pass through Python's %-formatting."""
+    return template % parts + "<extra></extra>"
 
 
 def score_line(series: Sequence[tuple], current_score: int) -> dict:
@@ -33,7 +41,7 @@ def score_line(series: Sequence[tuple], current_score: int) -> dict:
         go.Scatter(
             x=days, y=scores, mode="lines+markers" if len(days) < 40 else "lines", line={"color": PRIMARY, "width": 2, "shape": "hv"},
             fill="tozeroy", fillcolor="rgba(79,70,229,0.08)", marker={"size": marker_sizes},
-            hovertemplate="%{x|%d %b %Y}<br>score %{y:,}<extra></extra>",
+            hovertemplate=_hover(_("%(day)s<br>score %(score)s"), day="%{x|%d %b %Y}", score="%{y:,}"),
         )
     )
     figure.update_layout(showlegend=False, yaxis={"rangemode": "tozero"}, xaxis={"type": "date"})
@@ -47,8 +55,9 @@ _FUNNEL_TEXT = {
 
 
 def funnel_chart(stages: Sequence[dict], *, links: Sequence[str] | None = None, text: str = "value+percent initial",
-                 hover_noun: str = "entered") -> dict:
+                 hover_noun: str = "") -> dict:
     """Contacts per stage (the report's ``entered``, or the current counts), as a Plotly funnel."""
+    hover_noun = hover_noun or pgettext("funnel chart hover: 120 entered", "entered")
     figure = go.Figure(
         go.Funnel(
             y=[stage["name"] for stage in stages],
@@ -68,13 +77,14 @@ def temperature_bars(counts: dict[str, int], *, links: Sequence[str] | None = No
     names = ["cold", "warm", "hot"]
     figure = go.Figure(
         go.Bar(
-            x=[name.capitalize() for name in names],
+            x=[str(label) for label in (pgettext("temperature", "Cold"), pgettext("temperature", "Warm"),
+                                        pgettext("temperature", "Hot"))],
             y=[counts.get(name, 0) for name in names],
             marker={"color": [TEMPERATURE_COLOURS[name] for name in names]},
             text=[f"{counts.get(name, 0):,}" for name in names],
             textposition="outside",
             cliponaxis=False,
-            hovertemplate="%{x}: %{y:,} contacts<extra></extra>",
+            hovertemplate=_hover(_("%(label)s: %(count)s contacts"), label="%{x}", count="%{y:,}"),
         )
     )
     figure.update_layout(showlegend=False, yaxis={"rangemode": "tozero"})
@@ -87,18 +97,19 @@ def score_buckets(buckets: Sequence[tuple[str, int, int]], *, warm: int, hot: in
     figure = go.Figure(
         go.Bar(
             x=[label for label, _, _ in buckets], y=[count for _, count, _ in buckets], marker={"color": colours},
-            hovertemplate="score %{x}: %{y:,} contacts<extra></extra>",
+            hovertemplate=_hover(_("score %(range)s: %(count)s contacts"), range="%{x}", count="%{y:,}"),
         )
     )
-    figure.update_layout(showlegend=False, bargap=0.1, xaxis={"type": "category", "title": {"text": "Lead score"}})
+    figure.update_layout(showlegend=False, bargap=0.1, xaxis={"type": "category", "title": {"text": _("Lead score")}})
     return figure_dict(figure, links)
 
 
-def horizontal_bars(labels: Sequence[str], values: Sequence[int], *, links: Sequence[str] | None = None, unit: str = "contacts") -> dict:
+def horizontal_bars(labels: Sequence[str], values: Sequence[int], *, links: Sequence[str] | None = None, unit: str = "") -> dict:
+    unit = unit or _("contacts")
     figure = go.Figure(
         go.Bar(
             x=list(values)[::-1], y=list(labels)[::-1], orientation="h", marker={"color": PRIMARY},
-            hovertemplate=f"%{{y}}: %{{x:,}} {unit}<extra></extra>",
+            hovertemplate=_hover("%(label)s: %(count)s %(unit)s", label="%{y}", count="%{x:,}", unit=unit),
         )
     )
     figure.update_layout(showlegend=False, yaxis={"automargin": True, "type": "category"})
@@ -124,17 +135,17 @@ def won_lost_buckets(buckets: Sequence[tuple[int, int, int, int]], *, hot: int, 
     width = (buckets[0][1] - buckets[0][0]) * 0.9 if buckets else 1
     labels = [f"{low}–{high - 1}" if high - low > 1 else str(low) for low, high, _, _ in buckets]
     figure = go.Figure()
-    figure.add_trace(go.Bar(x=centres, y=[round(100 * b[2] / won_total, 1) for b in buckets], width=width, name="Won",
+    figure.add_trace(go.Bar(x=centres, y=[round(100 * b[2] / won_total, 1) for b in buckets], width=width, name=_("Won"),
                             marker={"color": "#059669"}, opacity=0.7, customdata=labels,
-                            hovertemplate="score %{customdata}: %{y}% of won<extra></extra>"))
-    figure.add_trace(go.Bar(x=centres, y=[round(100 * b[3] / lost_total, 1) for b in buckets], width=width, name="Lost",
+                            hovertemplate=_hover(_("score %(range)s: %(share)s of won"), range="%{customdata}", share="%{y}%")))
+    figure.add_trace(go.Bar(x=centres, y=[round(100 * b[3] / lost_total, 1) for b in buckets], width=width, name=_("Lost"),
                             marker={"color": "#94a3b8"}, opacity=0.7, customdata=labels,
-                            hovertemplate="score %{customdata}: %{y}% of lost<extra></extra>"))
+                            hovertemplate=_hover(_("score %(range)s: %(share)s of lost"), range="%{customdata}", share="%{y}%")))
     shapes = [{"type": "line", "x0": hot, "x1": hot, "yref": "paper", "y0": 0, "y1": 1, "line": {"color": HOT, "width": 2}}]
-    annotations = [{"x": hot, "yref": "paper", "y": 1, "text": f"hot now ≥ {hot}", "showarrow": False, "xanchor": "left", "font": {"color": HOT, "size": 11}}]
+    annotations = [{"x": hot, "yref": "paper", "y": 1, "text": _("hot now ≥ %(threshold)s") % {"threshold": hot}, "showarrow": False, "xanchor": "left", "font": {"color": HOT, "size": 11}}]
     if suggested is not None and suggested != hot:
         shapes.append({"type": "line", "x0": suggested, "x1": suggested, "yref": "paper", "y0": 0, "y1": 1, "line": {"color": PRIMARY, "dash": "dash", "width": 2}})
-        annotations.append({"x": suggested, "yref": "paper", "y": 0.92, "text": f"suggested ≥ {suggested}", "showarrow": False, "xanchor": "left", "font": {"color": PRIMARY, "size": 11}})
+        annotations.append({"x": suggested, "yref": "paper", "y": 0.92, "text": _("suggested ≥ %(threshold)s") % {"threshold": suggested}, "showarrow": False, "xanchor": "left", "font": {"color": PRIMARY, "size": 11}})
     figure.update_layout(barmode="overlay", shapes=shapes, annotations=annotations,
-                         xaxis={"title": {"text": "Lead score"}}, yaxis={"title": {"text": "% of leads"}})
+                         xaxis={"title": {"text": _("Lead score")}}, yaxis={"title": {"text": _("%% of leads") % {}}})
     return figure_dict(figure)

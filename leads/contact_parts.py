@@ -11,6 +11,8 @@ from collections.abc import Iterator, Sequence
 import django_filters
 from django.db.models import Exists, OuterRef, QuerySet
 from django.template.loader import render_to_string
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext, pgettext_lazy
 
 from contacts.models import Contact
 from contacts.registry import (
@@ -30,9 +32,10 @@ from leads.models import ContactStage, ScoreChange, Stage, StageTransition, Temp
 from leads.temperature import temperature_q
 from leads.why import score_causes
 
-TEMPERATURE_CHOICES = [("hot", "Hot"), ("warm", "Warm"), ("cold", "Cold")]
+TEMPERATURE_CHOICES = [("hot", gettext_lazy("Hot")), ("warm", gettext_lazy("Warm")), ("cold", gettext_lazy("Cold"))]
 # The list's compact label: the icon at the row's size, no tooltip (the card's badge has one).
-_ROW_LABELS = {"hot": ("flame", "Hot"), "warm": ("sun", "Warm"), "cold": ("snowflake", "Cold")}
+_ROW_LABELS = {"hot": ("flame", gettext_lazy("Hot")), "warm": ("sun", gettext_lazy("Warm")),
+               "cold": ("snowflake", gettext_lazy("Cold"))}
 
 
 def filter_temperature(queryset: QuerySet, name: str, value: str) -> QuerySet:
@@ -64,7 +67,7 @@ def temperature_card(contact: Contact) -> tuple[str, str]:
     thresholds = TemperatureSettings.current()
     badge = render_to_string("includes/temperature_badge.html",
                              {"temperature": thresholds.temperature_of(contact.score)})
-    return badge, f"(warm from {thresholds.warm}, hot from {thresholds.hot})"
+    return badge, _("(warm from %(warm)s, hot from %(hot)s)") % {"warm": thresholds.warm, "hot": thresholds.hot}
 
 
 def card_summary(contact: Contact) -> str:
@@ -80,7 +83,8 @@ def card_summary(contact: Contact) -> str:
 def timeline_effects(contact: Contact, event_pks: list[int]) -> Iterator[TimelineEffect]:
     for event_pk, delta, rule_id in ScoreChange.objects.filter(
             event_pk__in=event_pks, contact=contact).values_list("event_pk", "delta", "rule_id"):
-        yield TimelineEffect(event_pk, "score", f"{delta:+d} points", rule_id)
+        yield TimelineEffect(event_pk, "score", ngettext("%(delta)s point", "%(delta)s points", abs(delta))
+                             % {"delta": f"{delta:+d}"}, rule_id)
     for event_pk, funnel, stage, rule_id in StageTransition.objects.filter(
             event_pk__in=event_pks, contact=contact).values_list("event_pk", "funnel__name", "to_stage__name", "rule_id"):
         yield TimelineEffect(event_pk, "stage", f"→ {stage} ({funnel})", rule_id)
@@ -113,14 +117,15 @@ def register() -> None:
     list_filter_register(ListFilter(
         name="temperature", group="main", order=10,
         filter=django_filters.ChoiceFilter(choices=TEMPERATURE_CHOICES, method=filter_temperature,
-                                           label="Temperature", empty_label="Any"),
+                                           label=gettext_lazy("Temperature"), empty_label=pgettext_lazy("any temperature", "Any")),
     ))
     list_filter_register(ListFilter(
         name="stage", group="more", order=20, choices=stage_choices,
-        filter=django_filters.ChoiceFilter(choices=[], method=filter_stage, label="Funnel stage", empty_label="Any"),
+        filter=django_filters.ChoiceFilter(choices=[], method=filter_stage, label=gettext_lazy("Funnel stage"),
+                                           empty_label=pgettext_lazy("any funnel stage", "Any")),
     ))
     score_label_register(ScoreLabel(rows=temperature_rows, card=temperature_card))
-    card_panel_register(CardPanel("leads:card_panel", "Lead score & funnels", order=10))
+    card_panel_register(CardPanel("leads:card_panel", gettext_lazy("Lead score & funnels"), order=10))
     card_summary_register(card_summary)
     timeline_source_register(timeline_effects)
     representation_part_register(representation)

@@ -11,11 +11,13 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from urllib.parse import urlencode
 
+from django.contrib.humanize.templatetags.humanize import intcomma
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from contacts.models import EVENT_TYPE_CHOICES, EVENT_TYPES
 from core.paging import table_rows_estimate
@@ -246,7 +248,7 @@ def dashboard_data(*, use_cache: bool = True) -> dict:
 
 
 def _signed(value: int) -> str:
-    return f"+{value:,}" if value > 0 else f"−{abs(value):,}" if value < 0 else "±0"
+    return f"+{intcomma(value)}" if value > 0 else f"−{intcomma(abs(value))}" if value < 0 else "±0"
 
 
 def dashboard_context(request: HttpRequest) -> dict:
@@ -260,27 +262,28 @@ def dashboard_context(request: HttpRequest) -> dict:
     manager = has_role(request.user, MARKETER)
     events_url = _url("automation:events") if manager else ""
     kpis = [
-        {"label": "Contacts", "value": f"{contacts['total']:,}", "icon": "users", "href": contact_list_url()},
+        {"label": _("Contacts"), "value": intcomma(contacts["total"]), "icon": "users", "href": contact_list_url()},
         {
-            "label": "New this week", "value": f"{contacts['new_week']:,}", "icon": "user",
-            "delta": f"{_signed(contacts['new_week'] - contacts['new_prev_week'])} vs last week",
+            "label": _("New this week"), "value": intcomma(contacts["new_week"]), "icon": "user",
+            "delta": _("%(delta)s vs last week") % {"delta": _signed(contacts["new_week"] - contacts["new_prev_week"])},
             "href": contact_list_url(created_after=(timezone.localdate() - timedelta(days=6)).isoformat(), sort="-created"),
         },
-        {"label": "Hot leads", "value": f"{temps['hot']:,}", "icon": "flame", "href": hot_url,
+        {"label": _("Hot leads"), "value": intcomma(temps["hot"]), "icon": "flame", "href": hot_url,
          # counts differ by definition from the Hot leads page's (open leads only): say both
-         "hint": f"score ≥ {hot}, any status; {contacts.get('hot_open', 0):,} still open (the Hot leads page)"},
+         "hint": _("score ≥ %(hot)s, any status; %(open)s still open (the Hot leads page)")
+         % {"hot": hot, "open": intcomma(contacts.get("hot_open", 0))}},
         {
-            "label": "Events today", "value": f"{data['events_today']:,}", "icon": "activity",
-            "delta": f"{_signed(data['events_today'] - data['events_yesterday'])} vs yesterday",
+            "label": _("Events today"), "value": intcomma(data["events_today"]), "icon": "activity",
+            "delta": _("%(delta)s vs yesterday") % {"delta": _signed(data["events_today"] - data["events_yesterday"])},
             "href": events_url,
         },
-        {"label": "Active rules", "value": f"{data['active_rules']:,}", "icon": "zap",
+        {"label": _("Active rules"), "value": intcomma(data["active_rules"]), "icon": "zap",
          "href": _url("automation:rules") if manager else ""},
     ]
     temperature_links = [contact_list_url(temperature=name) for name in ("cold", "warm", "hot")]
     # The contact list has no score-range filter; the hot-leads list does (all staff may open it).
     bucket_links = []
-    for low, high, _ in data["buckets"]:
+    for low, high, _count in data["buckets"]:
         params: dict = {"temperature": "any", "status": "any"}
         if low < 0:
             params["score_max"] = -1
@@ -308,7 +311,7 @@ def dashboard_context(request: HttpRequest) -> dict:
         # is in now, so later stages can hold more than earlier ones; conversion is on the report.
         "funnel": charts.horizontal_bars(
             [name for _, name, _ in data["funnel_stages"]], [count for _, _, count in data["funnel_stages"]],
-            links=funnel_links, unit="contacts in this stage now",
+            links=funnel_links, unit=_("contacts in this stage now"),
         ) if data["funnel_stages"] else None,
         "events": charts.events_over_time(
             data["event_days"],

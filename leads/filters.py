@@ -5,6 +5,7 @@ from __future__ import annotations
 import django_filters
 from django.db.models import Exists, F, IntegerField, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce
+from django.utils.translation import gettext_lazy as _
 
 from contacts.models import Contact
 from leads.models import ScoreTrend, TemperatureSettings
@@ -35,29 +36,29 @@ class HotLeadFilter(django_filters.FilterSet):
     ``status`` open (default) | any | one status; ``growth`` up | flat | down; ``sort`` score |
     growth | activity; ``q`` email or name."""
 
-    q = django_filters.CharFilter(method="filter_q", label="Search")
+    q = django_filters.CharFilter(method="filter_q", label=_("Search"))
     temperature = django_filters.ChoiceFilter(
-        choices=[("hot", "Hot"), ("warm", "Warm"), ("cold", "Cold"), ("any", "Any temperature")],
+        choices=[("hot", _("Hot")), ("warm", _("Warm")), ("cold", _("Cold")), ("any", _("Any temperature"))],
         method="filter_temperature", empty_label=None,
     )
     owner = django_filters.ChoiceFilter(
         # "none" is the contact list's spelling of unassigned; both work here.
-        choices=[("mine", "Mine"), ("unassigned", "Unassigned"), ("none", "Unassigned"), ("others", "Held by others")],
-        method="filter_owner", empty_label="Anyone's",
+        choices=[("mine", _("Mine")), ("unassigned", _("Unassigned")), ("none", _("Unassigned")), ("others", _("Held by others"))],
+        method="filter_owner", empty_label=_("Anyone's"),
     )
     status = django_filters.ChoiceFilter(
-        choices=[("open", "Open (new, contacted, qualified)"), ("any", "Any status")]
-        + [(status, status.capitalize()) for status in STATUSES],
+        choices=[("open", _("Open (new, contacted, qualified)")), ("any", _("Any status"))]
+        + list(Contact.LeadStatus.choices),
         method="filter_status", empty_label=None,
     )
     growth = django_filters.ChoiceFilter(
-        choices=[("up", "Growing (7 days)"), ("flat", "No change (7 days)"), ("down", "Cooling (7 days)")],
-        method="filter_growth", empty_label="Any growth",
+        choices=[("up", _("Growing (7 days)")), ("flat", _("No change (7 days)")), ("down", _("Cooling (7 days)"))],
+        method="filter_growth", empty_label=_("Any growth"),
     )
-    score_min = django_filters.NumberFilter(field_name="score", lookup_expr="gte", label="Score from")
-    score_max = django_filters.NumberFilter(field_name="score", lookup_expr="lte", label="Score to")
+    score_min = django_filters.NumberFilter(field_name="score", lookup_expr="gte", label=_("Score from"))
+    score_max = django_filters.NumberFilter(field_name="score", lookup_expr="lte", label=_("Score to"))
     sort = django_filters.ChoiceFilter(
-        choices=[("score", "Highest score"), ("growth", "Fastest growth"), ("activity", "Latest activity")],
+        choices=[("score", _("Highest score")), ("growth", _("Fastest growth")), ("activity", _("Latest activity"))],
         method="filter_sort", empty_label=None,
     )
 

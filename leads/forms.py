@@ -1,30 +1,32 @@
 from __future__ import annotations
 
 from django import forms
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
+from contacts.models import Contact
 from leads.api import funnel_errors
-from leads.models import Funnel, Stage, TemperatureSettings
-from leads.services import STATUSES
+from leads.models import AlertSettings, Funnel, Stage, TemperatureSettings
 from leads.temperature import THRESHOLD_LIMIT, thresholds_errors
 
 
 class ThresholdsForm(forms.Form):
     warm = forms.IntegerField(
-        label="Warm from", min_value=0, max_value=THRESHOLD_LIMIT,
-        help_text="Contacts with at least this score are warm.",
+        label=_("Warm from"), min_value=0, max_value=THRESHOLD_LIMIT,
+        help_text=_("Contacts with at least this score are warm."),
     )
     hot = forms.IntegerField(
-        label="Hot from", min_value=1, max_value=THRESHOLD_LIMIT,
-        help_text="Contacts with at least this score are hot (and go to sales).",
+        label=_("Hot from"), min_value=1, max_value=THRESHOLD_LIMIT,
+        help_text=_("Contacts with at least this score are hot (and go to sales)."),
     )
     decay_enabled = forms.BooleanField(
-        label="Decay lead scores", required=False,
-        help_text="Points lose half their value every half-life (a scheduled job writes the decay to the score ledger).",
+        label=_("Decay lead scores"), required=False,
+        help_text=_("Points lose half their value every half-life (a scheduled job writes the decay to the score ledger)."),
     )
-    decay_half_life_days = forms.IntegerField(label="Score half-life (days)", min_value=1, max_value=3650)
+    decay_half_life_days = forms.IntegerField(label=_("Score half-life (days)"), min_value=1, max_value=3650)
     tag_decay_enabled = forms.BooleanField(
-        label="Decay tag scores", required=False,
-        help_text="Tags with a half-life (set on the tag) lose half their score every half-life.",
+        label=_("Decay tag scores"), required=False,
+        help_text=_("Tags with a half-life (set on the tag) lose half their score every half-life."),
     )
 
     def clean(self):
@@ -47,11 +49,12 @@ class ThresholdsForm(forms.Form):
 
 
 class FunnelForm(forms.Form):
-    name = forms.CharField(max_length=100)
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    name = forms.CharField(label=_("Name"), max_length=100)
+    description = forms.CharField(label=_("Description"), required=False, widget=forms.Textarea(attrs={"rows": 2}))
     stages = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 6, "placeholder": "New\nEngaged\nMQL\nSQL\nCustomer"}),
-        help_text="One stage per line, in order. Stages are matched by name (ignoring case), so reordering keeps their contacts.",
+        label=_("Stages"),
+        widget=forms.Textarea(attrs={"rows": 6, "placeholder": _("New\nEngaged\nMQL\nSQL\nCustomer")}),
+        help_text=_("One stage per line, in order. Stages are matched by name (ignoring case), so reordering keeps their contacts."),
     )
 
     def __init__(self, *args, funnel: Funnel | None = None, **kwargs):
@@ -70,18 +73,18 @@ class FunnelForm(forms.Form):
 
 
 class StageMoveForm(forms.Form):
-    stage = forms.ModelChoiceField(queryset=Stage.objects.select_related("funnel"), empty_label=None)
+    stage = forms.ModelChoiceField(label=_("Stage"), queryset=Stage.objects.select_related("funnel"), empty_label=None)
 
 
 class LeadUpdateForm(forms.Form):
-    status = forms.ChoiceField(choices=[(status, status.capitalize()) for status in STATUSES])
-    note = forms.CharField(required=False, max_length=5000)
+    status = forms.ChoiceField(label=_("Status"), choices=Contact.LeadStatus.choices)
+    note = forms.CharField(label=_("Note"), required=False, max_length=5000)
 
 
 class BulkMoveForm(forms.Form):
     stage = forms.ModelChoiceField(
         queryset=Stage.objects.select_related("funnel").order_by("funnel__name", "position"),
-        label="Move to stage",
+        label=_("Move to stage"),
         empty_label=None,
     )
     ids = forms.CharField(required=False, widget=forms.HiddenInput)
@@ -96,31 +99,31 @@ class BulkMoveForm(forms.Form):
         ids: list[int] = []
         for part in raw.replace(",", " ").split():
             if not part.isdigit():
-                raise forms.ValidationError(f"“{part}” is not a contact id.")
+                raise forms.ValidationError(gettext("“%(value)s” is not a contact id.") % {"value": part})
             ids.append(int(part))
         if len(ids) > 100_000:
-            raise forms.ValidationError("Select at most 100,000 contacts, or move a filter instead.")
+            raise forms.ValidationError(gettext("Select at most 100,000 contacts, or move a filter instead."))
         return ids
 
     def clean(self):
         cleaned = super().clean()
         if not cleaned.get("ids") and not (cleaned.get("query") or "").strip() and "ids" not in self.errors:
             raise forms.ValidationError(
-                "No contacts chosen: open this from the contact list with a filter or a selection."
+                gettext("No contacts chosen: open this from the contact list with a filter or a selection.")
             )
         return cleaned
 
 
 class AlertSettingsForm(forms.Form):
     email_mode = forms.ChoiceField(
-        label="Email me", choices=[
-            ("instant", "An email for each lead that becomes hot"),
-            ("digest", "A digest of the leads that became hot"),
-            ("off", "No emails (the bell only)"),
+        label=_("Email me"), choices=[
+            ("instant", _("An email for each lead that becomes hot")),
+            ("digest", _("A digest of the leads that became hot")),
+            ("off", _("No emails (the bell only)")),
         ], widget=forms.RadioSelect,
     )
     digest_minutes = forms.TypedChoiceField(
-        label="Digest at most every", coerce=int,
-        choices=[(15, "15 minutes"), (30, "30 minutes"), (60, "hour"), (240, "4 hours"), (1440, "day")],
-        help_text="Leads that became hot within this time travel together in one email.",
+        label=_("Digest at most every"), coerce=int,
+        choices=AlertSettings.DIGEST_MINUTES_CHOICES,
+        help_text=_("Leads that became hot within this time travel together in one email."),
     )

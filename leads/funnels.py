@@ -13,6 +13,7 @@ from datetime import datetime
 
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from contacts.signals import contacts_changed_send
 from leads.models import Funnel, Stage
@@ -20,6 +21,12 @@ from leads.models import Funnel, Stage
 logger = logging.getLogger(__name__)
 
 CAUSES = ("manual", "bulk", "rule", "api")
+# How pages name a move's cause (the stored value is the identifier).
+CAUSE_LABELS = {"manual": _("manual"), "bulk": _("bulk"), "rule": _("rule"), "api": _("API")}
+
+
+def cause_label(cause: str) -> str:
+    return str(CAUSE_LABELS.get(cause, cause))
 
 # One statement: resolve names case-insensitively, keep the LAST request per (contact, funnel) in
 # input order, upsert the current stage only where it really changes, and log each change.

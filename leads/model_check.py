@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from django.db import connection
+from django.utils.translation import gettext as _
 
 from leads import charts
 from leads.models import TemperatureSettings
@@ -57,17 +58,20 @@ ORDER BY r.name
 
 def evidence_shortfall(won_total: int, lost_total: int) -> str:
     """Why the check gives no advice yet ("" when there is enough evidence)."""
-    missing = []
-    if won_total < MIN_EVIDENCE:
-        missing.append(f"{MIN_EVIDENCE - won_total} more won")
-    if lost_total < MIN_EVIDENCE:
-        missing.append(f"{MIN_EVIDENCE - lost_total} more lost")
-    if not missing:
+    won_missing, lost_missing = MIN_EVIDENCE - won_total, MIN_EVIDENCE - lost_total
+    if won_missing > 0 and lost_missing > 0:
+        todo = _("Mark %(won)s more won and %(lost)s more lost on the Hot leads page.") % {
+            "won": won_missing, "lost": lost_missing}
+    elif won_missing > 0:
+        todo = _("Mark %(won)s more won on the Hot leads page.") % {"won": won_missing}
+    elif lost_missing > 0:
+        todo = _("Mark %(lost)s more lost on the Hot leads page.") % {"lost": lost_missing}
+    else:
         return ""
-    return (f"No advice yet: it takes at least {MIN_EVIDENCE} won and {MIN_EVIDENCE} lost leads, and there are "
-            f"{won_total} won and {lost_total} lost. With fewer, one lead more or less swings every rate and lift, "
-            "so a suggested threshold or a verdict on a rule would be noise. "
-            f"Mark {' and '.join(missing)} on the Hot leads page.")
+    return _("No advice yet: it takes at least %(min)s won and %(min)s lost leads, and there are %(won)s won and "
+             "%(lost)s lost. With fewer, one lead more or less swings every rate and lift, so a suggested threshold "
+             "or a verdict on a rule would be noise.") % {"min": MIN_EVIDENCE, "won": won_total, "lost": lost_total} \
+        + " " + todo
 
 
 def rule_reading(lift: float, *, enough_evidence: bool) -> str:

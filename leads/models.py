@@ -5,6 +5,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class ScoreChange(models.Model):
@@ -191,7 +193,7 @@ class Notification(models.Model):
     is detected (``leads.notifications``); emailed once, instantly or in a digest, by the worker."""
 
     KIND_LEAD_HOT = "lead_hot"
-    KIND_CHOICES = [(KIND_LEAD_HOT, "Lead became hot")]
+    KIND_CHOICES = [(KIND_LEAD_HOT, _("Lead became hot"))]
 
     id = models.BigAutoField(primary_key=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="lead_notifications",
@@ -233,12 +235,16 @@ class AlertSettings(models.Model):
     without a row has the defaults (an email per lead)."""
 
     class EmailMode(models.TextChoices):
-        INSTANT = "instant", "An email for each lead"
-        DIGEST = "digest", "A digest"
-        OFF = "off", "No emails"
+        INSTANT = "instant", _("An email for each lead")
+        DIGEST = "digest", _("A digest")
+        OFF = "off", _("No emails")
 
-    DIGEST_MINUTES_CHOICES = [(15, "15 minutes"), (30, "30 minutes"), (60, "hour"), (240, "4 hours"),
-                              (1440, "day")]
+    # read after "Digest at most every …": Polish needs the accusative ("co godzinę")
+    DIGEST_MINUTES_CHOICES = [(15, pgettext_lazy("digest every", "15 minutes")),
+                              (30, pgettext_lazy("digest every", "30 minutes")),
+                              (60, pgettext_lazy("digest every", "hour")),
+                              (240, pgettext_lazy("digest every", "4 hours")),
+                              (1440, pgettext_lazy("digest every", "day"))]
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True,
                                 related_name="alert_settings")

@@ -11,6 +11,8 @@ from django.contrib.auth.models import User
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -95,8 +97,8 @@ def notification_read(request: HttpRequest, notification_id: int) -> HttpRespons
 @role_required(*STAFF)
 def notifications_read_all(request: HttpRequest) -> HttpResponse:
     marked = notifications_mark_read(_user(request))
-    messages.success(request, f"Marked {marked} notification{'s' if marked != 1 else ''} read." if marked
-                     else "Nothing was unread.")
+    messages.success(request, ngettext("Marked %(count)s notification read.", "Marked %(count)s notifications read.",
+                                       marked) % {"count": marked} if marked else _("Nothing was unread."))
     return redirect("leads:notifications")
 
 
@@ -109,7 +111,7 @@ def alert_settings(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             alert_settings_save(_user(request), email_mode=form.cleaned_data["email_mode"],
                                 digest_minutes=form.cleaned_data["digest_minutes"])
-            messages.success(request, "Alert settings saved.")
+            messages.success(request, _("Alert settings saved."))
             return redirect("leads:alert_settings")
     else:
         form = AlertSettingsForm(initial={"email_mode": current.email_mode, "digest_minutes": current.digest_minutes})

@@ -30,13 +30,16 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.core import signing
+from django.core.exceptions import ObjectDoesNotExist
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
 from django.db.models import QuerySet
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from contacts.models import Contact
 from core.roles import SALES
@@ -289,8 +292,25 @@ def _message_id(ids: list[int]) -> str:
     return f"<lead-alert-{digest}@{domain}>"
 
 
+def _language_of(user: Any) -> str:
+    """The language the user chose for the app (the shell's preference row, read through its
+    relation so that this layer imports nothing above it), else the site's default."""
+    try:
+        language = user.preference.language
+    except (ObjectDoesNotExist, AttributeError):
+        language = ""
+    return language if language in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE
+
+
 def _build_email(user: Any, rows: list[tuple], contacts: dict[int, Contact], *, digest: bool) -> EmailMultiAlternatives:
-    """One email for ``rows`` (claimed notifications of ``user``): a single lead, or a list."""
+    """One email for ``rows`` (claimed notifications of ``user``): a single lead, or a list, in the
+    user's language."""
+    with translation.override(_language_of(user)):
+        return _build_email_in_language(user, rows, contacts, digest=digest)
+
+
+def _build_email_in_language(user: Any, rows: list[tuple], contacts: dict[int, Contact], *,
+                             digest: bool) -> EmailMultiAlternatives:
     site = settings.MH_SITE_URL
     leads = []
     for _id, _user_id, contact_id, score, created_at in rows:
@@ -311,10 +331,10 @@ def _build_email(user: Any, rows: list[tuple], contacts: dict[int, Contact], *, 
         "settings_url": site + reverse("leads:alert_settings"), "unsubscribe_url": unsubscribe_url,
     }
     if digest:
-        subject = f"{len(leads)} lead{'s' if len(leads) != 1 else ''} became hot"
+        subject = ngettext("%(count)s lead became hot", "%(count)s leads became hot", len(leads)) % {"count": len(leads)}
         template = "leads/email/digest"
     else:
-        subject = f"Hot lead: {leads[0]['name']} (score {leads[0]['score']})"
+        subject = _("Hot lead: %(name)s (score %(score)s)") % {"name": leads[0]["name"], "score": leads[0]["score"]}
         template = "leads/email/hot_lead"
     message = EmailMultiAlternatives(
         subject=subject,

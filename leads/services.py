@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from contacts.models import Contact, Note
 from core.roles import ADMIN, MARKETER, SALES, has_role
@@ -59,19 +60,19 @@ def lead_claim(*, contact: Contact, user) -> Contact:
     """Take an unassigned lead. A race with another claimer is settled by the conditional UPDATE:
     exactly one wins, the other is told who holds it."""
     if not has_role(user, SALES, MARKETER):
-        raise LeadError("Your role may not claim leads.")
+        raise LeadError(_("Your role may not claim leads."))
     claimed = Contact.objects.filter(pk=contact.pk).filter(Q(owner__isnull=True) | Q(owner=user)).update(
         owner=user, updated_at=timezone.now()
     )
     contact.refresh_from_db(fields=["owner", "updated_at"])
     if not claimed:
-        raise LeadError(f"{_user_label(contact.owner)} already holds this lead.", "owner")
+        raise LeadError(_("%(holder)s already holds this lead.") % {"holder": _user_label(contact.owner)}, "owner")
     return contact
 
 
 def lead_release(*, contact: Contact, user) -> Contact:
     if not (lead_is_manager(user) or contact.owner_id == user.pk):
-        raise LeadError("Only the lead's holder or a manager may release it.", "owner")
+        raise LeadError(_("Only the lead's holder or a manager may release it."), "owner")
     Contact.objects.filter(pk=contact.pk).update(owner=None, updated_at=timezone.now())
     contact.refresh_from_db(fields=["owner", "updated_at"])
     return contact
@@ -86,9 +87,9 @@ def lead_assign(*, contact: Contact, owner_id: int | None, user) -> Contact:
             return lead_claim(contact=contact, user=user)
         if owner_id is None:
             return lead_release(contact=contact, user=user)
-        raise LeadError("Only marketers and admins may assign leads to other people.", "owner")
+        raise LeadError(_("Only marketers and admins may assign leads to other people."), "owner")
     if owner_id is not None and not lead_assignees().filter(pk=owner_id).exists():
-        raise LeadError("Choose a sales, marketing or admin user.", "owner")
+        raise LeadError(_("Choose a sales, marketing or admin user."), "owner")
     Contact.objects.filter(pk=contact.pk).update(owner_id=owner_id, updated_at=timezone.now())
     contact.refresh_from_db(fields=["owner", "updated_at"])
     return contact
@@ -106,19 +107,20 @@ def lead_update(*, contact: Contact, user, status: str, note_text: str = "") -> 
     status = (status or "").strip()
     note_text = (note_text or "").strip()
     if status not in STATUSES:
-        raise LeadError("Choose one of new, contacted, qualified, won, lost.", "status")
+        raise LeadError(_("Choose one of new, contacted, qualified, won, lost."), "status")
     if len(note_text) > NOTE_MAX:
-        raise LeadError(f"A note may be at most {NOTE_MAX} characters.", "note")
+        raise LeadError(_("A note may be at most %(max)s characters.") % {"max": NOTE_MAX}, "note")
     status_changes = status != contact.lead_status
     if status_changes and status == Contact.LeadStatus.LOST and not note_text:
-        raise LeadError("Say why the lead was lost: a reason is required.", "note")
+        raise LeadError(_("Say why the lead was lost: a reason is required."), "note")
     if not status_changes and not note_text:
-        raise LeadError("Nothing to save: change the status or write a note.", "note")
+        raise LeadError(_("Nothing to save: change the status or write a note."), "note")
     result = LeadUpdate()
     with transaction.atomic():
         locked = Contact.objects.select_for_update(of=("self",)).select_related("owner").get(pk=contact.pk)
         if not lead_can_edit(user, locked):
-            raise LeadError(f"{_user_label(locked.owner)} holds this lead; only they or a manager may update it.", "owner")
+            raise LeadError(_("%(holder)s holds this lead; only they or a manager may update it.")
+                            % {"holder": _user_label(locked.owner)}, "owner")
         if locked.owner_id is None and not lead_is_manager(user):
             locked.owner = user  # Sales working an unassigned lead claims it
         now = timezone.now()
@@ -134,7 +136,7 @@ def lead_update(*, contact: Contact, user, status: str, note_text: str = "") -> 
         locked.updated_at = now
         locked.save(update_fields=["owner", "lead_status", "lead_status_reason", "lead_status_changed_at", "updated_at"])
         if note_text:
-            text = f"Lost: {note_text}" if result.changed_status and status == Contact.LeadStatus.LOST else note_text
+            text = _("Lost: %(reason)s") % {"reason": note_text} if result.changed_status and status == Contact.LeadStatus.LOST else note_text
             result.note = Note.objects.create(contact=locked, author=user, text=text, created_at=now, updated_at=now)
     contact.refresh_from_db()
     return result
@@ -142,5 +144,5 @@ def lead_update(*, contact: Contact, user, status: str, note_text: str = "") -> 
 
 def _user_label(user) -> str:
     if user is None:
-        return "Nobody"
+        return _("Nobody")
     return user.get_full_name() or user.username

@@ -11,6 +11,7 @@ from celery import shared_task
 from django.db import connection, transaction
 from django.http import QueryDict
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from contacts.filters import ContactFilterSet
 from contacts.models import Contact, Tag
@@ -65,7 +66,8 @@ def funnel_bulk_move(job: Job, progress: Progress) -> dict:
 
 
 # The task body stays callable on its own (tests call it directly, without a worker).
-funnel_bulk_move_task = job_task("funnel_bulk_move", roles=(MARKETER,))(funnel_bulk_move)
+funnel_bulk_move_task = job_task("funnel_bulk_move", roles=(MARKETER,), label=gettext_lazy("Funnel bulk move"))(
+    funnel_bulk_move)
 
 
 # --- growth counters -------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from django.db import connection
 from django.db.models import Q
+from django.utils.translation import gettext as _
 
 from core.outbox import OUTBOX_TABLE
 from leads.models import TemperatureSettings
@@ -50,12 +51,12 @@ def thresholds_errors(warm, hot) -> list[dict]:
     errors: list[dict] = []
     for field, value in (("warm", warm), ("hot", hot)):
         if isinstance(value, bool) or not isinstance(value, int):
-            errors.append({"field": field, "message": "Must be a whole number."})
+            errors.append({"field": field, "message": _("Must be a whole number.")})
         elif not 0 <= value <= THRESHOLD_LIMIT:
             # Below 0 a "cold" contact could not exist for new contacts (they start at 0).
-            errors.append({"field": field, "message": f"Must be between 0 and {THRESHOLD_LIMIT:,}."})
+            errors.append({"field": field, "message": _("Must be between 0 and %(max)s.") % {"max": f"{THRESHOLD_LIMIT:,}"}})
     if not errors and warm >= hot:
-        errors.append({"field": "hot", "message": f"Hot ({hot}) must be greater than warm ({warm})."})
+        errors.append({"field": "hot", "message": _("Hot (%(hot)s) must be greater than warm (%(warm)s).") % {"hot": hot, "warm": warm}})
     return errors
 
 

@@ -6,11 +6,14 @@ from datetime import date, timedelta
 from typing import Any, NamedTuple
 
 from django.contrib import messages
+from django.contrib.humanize.templatetags.humanize import intcomma
 from django.db import connection, transaction
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from contacts.models import Contact, ContactTag, Note
@@ -23,7 +26,7 @@ from leads.api import day_range, funnel_create
 from leads.dashboard import contact_list_url
 from leads.filters import HotLeadFilter, hot_leads_base
 from leads.forms import BulkMoveForm, FunnelForm, LeadUpdateForm, StageMoveForm, ThresholdsForm
-from leads.funnels import contact_stage_set, funnel_report
+from leads.funnels import cause_label, contact_stage_set, funnel_report
 from leads.model_check import model_check_context
 from leads.models import (
     ContactStage,
@@ -47,7 +50,7 @@ from leads.services import (
 )
 from leads.tasks import bulk_contacts_queryset, funnel_bulk_move_task
 from leads.temperature import temperature_changes_record, temperature_counts
-from leads.why import score_causes
+from leads.why import reason_label, score_causes
 
 HOT_PAGE_SIZE = 25
 NEW_COUNT_CAP = 999
@@ -101,8 +104,9 @@ class AssigneeOption(NamedTuple):
 def _assignee_options(user: Any) -> list[AssigneeOption]:
     """The owner select's options, labelled once per page rather than in every row's loop (a
     25-row page rendered them 25 times: a fifth of its rendering time)."""
-    return [AssigneeOption(person.pk, f"You ({person.get_full_name() or person.username})" if person.pk == user.pk
-                           else person.get_full_name() or person.username) for person in lead_assignees()]
+    return [AssigneeOption(person.pk, _("You (%(name)s)") % {"name": person.get_full_name() or person.username}
+                           if person.pk == user.pk else person.get_full_name() or person.username)
+            for person in lead_assignees()]
 
 
 def _row_context(request: HttpRequest, lead: Contact, thresholds: TemperatureSettings, **extra) -> dict:
@@ -196,7 +200,7 @@ def lead_claim_view(request: HttpRequest, contact_id: int) -> HttpResponse:
         lead_claim(contact=contact, user=request.user)
     except LeadError as error:
         return toast(_render_row(request, contact_id), error.message, "error")
-    return toast(_render_row(request, contact_id), f"You now hold {contact.email}.")
+    return toast(_render_row(request, contact_id), _("You now hold %(email)s.") % {"email": contact.email})
 
 
 @require_POST
@@ -207,7 +211,7 @@ def lead_release_view(request: HttpRequest, contact_id: int) -> HttpResponse:
         lead_release(contact=contact, user=request.user)
     except LeadError as error:
         return toast(_render_row(request, contact_id), error.message, "error")
-    return toast(_render_row(request, contact_id), f"Released {contact.email}.")
+    return toast(_render_row(request, contact_id), _("Released %(email)s.") % {"email": contact.email})
 
 
 @require_POST
@@ -216,13 +220,17 @@ def lead_assign_view(request: HttpRequest, contact_id: int) -> HttpResponse:
     contact = get_object_or_404(Contact, pk=contact_id)
     raw = (request.POST.get("owner") or "").strip()
     if raw and not raw.isdigit():
-        return toast(_render_row(request, contact_id), "Choose a user from the list.", "error")
+        return toast(_render_row(request, contact_id), _("Choose a user from the list."), "error")
     try:
         lead_assign(contact=contact, owner_id=int(raw) if raw else None, user=request.user)
     except LeadError as error:
         return toast(_render_row(request, contact_id), error.message, "error")
-    holder = contact.owner.get_full_name() or contact.owner.username if contact.owner else "nobody"
-    return toast(_render_row(request, contact_id), f"{contact.email} is now held by {holder}.")
+    if contact.owner is None:
+        message = _("%(email)s is now held by nobody.") % {"email": contact.email}
+    else:
+        message = _("%(email)s is now held by %(holder)s.") % {
+            "email": contact.email, "holder": contact.owner.get_full_name() or contact.owner.username}
+    return toast(_render_row(request, contact_id), message)
 
 
 @require_POST
@@ -251,12 +259,16 @@ def lead_update_view(request: HttpRequest, contact_id: int) -> HttpResponse:
         response = _render_row(request, contact_id, **extra)
     if error:
         return response  # the message is shown beside the field; status 200 so htmx swaps it
-    parts = []
-    if result and result.changed_status:
-        parts.append(f"marked {contact.get_lead_status_display().lower()}")
-    if result and result.note:
-        parts.append("note added")
-    return toast(response, f"{contact.email}: {' and '.join(parts)}.")
+    changed = bool(result and result.changed_status)
+    noted = bool(result and result.note)
+    status = str(contact.get_lead_status_display()).lower()
+    if changed and noted:
+        message = _("%(email)s: marked %(status)s and note added.") % {"email": contact.email, "status": status}
+    elif changed:
+        message = _("%(email)s: marked %(status)s.") % {"email": contact.email, "status": status}
+    else:
+        message = _("%(email)s: note added.") % {"email": contact.email}
+    return toast(response, message)
 
 
 # --- temperature settings ------------------------------------------------------------------------
@@ -276,7 +288,7 @@ def settings_view(request: HttpRequest) -> HttpResponse:
                     decay_half_life_days=data["decay_half_life_days"], tag_decay_enabled=data["tag_decay_enabled"],
                     updated_by=request.user, updated_at=timezone.now(),
                 )
-            messages.success(request, f"Saved: warm from {data['warm']}, hot from {data['hot']}.")
+            messages.success(request, _("Saved: warm from %(warm)s, hot from %(hot)s.") % {"warm": data["warm"], "hot": data["hot"]})
             return redirect("leads:settings")
     else:
         form = ThresholdsForm(initial=ThresholdsForm.initial_from(thresholds))
@@ -389,7 +401,7 @@ def _panel_context(request: HttpRequest, contact: Contact) -> dict:
         series = cursor.fetchall()
         cursor.execute(_PANEL_WHY_SQL, params)
         why = [
-            {"rule_id": rule_id, "name": name or reason or ("Manual" if rule_id is None else "Deleted rule"),
+            {"rule_id": rule_id, "name": name or reason_label(reason) or (_("Manual") if rule_id is None else _("Deleted rule")),
              "points": points, "times": times}
             for rule_id, name, reason, points, times in cursor.fetchall()
         ]
@@ -407,6 +419,7 @@ def _panel_context(request: HttpRequest, contact: Contact) -> dict:
     )
     for move in moves:
         move.backwards = move.from_stage is not None and move.to_stage.position < move.from_stage.position
+        move.cause_label = cause_label(move.cause)
     can_move = lead_is_manager(request.user) or (has_role(request.user, SALES) and contact.owner_id == request.user.pk)
     return {
         "contact": contact,
@@ -415,6 +428,7 @@ def _panel_context(request: HttpRequest, contact: Contact) -> dict:
         "points_7d": points_7d,
         "points_30d": points_30d,
         "points_prev_7d": points_prev_7d,
+        "points_prev_7d_text": f"+{intcomma(points_prev_7d)}" if points_prev_7d > 0 else intcomma(points_prev_7d),
         "trend": trend,
         "ledger_rows": ledger_rows,
         "score_figure": charts.score_line(series, contact.score) if series else None,
@@ -447,13 +461,16 @@ def card_stage(request: HttpRequest, contact_id: int) -> HttpResponse:
     """Move the contact in one funnel from the card panel. Sales only for leads they hold."""
     contact = get_object_or_404(Contact, pk=contact_id)
     if not (lead_is_manager(request.user) or contact.owner_id == request.user.pk):
-        return toast(card_panel_response(request, contact_id), "Claim this lead first to move it through funnels.", "error")
+        return toast(card_panel_response(request, contact_id), _("Claim this lead first to move it through funnels."), "error")
     form = StageMoveForm(request.POST)
     if not form.is_valid():
-        return toast(card_panel_response(request, contact_id), "Choose a stage.", "error")
+        return toast(card_panel_response(request, contact_id), _("Choose a stage."), "error")
     stage = form.cleaned_data["stage"]
     moved = contact_stage_set(contact_id=contact.pk, stage=stage, cause="manual", user_id=request.user.pk)
-    message = f"Moved to {stage.funnel.name} → {stage.name}." if moved else f"Already in {stage.name}."
+    if moved:
+        message = _("Moved to %(funnel)s → %(stage)s.") % {"funnel": stage.funnel.name, "stage": stage.name}
+    else:
+        message = _("Already in %(stage)s.") % {"stage": stage.name}
     return toast(card_panel_response(request, contact_id), message, "success" if moved else "info")
 
 
@@ -475,7 +492,7 @@ def funnels(request: HttpRequest) -> HttpResponse:
                 name=form.cleaned_data["name"], stages=form.cleaned_data["stage_list"],
                 description=form.cleaned_data["description"],
             )
-            messages.success(request, f"Funnel “{funnel.name}” created.")
+            messages.success(request, _("Funnel “%(name)s” created.") % {"name": funnel.name})
             return redirect("leads:funnel_detail", funnel_id=funnel.pk)
     funnel_list = list(Funnel.objects.prefetch_related("stages").order_by("name"))
     counts = _funnel_counts()
@@ -504,9 +521,9 @@ def funnel_detail(request: HttpRequest, funnel_id: int) -> HttpResponse:
     if preset in ("7", "30", "90", "365"):
         start, end = today - timedelta(days=int(preset) - 1), today
     if (request.GET.get("start") and start is None) or (request.GET.get("end") and end is None):
-        error = "Dates must look like 2025-01-31."
+        error = _("Dates must look like 2025-01-31.")
     elif start and end and start > end:
-        error = "The end date is before the start date."
+        error = _("The end date is before the start date.")
         start = end = None
     start_at, end_at = day_range(start, end)
     stages = funnel_report(funnel, start=start_at, end=end_at)
@@ -524,6 +541,7 @@ def funnel_detail(request: HttpRequest, funnel_id: int) -> HttpResponse:
     )
     for move in recent:
         move.backwards = move.from_stage is not None and move.to_stage.position < move.from_stage.position
+        move.cause_label = cause_label(move.cause)
     context = {
         "funnel": funnel,
         "stages": stages,
@@ -552,9 +570,14 @@ def funnel_edit(request: HttpRequest, funnel_id: int) -> HttpResponse:
         held = dict(
             ContactStage.objects.filter(stage__in=removed).values_list("stage_id").annotate(n=Count("*")).order_by()
         )
-        blocked = [f"{stage.name} ({held[stage.pk]:,} contacts)" for stage in removed if held.get(stage.pk)]
+        blocked = [
+            ngettext("%(stage)s (%(count)s contact)", "%(stage)s (%(count)s contacts)", held[stage.pk])
+            % {"stage": stage.name, "count": intcomma(held[stage.pk])}
+            for stage in removed if held.get(stage.pk)
+        ]
         if blocked:
-            form.add_error("stages", "These stages still hold contacts; move them first: " + ", ".join(blocked))
+            form.add_error("stages", _("These stages still hold contacts; move them first: %(stages)s")
+                           % {"stages": ", ".join(blocked)})
         else:
             with transaction.atomic():
                 funnel.name = form.cleaned_data["name"].strip()
@@ -570,7 +593,7 @@ def funnel_edit(request: HttpRequest, funnel_id: int) -> HttpResponse:
                         Stage.objects.filter(pk=stage.pk).update(position=position, name=name)
                     else:
                         Stage.objects.create(funnel=funnel, name=name, position=position)
-            messages.success(request, f"Funnel “{funnel.name}” saved.")
+            messages.success(request, _("Funnel “%(name)s” saved.") % {"name": funnel.name})
             return redirect("leads:funnel_detail", funnel_id=funnel.pk)
     return render(request, "leads/funnel_edit.html", {"funnel": funnel, "form": form})
 
@@ -581,7 +604,7 @@ def funnel_delete(request: HttpRequest, funnel_id: int) -> HttpResponse:
     funnel = get_object_or_404(Funnel, pk=funnel_id)
     name = funnel.name
     funnel.delete()
-    messages.success(request, f"Funnel “{name}” deleted with its history.")
+    messages.success(request, _("Funnel “%(name)s” deleted with its history.") % {"name": name})
     return redirect("leads:funnels")
 
 
@@ -603,10 +626,17 @@ def funnel_bulk_move(request: HttpRequest) -> HttpResponse:
         stage = form.cleaned_data["stage"]
         ids = form.cleaned_data["ids"]
         query = (form.cleaned_data["query"] or "").strip()
-        what = f"{len(ids):,} selected contacts" if ids else "contacts matching the filter"
+        target = {"funnel": stage.funnel.name, "stage": stage.name}
+        if ids:
+            # the title is stored with the job: made in the language of the person who starts it
+            title = ngettext("Move %(count)s selected contact to %(funnel)s → %(stage)s",
+                             "Move %(count)s selected contacts to %(funnel)s → %(stage)s", len(ids)) % {
+                "count": intcomma(len(ids)), **target}
+        else:
+            title = _("Move contacts matching the filter to %(funnel)s → %(stage)s") % target
         job = job_start(
             funnel_bulk_move_task,
-            title=f"Move {what} to {stage.funnel.name} → {stage.name}",
+            title=title,
             params={"stage_id": stage.pk, "ids": ",".join(map(str, ids)), "query": "" if ids else query},
             user=request.user,
             total=len(ids) or None,

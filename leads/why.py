@@ -11,8 +11,18 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from django.db import connection
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 WHY_LIMIT = 3
+
+# Ledger reasons written by the app itself (identifiers), named for people; other reasons are data.
+REASON_LABELS = {"decay": _("Decay"), "manual": _("Manual change"), "Manual": _("Manual change")}
+
+
+def reason_label(reason: str | None) -> str:
+    """A ledger reason as pages show it."""
+    return str(REASON_LABELS.get(reason or "", reason or ""))
 
 # Rule names come from automation's table by SQL (leads may not import automation); a rule
 # deleted since keeps its points under "Deleted rule".
@@ -42,8 +52,8 @@ class ScoreCause:
     @property
     def label(self) -> str:
         if self.name:
-            return self.name
-        return "Manual change" if self.rule_id is None else "Deleted rule"
+            return self.name if self.rule_id is not None else reason_label(self.name)
+        return gettext("Manual change") if self.rule_id is None else gettext("Deleted rule")
 
 
 def score_causes(contact_ids: list[int], limit: int = WHY_LIMIT) -> dict[int, list[ScoreCause]]:

@@ -9,6 +9,10 @@ Bodies are parsed by the API (``core.api``) and documented by the models below.
 before answering: a following ``GET /contacts/{email}`` shows the new tiers, and a failure leaves
 nothing half-written. The response carries the recompute's numbers under ``recompute``. (The
 browser editor runs the same recompute as a background Job with progress instead.)
+
+``active`` is the programme's switch, as in the browser: ``false`` freezes every contact's tier (no
+recompute, no refresh by events, no grace-period drops); switching it on again recomputes at once.
+It goes through ``program_switch``, so the audit trail records it like the page's button.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from loyalty.services import (
     program_input_clean,
     program_recompute,
     program_save,
+    program_switch,
     tiers_clean,
     tiers_preview,
 )
@@ -87,9 +92,20 @@ Tiers = Annotated[list[TierIn], Field(min_length=1, description="lowest threshol
 
 
 def _checked_program(data: Any, program: Program | None) -> dict:
-    cleaned, errors = program_input_clean(data, program=program)
+    """The programme's settings (``program_input_clean``) and, apart, its switch: ``active`` is
+    absent from the result when the body leaves it out (a PUT keeps it; a POST creates it on)."""
+    data = dict(data)
+    errors = []
+    has_active = "active" in data
+    active = data.pop("active", None)
+    if has_active and not isinstance(active, bool):
+        errors.append({"field": "active", "message": "must be true or false"})
+    cleaned, setting_errors = program_input_clean(data, program=program)
+    errors += [error.as_dict() for error in setting_errors]
     if errors:
-        raise ApiError([error.as_dict() for error in errors])
+        raise ApiError(errors)
+    if has_active:
+        cleaned["active"] = active
     return cleaned
 
 
@@ -100,6 +116,8 @@ class ProgramIn(CheckedBody):
     tiers: Tiers
     downgrade_policy: Literal[tuple(Program.Downgrade.values)] = Program.Downgrade.IMMEDIATE  # type: ignore[valid-type]
     grace_days: Annotated[int, Field(ge=0, le=3650)] = 0
+    active: StrictBool = Field(True, description="false: switched off, every contact's tier frozen (no recompute); "
+                                                 "true again recomputes at once")
 
     @classmethod
     def check(cls, data: Any) -> Any:
@@ -116,6 +134,7 @@ class ProgramUpdate(ProgramIn):
     name: text(100, min_length=1) | None = None  # type: ignore[valid-type]
     metric: Metric | None = None
     tiers: Tiers | None = None
+    active: StrictBool | None = Field(None, description="absent: unchanged")
 
 
 class PreviewIn(CheckedBody):
@@ -151,6 +170,7 @@ class ProgramOut(Schema):
     metric: dict[str, Any]
     downgrade_policy: str
     grace_days: int
+    active: bool
     tiers: list[TierOut]
     version: int
     recomputed_at: str | None
@@ -186,6 +206,7 @@ def program_representation(program: Program) -> dict:
         "metric": program.metric,
         "downgrade_policy": program.downgrade_policy,
         "grace_days": program.grace_days,
+        "active": program.active,
         "tiers": [
             {"id": tier.pk, "name": tier.name, "min": float(tier.min), "benefits": tier.benefits}
             for tier in program.tiers.active().order_by("min")
@@ -210,8 +231,13 @@ def program_create(request: HttpRequest, payload: ProgramIn):
 def _save_and_recompute(request: HttpRequest, program: Program | None, cleaned: dict, *, reason: str) -> dict:
     """Save and recompute in one transaction, so a following GET is current and a failure writes nothing."""
     tiers = cleaned.pop("tiers", None)
+    active = cleaned.pop("active", None)
     with transaction.atomic(), pghistory.context(**api_actor(request)):
         program = program_save(program, tiers=tiers, **cleaned)
+        # the page's switch: switched off, the recompute below reports the frozen tiers and moves
+        # nobody; switched on, it catches up at once
+        if active is not None:
+            program_switch(program, active=active)
         result = program_recompute(program, reason=reason)
     program.refresh_from_db()
     return {**program_representation(program), "recompute": result}

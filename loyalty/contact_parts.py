@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import django_filters
 from django.db.models import Exists, OuterRef, QuerySet
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from contacts.models import Contact
 from contacts.registry import (
@@ -34,7 +36,7 @@ def representation(contact: Contact) -> dict:
 def register() -> None:
     list_filter_register(ListFilter(
         name="tier", group="more", order=30, choices=tier_choices,
-        filter=django_filters.ChoiceFilter(choices=[], method=filter_tier, label="Loyalty tier", empty_label="Any"),
+        filter=django_filters.ChoiceFilter(choices=[], method=filter_tier, label=_("Loyalty tier"), empty_label=pgettext_lazy("any loyalty tier", "Any")),
     ))
-    card_panel_register(CardPanel("loyalty:card_panel", "Loyalty", order=20))
+    card_panel_register(CardPanel("loyalty:card_panel", _("Loyalty"), order=20))
     representation_part_register(representation)

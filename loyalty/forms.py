@@ -10,13 +10,16 @@ from decimal import Decimal
 
 from django import forms
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from contacts.tag_names import unknown_tag_warnings
 from loyalty.metrics import METRIC_TYPES, WINDOWED, metric_clean
 from loyalty.models import Program, Tier
 from loyalty.services import MAX_MIN, TierSpec, tiers_check
 
-MIN_HELP = (
+# xgettext:no-python-format
+MIN_HELP = _(
     "A contact reaches a tier when the metric is at least its minimum, and keeps it until the next tier’s minimum. "
     "Tag scores and purchase counts are whole numbers, so the seeds’ example “5% while PURCHASE is at most 5, "
     "7% above” is two tiers: minimum 0 with 5% and minimum 6 with 7%. Below the lowest minimum a contact has no tier."
@@ -24,21 +27,21 @@ MIN_HELP = (
 
 
 class ProgramForm(forms.Form):
-    name = forms.CharField(max_length=100)
-    description = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
-    metric_type = forms.ChoiceField(label="Metric", choices=list(METRIC_TYPES.items()))
+    name = forms.CharField(label=_("Name"), max_length=100)
+    description = forms.CharField(label=_("Description"), required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+    metric_type = forms.ChoiceField(label=_("Metric"), choices=list(METRIC_TYPES.items()))
     metric_tag = forms.CharField(
-        label="Tag", required=False, max_length=100, help_text="For “Score of a tag”: the tag’s name, e.g. PURCHASE."
+        label=_("Tag"), required=False, max_length=100, help_text=_("For “Score of a tag”: the tag’s name, e.g. PURCHASE.")
     )
     metric_within_days = forms.IntegerField(
-        label="Window (days)", required=False, min_value=1, max_value=3650,
-        help_text="For purchases: count only the last N days. Empty: all time.",
+        label=_("Window (days)"), required=False, min_value=1, max_value=3650,
+        help_text=_("For purchases: count only the last N days. Empty: all time."),
     )
-    downgrade_policy = forms.ChoiceField(label="Downgrades", choices=Program.Downgrade.choices)
+    downgrade_policy = forms.ChoiceField(label=_("Downgrades"), choices=Program.Downgrade.choices)
     grace_days = forms.IntegerField(
-        label="Grace period (days)", min_value=0, max_value=3650, initial=0, required=False,
-        help_text="With a grace period a contact whose metric falls keeps the tier this many days; "
-                  "if the metric recovers meanwhile, nothing changes.",
+        label=_("Grace period (days)"), min_value=0, max_value=3650, initial=0, required=False,
+        help_text=_("With a grace period a contact whose metric falls keeps the tier this many days; "
+                    "if the metric recovers meanwhile, nothing changes."),
     )
 
     def __init__(self, *args, program: Program | None = None, **kwargs) -> None:
@@ -58,7 +61,7 @@ class ProgramForm(forms.Form):
         if self.program is not None:
             clash = clash.exclude(pk=self.program.pk)
         if clash.exists():
-            raise forms.ValidationError(f"A programme named “{name}” exists already.")
+            raise forms.ValidationError(gettext("A programme named “%(name)s” exists already.") % {"name": name})
         return name
 
     def clean(self) -> dict:
@@ -78,7 +81,7 @@ class ProgramForm(forms.Form):
         grace = cleaned.get("grace_days") or 0
         cleaned["grace_days"] = grace
         if cleaned.get("downgrade_policy") == Program.Downgrade.GRACE and grace < 1:
-            self.add_error("grace_days", "Give the grace period in days (at least 1), or choose immediate downgrades.")
+            self.add_error("grace_days", gettext("Give the grace period in days (at least 1), or choose immediate downgrades."))
         return cleaned
 
     @property
@@ -101,12 +104,13 @@ class ProgramForm(forms.Form):
 
 class TierForm(forms.Form):
     id = forms.IntegerField(required=False, widget=forms.HiddenInput)
-    name = forms.CharField(max_length=100)
-    min = forms.DecimalField(label="Minimum", max_digits=14, decimal_places=2, min_value=-MAX_MIN, max_value=MAX_MIN)
-    discount_percent = forms.DecimalField(label="Discount %", required=False, min_value=0, max_value=100, decimal_places=2)
-    free_shipping = forms.BooleanField(required=False)
-    gift = forms.CharField(required=False, max_length=500)
-    text = forms.CharField(label="Other benefits", required=False, max_length=500)
+    name = forms.CharField(label=_("Name"), max_length=100)
+    min = forms.DecimalField(label=_("Minimum"), max_digits=14, decimal_places=2, min_value=-MAX_MIN, max_value=MAX_MIN)
+    # xgettext:no-python-format
+    discount_percent = forms.DecimalField(label=_("Discount %"), required=False, min_value=0, max_value=100, decimal_places=2)
+    free_shipping = forms.BooleanField(label=_("Free shipping"), required=False)
+    gift = forms.CharField(label=_("Gift"), required=False, max_length=500)
+    text = forms.CharField(label=_("Other benefits"), required=False, max_length=500)
 
     def spec(self) -> TierSpec:
         data = self.cleaned_data
@@ -145,7 +149,8 @@ class BaseTierFormSet(forms.BaseFormSet):
                 raise forms.ValidationError(f"{error.message[0].upper()}{error.message[1:]}.")
         if errors:
             raise forms.ValidationError(
-                "Fix the thresholds: tiers are listed from the lowest minimum to the highest, each higher than the one before, with unique names."
+                gettext("Fix the thresholds: tiers are listed from the lowest minimum to the highest, each higher than "
+                        "the one before, with unique names.")
             )
 
     def specs(self) -> list[TierSpec]:
@@ -172,9 +177,9 @@ def tier_formset(data=None, *, program: Program | None = None) -> BaseTierFormSe
 
 
 class PinForm(forms.Form):
-    tier = forms.ModelChoiceField(queryset=Tier.objects.none(), empty_label=None)
-    until = forms.DateField(label="Until", widget=forms.DateInput(attrs={"type": "date"}), help_text="Inclusive.")
-    note = forms.CharField(required=False, max_length=200, label="Why")
+    tier = forms.ModelChoiceField(label=_("Tier"), queryset=Tier.objects.none(), empty_label=None)
+    until = forms.DateField(label=_("Until"), widget=forms.DateInput(attrs={"type": "date"}), help_text=_("Inclusive."))
+    note = forms.CharField(required=False, max_length=200, label=_("Why"))
 
     def __init__(self, *args, program: Program, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -183,5 +188,5 @@ class PinForm(forms.Form):
     def clean_until(self):
         until = self.cleaned_data["until"]
         if until < timezone.localdate():
-            raise forms.ValidationError("Pick today or a later date.")
+            raise forms.ValidationError(gettext("Pick today or a later date."))
         return until

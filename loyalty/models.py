@@ -4,6 +4,7 @@ import pghistory
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 
 # Who changed a programme or its tiers, and how, is kept by pghistory triggers (the audit trail of
@@ -16,8 +17,8 @@ class Program(models.Model):
     """A loyalty programme: a metric (API contract's Metric JSON) and ordered tiers."""
 
     class Downgrade(models.TextChoices):
-        IMMEDIATE = "immediate", "Immediately"
-        GRACE = "grace", "After a grace period"
+        IMMEDIATE = "immediate", _("Immediately")
+        GRACE = "grace", _("After a grace period")
 
     name = models.CharField(max_length=100, unique=True)
     description = models.TextField(blank=True, default="")

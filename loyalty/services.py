@@ -27,6 +27,7 @@ from decimal import Decimal, InvalidOperation
 import pghistory
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from contacts.models import Contact, Tag, tag_key
 from core.locks import LOYALTY_PROGRAM, advisory_xact_lock_many
@@ -106,22 +107,27 @@ def tiers_check(specs: list[TierSpec], *, field_name: str = "tiers") -> list[Fie
     the one before, so the ranges [min, next min) never overlap and never leave a gap."""
     errors: list[FieldError] = []
     if not specs:
-        return [FieldError(field_name, "at least one tier is needed")]
+        return [FieldError(field_name, _("at least one tier is needed"))]
     seen: dict[str, int] = {}
     for index, spec in enumerate(specs):
         key = spec.name.strip().lower()
         if key in seen:
-            errors.append(FieldError(f"{field_name}.{index}.name", f"“{spec.name}” is used by tier {seen[key] + 1} already; tier names must be unique"))
+            errors.append(FieldError(f"{field_name}.{index}.name",
+                                      _("“%(name)s” is used by tier %(number)s already; tier names must be unique")
+                                      % {"name": spec.name, "number": seen[key] + 1}))
         else:
             seen[key] = index
         if index and spec.min <= specs[index - 1].min:
             previous = specs[index - 1]
-            relation = "equals" if spec.min == previous.min else "is below"
-            errors.append(FieldError(
-                f"{field_name}.{index}.min",
-                f"{spec.min.normalize():f} {relation} the previous tier’s minimum ({previous.name}: "
-                f"{previous.min.normalize():f}); list tiers from the lowest threshold to the highest, each higher than the one before",
-            ))
+            if spec.min == previous.min:
+                message = _("%(min)s equals the previous tier’s minimum (%(previous)s: %(previous_min)s); list tiers from "
+                            "the lowest threshold to the highest, each higher than the one before")
+            else:
+                message = _("%(min)s is below the previous tier’s minimum (%(previous)s: %(previous_min)s); list tiers "
+                            "from the lowest threshold to the highest, each higher than the one before")
+            errors.append(FieldError(f"{field_name}.{index}.min", message % {
+                "min": f"{spec.min.normalize():f}", "previous": previous.name,
+                "previous_min": f"{previous.min.normalize():f}"}))
     return errors
 
 
@@ -718,7 +724,8 @@ def tiers_apply_due(*, now: datetime | None = None) -> int:
 # --- pins ---------------------------------------------------------------------------------------
 def _check_active(program: Program) -> None:
     if not Program.objects.filter(pk=program.pk, active=True).exists():
-        raise ProgramSwitchedOff(f"“{program.name}” is switched off: its tiers are frozen until it is switched on.")
+        raise ProgramSwitchedOff(_("“%(name)s” is switched off: its tiers are frozen until it is switched on.")
+                                 % {"name": program.name})
 
 
 def tier_pin(program: Program, contact: Contact, tier: Tier, *, until: date, user=None, note: str = "") -> None:
@@ -734,9 +741,14 @@ def tier_pin(program: Program, contact: Contact, tier: Tier, *, until: date, use
             update_conflicts=True, unique_fields=["program", "contact"],
             update_fields=["pinned_tier", "pinned_until", "pinned_by", "pinned_note"],
         )
-        who = f" by {user.get_username()}" if getattr(user, "pk", None) else ""
+        # stored with the tier change: in the language of the person pinning
+        params = {"tier": tier.name, "until": until.isoformat()}
+        if getattr(user, "pk", None):
+            reason = _("Pinned to %(tier)s until %(until)s by %(user)s") % {**params, "user": user.get_username()}
+        else:
+            reason = _("Pinned to %(tier)s until %(until)s") % params
         _write(_setup_for(program), scope=SOME_CONTACTS, scope_params={"scope_ids": [contact.pk]}, now=now,
-               version=program.version, reason=f"Pinned to {tier.name} until {until.isoformat()}{who}",
+               version=program.version, reason=reason,
                user_id=getattr(user, "pk", None))
 
 
@@ -748,9 +760,12 @@ def tier_unpin(program: Program, contact: Contact, *, user=None) -> None:
         ContactTier.objects.filter(program=program, contact=contact).update(
             pinned_tier=None, pinned_until=None, pinned_by=None, pinned_note=""
         )
-        who = f" by {user.get_username()}" if getattr(user, "pk", None) else ""
+        if getattr(user, "pk", None):
+            reason = _("Pin removed by %(user)s") % {"user": user.get_username()}
+        else:
+            reason = _("Pin removed")
         _write(_setup_for(program), scope=SOME_CONTACTS, scope_params={"scope_ids": [contact.pk]}, now=now,
-               version=program.version, reason=f"Pin removed{who}", user_id=getattr(user, "pk", None))
+               version=program.version, reason=reason, user_id=getattr(user, "pk", None))
 
 
 # --- reading --------------------------------------------------------------------------------------

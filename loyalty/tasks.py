@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.utils.translation import gettext_lazy
 
 from core.jobs import Progress, job_run_chunks, job_task, single_chunk
 from core.models import Job
@@ -11,7 +12,7 @@ from loyalty.models import Program
 from loyalty.services import program_recompute, tiers_apply_due
 
 
-@job_task("loyalty_recompute", roles=(ADMIN,), label="Loyalty tier recompute")
+@job_task("loyalty_recompute", roles=(ADMIN,), label=gettext_lazy("Loyalty tier recompute"))
 def program_recompute_task(job: Job, progress: Progress) -> dict:
     """One set-based statement for the programme, as a single chunk of the job runner: its result
     commits with the job's resume point, so a redelivery after the commit only reports it."""

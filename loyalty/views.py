@@ -9,12 +9,15 @@ from datetime import timedelta
 
 import plotly.graph_objects as go
 from django.contrib import messages
+from django.contrib.humanize.templatetags.humanize import intcomma
 from django.db.models import Count, Q
 from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
@@ -26,7 +29,7 @@ from core.jobs import job_start
 from core.models import Job
 from core.roles import ADMIN, MARKETER, SALES, has_role, role_required
 from loyalty.forms import MIN_HELP, PinForm, ProgramForm, TierForm, tier_formset
-from loyalty.metrics import metric_describe, metric_is_whole, metric_unit
+from loyalty.metrics import metric_describe, metric_distance, metric_is_whole
 from loyalty.models import ContactTier, Program, ProgramEvent, Tier, TierChange, TierEvent
 from loyalty.services import (
     ProgramSwitchedOff,
@@ -42,6 +45,20 @@ from loyalty.services import (
 from loyalty.tasks import program_recompute_task
 
 RECOMPUTE_KIND = "loyalty_recompute"
+# Tier-change reasons written in English by background work and the API, named in the page's
+# language; reasons written from a page are already in the language of the person who acted.
+REASON_LABELS = {
+    "Programme created": gettext_lazy("Programme created"),
+    "Programme changed through the API": gettext_lazy("Programme changed through the API"),
+    "New events": gettext_lazy("New events"),
+    "Grace period or pin ended": gettext_lazy("Grace period or pin ended"),
+    "Daily recompute": gettext_lazy("Daily recompute"),
+    "Full recompute": gettext_lazy("Full recompute"),
+}
+
+
+def reason_label(reason: str) -> str:
+    return str(REASON_LABELS.get(reason, reason))
 
 
 def _can_edit(request: HttpRequest) -> bool:
@@ -78,14 +95,14 @@ def _deleted_programs(limit: int = 5) -> list[dict]:
 
 # --- overview -----------------------------------------------------------------------------------
 def _distribution_figure(distribution: dict[str, int], no_tier: int) -> dict:
-    names = ["No tier", *distribution.keys()]
+    names = [_("No tier"), *distribution.keys()]
     counts = [no_tier, *distribution.values()]
     figure = go.Figure(go.Bar(
-        x=names, y=counts, text=[f"{count:,}" for count in counts], textposition="auto",
+        x=names, y=counts, text=[intcomma(count) for count in counts], textposition="auto",
         marker={"color": [MUTED, *[PRIMARY] * len(distribution)]},
-        hovertemplate="%{x}: %{y:,} contacts<extra></extra>",
+        hovertemplate=_("%(tier)s: %(count)s contacts") % {"tier": "%{x}", "count": "%{y:,}"} + "<extra></extra>",
     ))
-    figure.update_layout(yaxis={"title": {"text": "Contacts"}}, bargap=0.35)
+    figure.update_layout(yaxis={"title": {"text": _("Contacts")}}, bargap=0.35)
     return figure_dict(figure)
 
 
@@ -102,33 +119,46 @@ def _movements(program: Program, days: int = 90) -> tuple[dict, int, int]:
     ups = [row["up"] for row in rows]
     downs = [-row["down"] for row in rows]
     figure = go.Figure([
-        go.Bar(name="Up", x=days_list, y=ups, marker={"color": UP}, hovertemplate="%{x}: %{y:,} up<extra></extra>"),
-        go.Bar(name="Down", x=days_list, y=downs, marker={"color": DOWN}, customdata=[-value for value in downs],
-               hovertemplate="%{x}: %{customdata:,} down<extra></extra>"),
+        go.Bar(name=_("Up"), x=days_list, y=ups, marker={"color": UP},
+               hovertemplate=_("%(day)s: %(count)s up") % {"day": "%{x}", "count": "%{y:,}"} + "<extra></extra>"),
+        go.Bar(name=_("Down"), x=days_list, y=downs, marker={"color": DOWN}, customdata=[-value for value in downs],
+               hovertemplate=_("%(day)s: %(count)s down") % {"day": "%{x}", "count": "%{customdata:,}"}
+               + "<extra></extra>"),
     ])
     figure.update_layout(barmode="relative", showlegend=True, legend={"orientation": "h", "y": 1.12},
-                         yaxis={"title": {"text": "Contacts moved"}}, xaxis={"type": "date"})
+                         yaxis={"title": {"text": _("Contacts moved")}}, xaxis={"type": "date"})
     return figure_dict(figure), sum(ups), -sum(downs)
 
 
 def _audit(program: Program, limit: int = 15) -> list[dict]:
     """Who changed the programme or its tiers, newest first (pghistory events)."""
     entries = []
-    labels = {"insert": "created", "update": "changed", "delete": "deleted"}
+    program_labels = {"insert": _("Programme created"), "update": _("Programme changed"),
+                      "delete": _("Programme deleted")}
+    tier_labels = {"insert": _("Tier created"), "update": _("Tier changed"), "delete": _("Tier deleted")}
     program_events = list(ProgramEvent.objects.filter(pgh_obj_id=program.pk).select_related("pgh_context")
                           .order_by("-pgh_id")[:limit + 1])
     for event, before in zip(program_events, [*program_events[1:], None], strict=True):
-        what = labels.get(event.pgh_label, event.pgh_label)
+        what = program_labels.get(event.pgh_label, event.pgh_label)
         if event.pgh_label == "update" and before is not None and before.active != event.active:
-            what = "switched on" if event.active else "switched off (tiers frozen)"
-        entries.append({"at": event.pgh_created_at, "what": f"Programme {what}",
-                        "detail": f"{event.name} · {metric_describe(event.metric)} · downgrades {event.downgrade_policy}"
-                                  + (f" after {event.grace_days} days" if event.downgrade_policy == "grace" else ""),
+            what = _("Programme switched on") if event.active else _("Programme switched off (tiers frozen)")
+        if event.downgrade_policy == Program.Downgrade.GRACE:
+            downgrades = ngettext("downgrades after %(days)s day", "downgrades after %(days)s days",
+                                  event.grace_days) % {"days": event.grace_days}
+        else:
+            downgrades = _("downgrades immediately")
+        entries.append({"at": event.pgh_created_at, "what": what,
+                        "detail": f"{event.name} · {metric_describe(event.metric)} · {downgrades}",
                         "context": event.pgh_context.metadata if event.pgh_context else {}})
     for event in TierEvent.objects.filter(program_id=program.pk).select_related("pgh_context").order_by("-pgh_created_at")[:limit]:
-        label = "removed" if event.retired and event.pgh_label == "update" else labels.get(event.pgh_label, event.pgh_label)
-        entries.append({"at": event.pgh_created_at, "what": f"Tier {label}",
-                        "detail": f"{event.name}: min {event.min.normalize():f} · {benefits_text(event.benefits)}",
+        if event.retired and event.pgh_label == "update":
+            what = _("Tier removed")
+        else:
+            what = tier_labels.get(event.pgh_label, event.pgh_label)
+        entries.append({"at": event.pgh_created_at, "what": what,
+                        "detail": _("%(name)s: min %(min)s · %(benefits)s") % {
+                            "name": event.name, "min": f"{event.min.normalize():f}",
+                            "benefits": benefits_text(event.benefits)},
                         "context": event.pgh_context.metadata if event.pgh_context else {}})
     entries.sort(key=lambda entry: entry["at"], reverse=True)
     entries = entries[:limit]
@@ -139,14 +169,14 @@ def _audit(program: Program, limit: int = 15) -> list[dict]:
 def benefits_text(benefits: dict) -> str:
     parts = []
     if benefits.get("discount_percent") is not None:
-        parts.append(f"{benefits['discount_percent']}% discount")
+        parts.append(_("%(percent)s%% discount") % {"percent": benefits["discount_percent"]})
     if benefits.get("free_shipping"):
-        parts.append("free shipping")
+        parts.append(_("free shipping"))
     if benefits.get("gift"):
-        parts.append(f"gift: {benefits['gift']}")
+        parts.append(_("gift: %(gift)s") % {"gift": benefits["gift"]})
     if benefits.get("text"):
         parts.append(benefits["text"])
-    return ", ".join(parts) or "no benefits"
+    return ", ".join(parts) or _("no benefits")
 
 
 def _running_job(program: Program) -> Job | None:
@@ -173,6 +203,8 @@ def program_detail(request: HttpRequest, program_id: int) -> HttpResponse:
     if job is None:
         job = _running_job(program)
     recent = list(TierChange.objects.filter(program=program).select_related("contact", "user")[:15])
+    for change in recent:
+        change.reason_label = reason_label(change.reason)
     context = {
         "program": program,
         "metric": metric_describe(program.metric),
@@ -183,7 +215,7 @@ def program_detail(request: HttpRequest, program_id: int) -> HttpResponse:
         "movements_figure": movements,
         "moved_up": moved_up,
         "moved_down": moved_down,
-        "moved_text": f"↑ {moved_up:,} / ↓ {moved_down:,}",
+        "moved_text": f"↑ {intcomma(moved_up)} / ↓ {intcomma(moved_down)}",
         "recent": recent,
         "audit": _audit(program),
         "job": job,
@@ -219,15 +251,17 @@ def _editor(request: HttpRequest, program: Program | None) -> HttpResponse:
         for warning in form.tag_warnings:
             messages.warning(request, warning)
         if not program.active:
-            messages.success(request, f"Programme “{program.name}” saved. It is switched off, so its tiers stay "
-                                      "frozen until you switch it on (which recomputes them).")
+            messages.success(request, _("Programme “%(name)s” saved. It is switched off, so its tiers stay frozen until "
+                                        "you switch it on (which recomputes them).") % {"name": program.name})
             return redirect("loyalty:program_detail", program_id=program.pk)
-        reason = "Programme created" if creating else f"Thresholds changed by {request.user.get_username()}"
+        # stored with the tier changes and the job: written in the language of the person acting
+        reason = (_("Programme created") if creating
+                  else _("Thresholds changed by %(user)s") % {"user": request.user.get_username()})
         job = job_start(
-            program_recompute_task, title=f"Recompute tiers of {program.name}",
+            program_recompute_task, title=_("Recompute tiers of %(name)s") % {"name": program.name},
             params={"program_id": program.pk, "reason": reason}, user=request.user,
         )
-        messages.success(request, f"Programme “{program.name}” saved; tiers are being recomputed.")
+        messages.success(request, _("Programme “%(name)s” saved; tiers are being recomputed.") % {"name": program.name})
         return redirect(f"{reverse('loyalty:program_detail', kwargs={'program_id': program.pk})}?job={job.pk}")
     context = {
         "program": program, "form": form, "formset": formset, "min_help": MIN_HELP,
@@ -273,17 +307,18 @@ def preview(request: HttpRequest) -> HttpResponse:
         context.update({"result": result, "rows": rows, "no_tier_before": no_tier_before,
                         "no_tier_delta": result["no_tier"] - no_tier_before})
     else:
-        problems = [f"{form.fields[field].label if field in form.fields else 'Programme'}: {error}"
+        problems = [f"{form.fields[field].label if field in form.fields else _('Programme')}: {error}"
                     for field, errors in form.errors.items() for error in errors]
         if formset.is_bound:
             for index, row_errors in enumerate(formset.errors):
                 for field, errors in row_errors.items():
                     base = TierForm.base_fields.get(field)
-                    label = (base.label or field.replace("_", " ")) if base else "tier"
-                    problems += [f"Tier {index + 1}, {label.lower()}: {error}" for error in errors]
+                    label = str(base.label or field.replace("_", " ")) if base else _("tier")
+                    problems += [_("Tier %(number)s, %(field)s: %(error)s") % {
+                        "number": index + 1, "field": label.lower(), "error": error} for error in errors]
             if not problems:
                 problems += [str(error) for error in formset.non_form_errors()]
-        context["problems"] = problems or ["Fix the highlighted fields to see the impact."]
+        context["problems"] = problems or [_("Fix the highlighted fields to see the impact.")]
     return render(request, "loyalty/program_edit.html#preview", context)
 
 
@@ -292,11 +327,13 @@ def preview(request: HttpRequest) -> HttpResponse:
 def program_recompute(request: HttpRequest, program_id: int) -> HttpResponse:
     program = get_object_or_404(Program, pk=program_id)
     if not program.active:
-        messages.error(request, f"“{program.name}” is switched off: its tiers are frozen. Switch it on to recompute.")
+        messages.error(request, _("“%(name)s” is switched off: its tiers are frozen. Switch it on to recompute.")
+                       % {"name": program.name})
         return redirect("loyalty:program_detail", program_id=program.pk)
     job = job_start(
-        program_recompute_task, title=f"Recompute tiers of {program.name}",
-        params={"program_id": program.pk, "reason": f"Recompute started by {request.user.get_username()}"},
+        program_recompute_task, title=_("Recompute tiers of %(name)s") % {"name": program.name},
+        params={"program_id": program.pk,
+                "reason": _("Recompute started by %(user)s") % {"user": request.user.get_username()}},
         user=request.user,
     )
     return redirect(f"{reverse('loyalty:program_detail', kwargs={'program_id': program.pk})}?job={job.pk}")
@@ -311,14 +348,15 @@ def program_switch_view(request: HttpRequest, program_id: int) -> HttpResponse:
     if not program_switch(program, active=active, user=request.user):
         return redirect("loyalty:program_detail", program_id=program.pk)
     if not active:
-        messages.success(request, f"“{program.name}” is switched off: tiers are frozen — no recompute, no changes "
-                                  "by events, no grace-period drops — until you switch it on.")
+        messages.success(request, _("“%(name)s” is switched off: tiers are frozen — no recompute, no changes by events, "
+                                    "no grace-period drops — until you switch it on.") % {"name": program.name})
         return redirect("loyalty:program_detail", program_id=program.pk)
     job = job_start(
-        program_recompute_task, title=f"Recompute tiers of {program.name}",
-        params={"program_id": program.pk, "reason": f"Switched on by {request.user.get_username()}"}, user=request.user,
+        program_recompute_task, title=_("Recompute tiers of %(name)s") % {"name": program.name},
+        params={"program_id": program.pk, "reason": _("Switched on by %(user)s") % {"user": request.user.get_username()}},
+        user=request.user,
     )
-    messages.success(request, f"“{program.name}” is switched on; tiers are being recomputed.")
+    messages.success(request, _("“%(name)s” is switched on; tiers are being recomputed.") % {"name": program.name})
     return redirect(f"{reverse('loyalty:program_detail', kwargs={'program_id': program.pk})}?job={job.pk}")
 
 
@@ -328,7 +366,7 @@ def program_delete_view(request: HttpRequest, program_id: int) -> HttpResponse:
     program = get_object_or_404(Program, pk=program_id)
     name = program.name
     program_delete(program, user=request.user)
-    messages.success(request, f"Programme “{name}” deleted with its tiers and tier history.")
+    messages.success(request, _("Programme “%(name)s” deleted with its tiers and tier history.") % {"name": name})
     return redirect("loyalty:programs")
 
 
@@ -351,7 +389,7 @@ def _card_context(request: HttpRequest, contact: Contact) -> dict:
         cards.append({
             "program": program,
             "metric": metric_describe(program.metric),
-            "unit": metric_unit(program.metric),
+            "distance_text": metric_distance(program.metric, distance) if distance is not None else "",
             "tier": current,
             "benefits": benefits_text(current.benefits) if current else "",
             "value": value,
@@ -388,7 +426,7 @@ def pin(request: HttpRequest, program_id: int, contact_id: int) -> HttpResponse:
             return toast(render(request, "loyalty/card_panel.html", _card_context(request, contact)), str(off),
                          level="error")
         context = _card_context(request, contact)
-        return toast(render(request, "loyalty/card_panel.html", context), "Tier pinned.")
+        return toast(render(request, "loyalty/card_panel.html", context), _("Tier pinned."))
     context = _card_context(request, contact)
     for card in context["cards"]:
         if card["program"].pk == program.pk:
@@ -407,5 +445,5 @@ def unpin(request: HttpRequest, program_id: int, contact_id: int) -> HttpRespons
     except ProgramSwitchedOff as off:
         return toast(render(request, "loyalty/card_panel.html", _card_context(request, contact)), str(off),
                      level="error")
-    return toast(render(request, "loyalty/card_panel.html", _card_context(request, contact)), "Pin removed.")
+    return toast(render(request, "loyalty/card_panel.html", _card_context(request, contact)), _("Pin removed."))
 

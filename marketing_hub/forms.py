@@ -7,11 +7,13 @@ from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.mail import EmailMultiAlternatives
 from django.template import loader
+from django.utils.translation import gettext_lazy as _
 
 from core.models import ApiKey
-from core.roles import ALL_ROLES
+from core.roles import ALL_ROLES, ROLE_LABELS
+from marketing_hub.models import UserPreference
 
-USERNAME_HELP = "Letters, digits and @ . + - _ only, up to 150 characters."
+USERNAME_HELP = _("Letters, digits and @ . + - _ only, up to 150 characters.")
 
 
 class _PlainLabels(forms.Form):
@@ -23,20 +25,20 @@ class _PlainLabels(forms.Form):
 
 
 class ApiKeyForm(_PlainLabels):
-    name = forms.CharField(max_length=100, help_text="Who uses it, e.g. “Shop website”.")
-    scope = forms.ChoiceField(choices=ApiKey.SCOPES, initial=ApiKey.SCOPE_INGEST)
+    name = forms.CharField(label=_("Name"), max_length=100, help_text=_("Who uses it, e.g. “Shop website”."))
+    scope = forms.ChoiceField(label=_("Scope"), choices=ApiKey.SCOPES, initial=ApiKey.SCOPE_INGEST)
 
 
 class _UserFields(_PlainLabels):
     """Who a user is and their role; usernames are checked like Django's own (no spaces, no markup)."""
 
-    username = forms.CharField(max_length=150, help_text=USERNAME_HELP, validators=[UnicodeUsernameValidator(
-        message="A username may contain only letters, digits and @ . + - _ (no spaces or other signs).",
+    username = forms.CharField(label=_("Username"), max_length=150, help_text=USERNAME_HELP, validators=[UnicodeUsernameValidator(
+        message=_("A username may contain only letters, digits and @ . + - _ (no spaces or other signs)."),
     )])
-    first_name = forms.CharField(max_length=150, required=False)
-    last_name = forms.CharField(max_length=150, required=False)
-    email = forms.EmailField(required=False, help_text="Needed to send a password reset link.")
-    role = forms.ChoiceField(choices=[(role, role) for role in ALL_ROLES])
+    first_name = forms.CharField(label=_("First name"), max_length=150, required=False)
+    last_name = forms.CharField(label=_("Last name"), max_length=150, required=False)
+    email = forms.EmailField(label=_("Email"), required=False, help_text=_("Needed to send a password reset link."))
+    role = forms.ChoiceField(label=_("Role"), choices=[(role, ROLE_LABELS[role]) for role in ALL_ROLES])
 
     def __init__(self, *args, user=None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -48,12 +50,12 @@ class _UserFields(_PlainLabels):
         if self.user is not None:
             clash = clash.exclude(pk=self.user.pk)
         if clash.exists():
-            raise forms.ValidationError("A user with this username already exists.")
+            raise forms.ValidationError(_("A user with this username already exists."))
         return username
 
 
 class UserCreateForm(_UserFields):
-    password = forms.CharField(widget=forms.PasswordInput, min_length=8)
+    password = forms.CharField(label=_("Password"), widget=forms.PasswordInput, min_length=8)
 
     def clean(self):
         cleaned = super().clean()
@@ -88,3 +90,7 @@ class UserPasswordResetForm(PasswordResetForm):
         subject = "".join(loader.render_to_string(subject_template_name, context).splitlines())
         body = loader.render_to_string(email_template_name, context)
         EmailMultiAlternatives(subject, body, from_email, [to_email]).send()
+
+
+class LanguageForm(forms.Form):
+    language = forms.ChoiceField(label=_("Language"), choices=UserPreference.LANGUAGE_CHOICES, required=False)

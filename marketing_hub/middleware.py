@@ -3,12 +3,17 @@ from __future__ import annotations
 import logging
 import sys
 
+from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware as DjangoLoginRequired
 from django.core.signals import got_request_exception
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
+from django.utils import translation
+from django.utils.html import escape
+from django.utils.translation import gettext
 
 from core.api import RETRY_AFTER_SECONDS
+from marketing_hub.models import UserPreference
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +38,60 @@ class LoginRequiredMiddleware(DjangoLoginRequired):
         return super().handle_no_permission(request, view_func)
 
 
+# --- Language ---------------------------------------------------------------------------------
+# The API's messages are a contract (clients match on them): always English, whatever the
+# Accept-Language header or the key owner's saved language says.
+ENGLISH_ONLY_PREFIXES = ("/api/", "/v1/")
+# The saved language is copied into the session at sign-in (and when changed), so a page costs no
+# extra query; another device's session picks up a change at its next sign-in.
+LANGUAGE_SESSION_KEY = "mh_language"
+
+
+def saved_language(request) -> str:
+    """The signed-in user's saved language ("" = follow the browser)."""
+    session = getattr(request, "session", None)
+    if session is None or not request.user.is_authenticated:
+        return ""
+    language = session.get(LANGUAGE_SESSION_KEY)
+    if language is None:  # a session from before the preference existed
+        language = UserPreference.objects.filter(user_id=request.user.pk).values_list("language", flat=True).first() or ""
+        session[LANGUAGE_SESSION_KEY] = language
+    return language if language in dict(settings.LANGUAGES) else ""
+
+
+def language_to_session(sender, request, user, **kwargs) -> None:
+    """``user_logged_in`` receiver: the saved language goes into the new session."""
+    if getattr(request, "session", None) is not None:
+        language = UserPreference.objects.filter(user_id=user.pk).values_list("language", flat=True).first()
+        request.session[LANGUAGE_SESSION_KEY] = language or ""
+
+
+class UserLanguageMiddleware:
+    """After LocaleMiddleware (the browser's choice) and authentication: the user's saved language
+    wins; /api/ and /v1/ answer in English."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path.startswith(ENGLISH_ONLY_PREFIXES):
+            language = "en"
+        else:
+            language = saved_language(request)
+        if language:
+            translation.activate(language)
+            request.LANGUAGE_CODE = language
+        try:
+            response = self.get_response(request)
+            # (LocaleMiddleware's own header comes after the reset below: it only sets a missing one)
+            response.headers.setdefault("Content-Language", translation.get_language())
+            return response
+        finally:
+            # The response is rendered by now: the thread goes back to the default language, so
+            # nothing run later in it (another request's early middleware, a test) inherits this one.
+            translation.deactivate()
+
+
 # --- PostgreSQL unavailable -------------------------------------------------------------------
 # While the database restarts (or is unreachable) every request fails the same way; the client
 # should come back shortly, and nothing about the server's internals belongs in the answer.
@@ -44,18 +103,23 @@ def _database_unavailable(request) -> HttpResponse:
     if request.path.startswith(_JSON_PREFIXES) or "application/json" in request.headers.get("Accept", ""):
         response = JsonResponse({"detail": DATABASE_UNAVAILABLE_MESSAGE}, status=503)
     else:
-        response = HttpResponse(_UNAVAILABLE_PAGE, status=503, content_type="text/html; charset=utf-8")
+        response = HttpResponse(_unavailable_page(), status=503, content_type="text/html; charset=utf-8")
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     response["Cache-Control"] = "no-store"
     return response
 
 
-# Plain HTML: rendering the base template would need the database (context processors, the user).
-_UNAVAILABLE_PAGE = (
-    '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Temporarily unavailable</title></head>'
-    '<body style="font-family: system-ui, sans-serif; max-width: 36rem; margin: 4rem auto; line-height: 1.5">'
-    f"<h1>Temporarily unavailable</h1><p>{DATABASE_UNAVAILABLE_MESSAGE}</p></body></html>"
-)
+def _unavailable_page() -> str:
+    """Plain HTML: rendering the base template would need the database (context processors, the
+    user). In the language LocaleMiddleware chose from the browser (the JSON answer stays English)."""
+    title = escape(gettext("Temporarily unavailable"))
+    message = escape(gettext("The service is temporarily unavailable. Please retry in a few seconds."))
+    return (
+        f'<!doctype html><html lang="{escape(translation.get_language() or "en")}"><head><meta charset="utf-8">'
+        f"<title>{title}</title></head>"
+        '<body style="font-family: system-ui, sans-serif; max-width: 36rem; margin: 4rem auto; line-height: 1.5">'
+        f"<h1>{title}</h1><p>{message}</p></body></html>"
+    )
 
 
 def _is_database_unavailable(exc: BaseException | None) -> bool:

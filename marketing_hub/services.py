@@ -16,15 +16,31 @@ from django.contrib.auth.models import AbstractUser, Group
 from django.db import transaction
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext
 
 from core.audit import actors_name
-from core.roles import ADMIN, ALL_ROLES, roles_of
+from core.roles import ADMIN, ALL_ROLES, role_label, roles_of
 from marketing_hub.forms import UserPasswordResetForm
-from marketing_hub.models import AuditedUser
+from marketing_hub.models import AuditedUser, UserPreference
 
 
 class UserChangeRefused(Exception):
     """The change would lock the workspace out (the last active admin) or the acting admin out."""
+
+
+# What an admin may not do to themselves, and to the last active admin: whole sentences per
+# action (the verb's place and form differ between languages).
+_REFUSALS = {
+    "delete": (gettext_lazy("You cannot delete yourself; ask another admin."),
+               gettext_lazy("%(username)s is the last active admin: make someone else an admin before you delete them.")),
+    "deactivate": (gettext_lazy("You cannot deactivate yourself; ask another admin."),
+                   gettext_lazy("%(username)s is the last active admin: make someone else an admin before you deactivate them.")),
+    "take the Admin role from": (
+        gettext_lazy("You cannot take the Admin role from yourself; ask another admin."),
+        gettext_lazy("%(username)s is the last active admin: make someone else an admin before you take the Admin role from them.")),
+}
 
 
 def _active_admins() -> QuerySet[Any]:
@@ -41,9 +57,9 @@ def _keep_an_admin(user: AbstractUser, *, by: Any, doing: str) -> None:
     to themselves (another admin should). Call inside the transaction that makes the change."""
     Group.objects.select_for_update().filter(name=ADMIN).first()  # serialises admin removals
     if by is not None and by.pk == user.pk:
-        raise UserChangeRefused(f"You cannot {doing} yourself; ask another admin.")
+        raise UserChangeRefused(str(_REFUSALS[doing][0]))
     if _is_admin(user) and user.is_active and not _active_admins().exclude(pk=user.pk).exists():
-        raise UserChangeRefused(f"{user.username} is the last active admin: make someone else an admin before you {doing} them.")
+        raise UserChangeRefused(_REFUSALS[doing][1] % {"username": user.username})
 
 
 def _role_set(user: AbstractUser, role: str) -> None:
@@ -71,11 +87,11 @@ def user_update(user: AbstractUser, *, username: str, first_name: str, last_name
         changes = []
         if role != ADMIN and _is_admin(user):
             _keep_an_admin(user, by=by, doing="take the Admin role from")
-        for field, value in (("username", username), ("first_name", first_name), ("last_name", last_name),
-                             ("email", email)):
+        for field, value, said in (("username", username, _("username")), ("first_name", first_name, _("first name")),
+                                   ("last_name", last_name, _("last name")), ("email", email, _("email"))):
             if getattr(user, field) != value:
                 setattr(user, field, value)
-                changes.append(field.replace("_", " "))
+                changes.append(said)
         superuser_dropped = role != ADMIN and user.is_superuser
         if superuser_dropped:
             user.is_superuser = False  # a superuser counts as Admin whatever their groups
@@ -84,7 +100,8 @@ def user_update(user: AbstractUser, *, username: str, first_name: str, last_name
         current = sorted(roles_of(user))
         if current != [role]:
             _role_set(user, role)
-            changes.append(f"role {', '.join(current) or 'none'} → {role}")
+            changes.append(_("role %(before)s → %(after)s") % {
+                "before": ", ".join(role_label(name) for name in current) or pgettext("role", "none"), "after": role_label(role)})
     return changes
 
 
@@ -117,35 +134,39 @@ def user_password_reset(user: AbstractUser, *, request: HttpRequest, by: Any = N
     up once the password changes). Raises ``UserChangeRefused`` for a user without an email or
     switched off, and the mail backend's error when sending fails."""
     if not user.is_active:
-        raise UserChangeRefused(f"{user.username} is deactivated; reactivate them first.")
+        raise UserChangeRefused(_("%(username)s is deactivated; reactivate them first.") % {"username": user.username})
     if not user.email:
-        raise UserChangeRefused(f"{user.username} has no email address; add one first.")
+        raise UserChangeRefused(_("%(username)s has no email address; add one first.") % {"username": user.username})
     form = UserPasswordResetForm(user)
     if not form.is_valid():
-        raise UserChangeRefused(f"{user.email} is not an address a reset link can be sent to.")
-    form.save(request=request, use_https=request.is_secure(),
-              subject_template_name="registration/password_reset_subject.txt",
-              email_template_name="registration/password_reset_email.txt",
-              extra_email_context={"sent_by": by.get_full_name() or by.get_username() if by else ""})
+        raise UserChangeRefused(_("%(email)s is not an address a reset link can be sent to.") % {"email": user.email})
+    # In the recipient's language (their saved one; else the admin's, who knows them).
+    recipient_language = UserPreference.objects.filter(user_id=user.pk).values_list("language", flat=True).first()
+    with translation.override(recipient_language or translation.get_language()):
+        form.save(request=request, use_https=request.is_secure(),
+                  subject_template_name="registration/password_reset_subject.txt",
+                  email_template_name="registration/password_reset_email.txt",
+                  extra_email_context={"sent_by": by.get_full_name() or by.get_username() if by else ""})
     with pghistory.context(user=getattr(by, "pk", None)):
         pghistory.create_event(AuditedUser.objects.get(pk=user.pk), label="password_reset_sent")
 
 
 # --- the audit trail ------------------------------------------------------------------------------
-_USER_HEADLINES = {"created": "Created", "deleted": "Deleted", "password_changed": "Password changed",
-                   "password_reset_sent": "Password reset link sent"}
+_USER_HEADLINES = {"created": gettext_lazy("Created"), "deleted": gettext_lazy("Deleted"),
+                   "password_changed": gettext_lazy("Password changed"),
+                   "password_reset_sent": gettext_lazy("Password reset link sent")}
 
 
 def _user_changes(before: Any, after: Any) -> list[str]:
     changes = []
     if before.is_active != after.is_active:
-        changes.append("reactivated" if after.is_active else "deactivated")
+        changes.append(_("reactivated") if after.is_active else _("deactivated"))
     if before.username != after.username:
-        changes.append(f"username {before.username} → {after.username}")
+        changes.append(_("username %(before)s → %(after)s") % {"before": before.username, "after": after.username})
     if (before.first_name, before.last_name) != (after.first_name, after.last_name):
-        changes.append("name changed")
+        changes.append(_("name changed"))
     if before.email != after.email:
-        changes.append(f"email {before.email or '—'} → {after.email or '—'}")
+        changes.append(_("email %(before)s → %(after)s") % {"before": before.email or "—", "after": after.email or "—"})
     return changes
 
 
@@ -171,11 +192,12 @@ def users_history(*, user_id: int | None = None, limit: int = 20) -> list[dict]:
     entries = []
     for event in events:
         changes: list[str] = []
-        headline = _USER_HEADLINES.get(event.pgh_label, event.pgh_label)
+        headline = str(_USER_HEADLINES.get(event.pgh_label, event.pgh_label))
         if event.pgh_label == "changed":
             before = previous.get(event.previous_id)
             changes = _user_changes(before, event) if before is not None else []
-            headline = changes.pop(0).capitalize() if changes and changes[0] in ("deactivated", "reactivated") else "Changed"
+            switched = before is not None and before.is_active != event.is_active
+            headline = changes.pop(0).capitalize() if switched else _("Changed")
         entries.append({"at": event.pgh_created_at, "username": event.username, "user_id": event.pgh_obj_id,
                         "headline": headline, "changes": changes,
                         "context": event.pgh_context.metadata if event.pgh_context else {}})
@@ -184,7 +206,7 @@ def users_history(*, user_id: int | None = None, limit: int = 20) -> list[dict]:
     changes_of: dict[tuple, dict[str, list[str]]] = {}
     for event in roles:
         key = (event.user_id, event.pgh_context_id) if event.pgh_context_id else (event.user_id, event.pgh_id)
-        group = event.group.name if event.group_id and event.group else "a role"
+        group = role_label(event.group.name) if event.group_id and event.group else _("a role")
         change = changes_of.get(key)
         if change is None:
             change = changes_of[key] = {"role_given": [], "role_taken": []}
@@ -197,9 +219,15 @@ def users_history(*, user_id: int | None = None, limit: int = 20) -> list[dict]:
         if change is None:
             continue
         given, taken = ", ".join(sorted(change["role_given"])), ", ".join(sorted(change["role_taken"]))
-        entry["headline"] = (f"Role {taken} → {given}" if given and taken
-                             else f"Role {given} given" if given else f"Role {taken} taken")
+        entry["headline"] = (_("Role %(taken)s → %(given)s") % {"taken": taken, "given": given} if given and taken
+                             else _("Role %(role)s given") % {"role": given} if given
+                             else _("Role %(role)s taken") % {"role": taken})
     entries.sort(key=lambda entry: entry["at"], reverse=True)
     entries = entries[:limit]
     actors_name(entries)
     return entries
+
+
+def user_language_set(*, user_id: int, language: str) -> None:
+    """Save the person's interface language ("" = follow the browser)."""
+    UserPreference.objects.update_or_create(user_id=user_id, defaults={"language": language})

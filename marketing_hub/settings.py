@@ -105,9 +105,13 @@ MIDDLEWARE = [
     "corsheaders.middleware.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The browser's Accept-Language picks the language until the user saves one (UserLanguageMiddleware).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The signed-in user's saved language wins over the browser's; /api/ and /v1/ are always English.
+    "marketing_hub.middleware.UserLanguageMiddleware",
     "marketing_hub.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -297,6 +301,13 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 LANGUAGE_CODE = "en"
+# English is the source language (msgids); Polish comes from each app's locale/pl catalogue and, for
+# the shared templates/ at the root, from LOCALE_PATHS. Language names are their own (autonyms).
+LANGUAGES = [("en", "English"), ("pl", "Polski")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+# Dates and numbers follow the language (templates use DATE_FORMAT / SHORT_DATETIME_FORMAT); English
+# keeps the day-month-year, 24-hour style of the app (marketing_hub/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["marketing_hub.formats"]
 TIME_ZONE = "Europe/Warsaw"
 USE_I18N = True
 USE_TZ = True

@@ -12,6 +12,7 @@ urlpatterns = [
     path("healthz/deep", views.healthz_deep, name="healthz_deep"),
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("language/", views.user_language, name="user_language"),
     path("settings/", views.settings_home, name="settings"),
     path("settings/api-keys/", views.api_keys, name="api_keys"),
     path("settings/api-keys/<int:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),

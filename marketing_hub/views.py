@@ -14,21 +14,26 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from contacts.models import Contact
 from core.health import deep_health, stalled_since_for_dashboard
 from core.models import ApiKey
-from core.roles import ADMIN, ALL_ROLES, SALES, STAFF, has_role, primary_role, role_required
+from core.roles import ADMIN, ALL_ROLES, SALES, STAFF, has_role, primary_role, role_label, role_required
 from demo.users import DEMO_USERS
 from leads.dashboard import dashboard_context
 from marketing_hub.celery import app as celery_app
-from marketing_hub.forms import ApiKeyForm, UserCreateForm, UserEditForm
+from marketing_hub.forms import ApiKeyForm, LanguageForm, UserCreateForm, UserEditForm
+from marketing_hub.middleware import LANGUAGE_SESSION_KEY
 from marketing_hub.services import (
     UserChangeRefused,
     user_active_set,
     user_create,
     user_delete,
+    user_language_set,
     user_password_reset,
     user_update,
     users_history,
@@ -44,7 +49,7 @@ class LoginView(auth_views.LoginView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         if settings.DEBUG or settings.SHOW_DEMO_LOGINS:
-            context["demo_logins"] = DEMO_USERS
+            context["demo_logins"] = [{**login, "role_label": role_label(login["role"])} for login in DEMO_USERS]
         return context
 
 
@@ -56,6 +61,22 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     context["webhooks_switched_off"] = switched_off_warning(request)
     context["processing_stalled_since"] = stalled_since_for_dashboard() if has_role(request.user, ADMIN) else None
     return render(request, "marketing_hub/dashboard.html", context)
+
+
+@require_POST
+@role_required(*STAFF)
+def user_language(request: HttpRequest) -> HttpResponse:
+    """The sidebar's language switcher (every role; a plain form, so it works without JavaScript):
+    saves the choice and goes back to the page it came from."""
+    form = LanguageForm(request.POST)
+    if form.is_valid() and request.user.pk is not None:  # signed in: role_required let them through
+        language = form.cleaned_data["language"]
+        user_language_set(user_id=request.user.pk, language=language)
+        request.session[LANGUAGE_SESSION_KEY] = language
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        back = reverse("dashboard")
+    return redirect(back)
 
 
 @require_GET
@@ -86,18 +107,25 @@ def healthz_deep(request: HttpRequest) -> JsonResponse:
     return JsonResponse(body, status=status)
 
 
+SETTINGS_LINKS = [
+    ("leads:settings", gettext_lazy("Lead temperature"),
+     gettext_lazy("Cold, warm and hot thresholds, with a preview before saving; score decay.")),
+    ("leads:model_check", gettext_lazy("Scoring model check"),
+     gettext_lazy("Won vs lost deals: each rule's lift and a suggested hot threshold.")),
+    ("loyalty:programs", gettext_lazy("Loyalty tiers"), gettext_lazy("Programmes, tier thresholds and benefits.")),
+    ("webhooks:list", gettext_lazy("Webhooks"), gettext_lazy(
+        "Signed, retried calls to the shop or other tools when segments, tiers, stages, temperature or consents change.")),
+    ("tracking:sources", gettext_lazy("Sources"),
+     gettext_lazy("Write keys for Segment-compatible tracking libraries, and their live debugger.")),
+    ("automation:events", gettext_lazy("Event processing"),
+     gettext_lazy("What the worker still has to apply, and events that failed.")),
+]
+
+
 @require_GET
 @role_required(ADMIN)
 def settings_home(request: HttpRequest) -> HttpResponse:
-    links = [
-        ("leads:settings", "Lead temperature", "Cold, warm and hot thresholds, with a preview before saving; score decay."),
-        ("leads:model_check", "Scoring model check", "Won vs lost deals: each rule's lift and a suggested hot threshold."),
-        ("loyalty:programs", "Loyalty tiers", "Programmes, tier thresholds and benefits."),
-        ("webhooks:list", "Webhooks", "Signed, retried calls to the shop or other tools when segments, tiers, stages, temperature or consents change."),
-        ("tracking:sources", "Sources", "Write keys for Segment-compatible tracking libraries, and their live debugger."),
-        ("automation:events", "Event processing", "What the worker still has to apply, and events that failed."),
-    ]
-    settings_links = [{"url": reverse(url_name), "title": title, "text": text} for url_name, title, text in links]
+    settings_links = [{"url": reverse(url_name), "title": title, "text": text} for url_name, title, text in SETTINGS_LINKS]
     return render(request, "marketing_hub/settings.html", {"settings_links": settings_links})
 
 
@@ -119,7 +147,7 @@ def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
     api_key = get_object_or_404(ApiKey, pk=key_id)
     if api_key.revoked_at is None:
         ApiKey.objects.filter(pk=key_id).update(revoked_at=timezone.now())
-        messages.success(request, f"API key “{api_key.name}” revoked.")
+        messages.success(request, _("API key “%(name)s” revoked.") % {"name": api_key.name})
     return redirect("api_keys")
 
 
@@ -130,7 +158,8 @@ def users(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         user = user_create(**{name: form.cleaned_data[name] for name in (
             "username", "email", "password", "first_name", "last_name", "role")}, by=request.user)
-        messages.success(request, f"User {user.username} created as {form.cleaned_data['role']}.")
+        messages.success(request, _("User %(username)s created as %(role)s.") % {
+            "username": user.username, "role": role_label(form.cleaned_data["role"])})
         return redirect("users")
     people = get_user_model().objects.prefetch_related("groups").order_by("-is_active", "username")[:500]
     return render(request, "marketing_hub/users.html", {
@@ -156,9 +185,10 @@ def user_edit(request: HttpRequest, user_id: int) -> HttpResponse:
             form.add_error("role", str(refused))
         else:
             if changes:
-                messages.success(request, f"User {form.cleaned_data['username']} saved: {', '.join(changes)}.")
+                messages.success(request, _("User %(username)s saved: %(changes)s.") % {
+                    "username": form.cleaned_data["username"], "changes": ", ".join(changes)})
             else:
-                messages.info(request, "Nothing changed.")
+                messages.info(request, _("Nothing changed."))
             return redirect("user_edit", user_id=person.pk)
     context = {
         "person": person, "form": form, "is_self": person.pk == request.user.pk,
@@ -175,8 +205,9 @@ def user_active(request: HttpRequest, user_id: int) -> HttpResponse:
     active = request.POST.get("active") == "1"
     try:
         if user_active_set(person, active=active, by=request.user):
-            messages.success(request, f"{person.username} can sign in again." if active else
-                             f"{person.username} is deactivated: they cannot sign in, and their open sessions have ended.")
+            messages.success(request, (_("%(username)s can sign in again.") if active else _(
+                "%(username)s is deactivated: they cannot sign in, and their open sessions have ended."))
+                % {"username": person.username})
     except UserChangeRefused as refused:
         messages.error(request, str(refused))
     return redirect("user_edit", user_id=person.pk)
@@ -192,10 +223,10 @@ def user_password_reset_send(request: HttpRequest, user_id: int) -> HttpResponse
         messages.error(request, str(refused))
     except (OSError, smtplib.SMTPException) as exc:
         logger.warning("password reset email to user %s failed: %s", person.pk, exc)
-        messages.error(request, f"The email to {person.email} could not be sent ({exc.__class__.__name__}); "
-                                "check the mail settings (EMAIL_URL) and try again.")
+        messages.error(request, _("The email to %(email)s could not be sent (%(error)s); check the mail settings "
+                                  "(EMAIL_URL) and try again.") % {"email": person.email, "error": exc.__class__.__name__})
     else:
-        messages.success(request, f"A one-time password reset link was emailed to {person.email}.")
+        messages.success(request, _("A one-time password reset link was emailed to %(email)s.") % {"email": person.email})
     return redirect("user_edit", user_id=person.pk)
 
 
@@ -209,7 +240,7 @@ def user_delete_view(request: HttpRequest, user_id: int) -> HttpResponse:
     except UserChangeRefused as refused:
         messages.error(request, str(refused))
         return redirect("user_edit", user_id=person.pk)
-    messages.success(request, f"User {username} deleted.")
+    messages.success(request, _("User %(username)s deleted.") % {"username": username})
     return redirect("users")
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import django_filters
 from django.db import connection
 from django.db.models import Exists, OuterRef, QuerySet
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from contacts.registry import CardPanel, ListFilter, card_panel_register, list_filter_register
 from segments.models import Segment, SegmentMember
@@ -38,6 +40,7 @@ def on_contacts_erasing(sender: object, *, contact_ids: list[int], **kwargs: obj
 def register() -> None:
     list_filter_register(ListFilter(
         name="segment", group="more", order=10, choices=segment_choices,
-        filter=django_filters.ChoiceFilter(choices=[], method=filter_segment, label="Segment", empty_label="Any"),
+        filter=django_filters.ChoiceFilter(choices=[], method=filter_segment, label=_("Segment"),
+                                          empty_label=pgettext_lazy("segment", "Any")),
     ))
-    card_panel_register(CardPanel("segments:card_panel", "Segments", order=30))
+    card_panel_register(CardPanel("segments:card_panel", _("Segments"), order=30))

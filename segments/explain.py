@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import BooleanField, ExpressionWrapper
+from django.utils.translation import gettext, ngettext, ngettext_lazy, npgettext_lazy, pgettext_lazy
+from django.utils.translation import gettext_lazy as _
 
 from contacts.models import Contact
 from core.conditions import describe_condition
@@ -22,58 +24,97 @@ from segments.compiler import Compiler
 from segments.models import Segment
 from segments.validation import segment_references
 
-OP_WORDS = {
-    "eq": "of exactly {v}",
-    "ne": "other than {v}",
-    "gt": "above {v}",
-    "gte": "of at least {v}",
-    "lt": "below {v}",
-    "lte": "of at most {v}",
-    "between": "between {a} and {b}",
-    "in": "of {v}",
+# Comparisons, in words. Each table is used in one kind of sentence; "other than" is told apart
+# by context because Polish inflects it to fit the noun it describes.
+OP_WORDS = {  # a score: "with a score of at least 3"
+    "eq": _("of exactly %(value)s"),
+    "gt": _("above %(value)s"),
+    "gte": _("of at least %(value)s"),
+    "lt": _("below %(value)s"),
+    "lte": _("of at most %(value)s"),
+    "between": _("between %(low)s and %(high)s"),
+    "in": _("of %(value)s"),
 }
-COUNT_WORDS = {
-    "eq": "exactly {v}",
-    "ne": "other than {v}",
-    "gt": "more than {v}",
-    "gte": "at least {v}",
-    "lt": "fewer than {v}",
-    "lte": "at most {v}",
-    "between": "between {a} and {b}",
-    "in": "{v}",
+COUNT_WORDS = {  # a number of events or an amount: "at least 3 purchases", "spent at least 1000"
+    "eq": _("exactly %(value)s"),
+    "gt": _("more than %(value)s"),
+    "gte": _("at least %(value)s"),
+    "lt": _("fewer than %(value)s"),
+    "lte": _("at most %(value)s"),
+    "between": _("between %(low)s and %(high)s"),
+    "in": "%(value)s",
+}
+AGE_WORDS = {  # "are aged at least 25 years"
+    "eq": _("exactly %(value)s"),
+    "gt": _("above %(value)s"),
+    "gte": _("at least %(value)s"),
+    "lt": _("below %(value)s"),
+    "lte": _("at most %(value)s"),
+    "between": _("between %(low)s and %(high)s"),
+    "in": "%(value)s",
+}
+OTHER_THAN = {
+    "tag score": pgettext_lazy("tag score", "other than %(value)s"),
+    "contact score": pgettext_lazy("contact score", "other than %(value)s"),
+    "event count": pgettext_lazy("event count", "other than %(value)s"),
+    "amount": pgettext_lazy("amount", "other than %(value)s"),
+    "age": pgettext_lazy("age", "other than %(value)s"),
 }
 ATTRIBUTE_WORDS = {
-    "eq": "is {v}",
-    "ne": "is not {v}",
-    "gt": "is above {v}",
-    "gte": "is at least {v}",
-    "lt": "is below {v}",
-    "lte": "is at most {v}",
-    "between": "is between {a} and {b}",
-    "in": "is one of {v}",
-    "contains": "contains {v}",
-    "is_empty": "is empty",
-    "not_empty": "is not empty",
+    "eq": _("is %(value)s"),
+    "ne": _("is not %(value)s"),
+    "gt": _("is above %(value)s"),
+    "gte": _("is at least %(value)s"),
+    "lt": _("is below %(value)s"),
+    "lte": _("is at most %(value)s"),
+    "between": _("is between %(low)s and %(high)s"),
+    "in": _("is one of %(value)s"),
+    "contains": _("contains %(value)s"),
+    "is_empty": _("is empty"),
+    "not_empty": _("is not empty"),
 }
+# Each event type counted, as (noun, noun after a negation) choosing its form by "count"; Polish puts
+# the noun after a negation in the genitive ("mają 3 zakupy", "nie mają 3 zakupów").
 EVENT_NOUNS = {
-    "page_view": "page views",
-    "product_view": "product views",
-    "add_to_cart": "add-to-cart events",
-    "cart_abandon": "abandoned carts",
-    "purchase": "purchases",
-    "email_open": "email opens",
-    "email_click": "email clicks",
-    "form_submit": "form submissions",
-    "newsletter_signup": "newsletter sign-ups",
-    "custom": "custom events",
+    "page_view": (ngettext_lazy("page view", "page views", "count"),
+                  npgettext_lazy("negated", "page view", "page views", "count")),
+    "product_view": (ngettext_lazy("product view", "product views", "count"),
+                     npgettext_lazy("negated", "product view", "product views", "count")),
+    "add_to_cart": (ngettext_lazy("add-to-cart event", "add-to-cart events", "count"),
+                    npgettext_lazy("negated", "add-to-cart event", "add-to-cart events", "count")),
+    "cart_abandon": (ngettext_lazy("abandoned cart", "abandoned carts", "count"),
+                     npgettext_lazy("negated", "abandoned cart", "abandoned carts", "count")),
+    "purchase": (ngettext_lazy("purchase", "purchases", "count"),
+                 npgettext_lazy("negated", "purchase", "purchases", "count")),
+    "email_open": (ngettext_lazy("email open", "email opens", "count"),
+                   npgettext_lazy("negated", "email open", "email opens", "count")),
+    "email_click": (ngettext_lazy("email click", "email clicks", "count"),
+                    npgettext_lazy("negated", "email click", "email clicks", "count")),
+    "form_submit": (ngettext_lazy("form submission", "form submissions", "count"),
+                    npgettext_lazy("negated", "form submission", "form submissions", "count")),
+    "newsletter_signup": (ngettext_lazy("newsletter sign-up", "newsletter sign-ups", "count"),
+                          npgettext_lazy("negated", "newsletter sign-up", "newsletter sign-ups", "count")),
+    "custom": (ngettext_lazy("custom event", "custom events", "count"),
+               npgettext_lazy("negated", "custom event", "custom events", "count")),
 }
-ATTRIBUTE_NAMES = {
-    "country": "country",
-    "city": "city",
-    "email": "email",
-    "first_name": "first name",
-    "last_name": "last name",
-    "phone": "phone",
+# Whole phrases per contact field and consent channel: Polish inflects the field's name.
+ATTRIBUTE_PHRASES = {
+    "country": (_("have a country that %(condition)s"), _("do not have a country that %(condition)s")),
+    "city": (_("have a city that %(condition)s"), _("do not have a city that %(condition)s")),
+    "email": (_("have an email that %(condition)s"), _("do not have an email that %(condition)s")),
+    "first_name": (_("have a first name that %(condition)s"), _("do not have a first name that %(condition)s")),
+    "last_name": (_("have a last name that %(condition)s"), _("do not have a last name that %(condition)s")),
+    "phone": (_("have a phone that %(condition)s"), _("do not have a phone that %(condition)s")),
+}
+CONSENT_PHRASES = {
+    "email": (_("have given email consent"), _("have not given email consent")),
+    "sms": (_("have given SMS consent"), _("have not given SMS consent")),
+    "push": (_("have given push consent"), _("have not given push consent")),
+}
+TEMPERATURE_PHRASES = {
+    "cold": (_("are cold leads"), _("are not cold leads")),
+    "warm": (_("are warm leads"), _("are not warm leads")),
+    "hot": (_("are hot leads"), _("are not hot leads")),
 }
 
 
@@ -83,84 +124,145 @@ def _number(value: Any) -> str:
     return f"{value:,}".replace(",", " ") if isinstance(value, int) and abs(value) >= 10000 else str(value)
 
 
+def _quoted(text: Any) -> str:
+    return gettext("“%(value)s”") % {"value": text}
+
+
+def _both(first: str, second: str, joiner: str = "and") -> str:
+    if joiner == "or":
+        return gettext("%(first)s or %(second)s") % {"first": first, "second": second}
+    return gettext("%(first)s and %(second)s") % {"first": first, "second": second}
+
+
+def _joined(parts: list[str], joiner: str = "and") -> str:
+    text = parts[0]
+    for part in parts[1:]:
+        text = _both(text, part, joiner)
+    return text
+
+
 def _shown(value: Any) -> str:
     if isinstance(value, bool):
-        return "true" if value else "false"
+        return gettext("true") if value else gettext("false")
     if isinstance(value, int | float):
         return _number(value)
     if isinstance(value, list):
-        return ", ".join(_shown(item) for item in value[:-1]) + (" or " if len(value) > 1 else "") + _shown(value[-1])
-    return f"“{value}”"
+        if not value:
+            return ""
+        if len(value) == 1:
+            return _shown(value[0])
+        return _both(", ".join(_shown(item) for item in value[:-1]), _shown(value[-1]), "or")
+    return _quoted(value)
 
 
-def _words(table: dict, op: str, value: Any) -> str:
-    template = table.get(op, "{v}")
+def _words(table: dict, op: str, value: Any, context: str = "") -> str:
+    template = OTHER_THAN[context] if op == "ne" and context else table.get(op, "%(value)s")
     if op == "between" and isinstance(value, list) and len(value) == 2:
-        return template.format(a=_shown(value[0]), b=_shown(value[1]), v="")
-    return template.format(v=_shown(value), a="", b="")
+        return str(template) % {"low": _shown(value[0]), "high": _shown(value[1])}
+    return str(template) % {"value": _shown(value)}
+
+
+def _count_for_noun(op: str, value: Any) -> int:
+    """The number a counted noun agrees with: the value itself, the last of a list, and "many"
+    for a range ("between 2 and 4 purchases"; Polish: "od 2 do 4 zakupów")."""
+    if op == "in" and isinstance(value, list) and value:
+        value = value[-1]
+    if op == "between" or not isinstance(value, int | float) or isinstance(value, bool) or value != int(value):
+        return 5
+    return abs(int(value))
 
 
 def _window(leaf: dict) -> str:
     days = leaf.get("within_days")
     if days is None:
-        return " ever"
-    return " in the last day" if days == 1 else f" in the last {_number(days)} days"
+        return gettext("ever")
+    if days == 1:
+        return gettext("in the last day")
+    return ngettext("in the last %(days)s day", "in the last %(days)s days", days) % {"days": _number(days)}
 
 
 def leaf_phrase(leaf: dict, segment_names: dict[int, str] | None = None) -> tuple[str, str]:
     """(positive, negative) phrases completing "Contacts who …"."""
     kind = leaf.get("type")
     if kind == "has_tag":
-        return f"have the tag “{leaf['tag']}”", f"do not have the tag “{leaf['tag']}”"
+        tag = {"tag": leaf["tag"]}
+        return gettext("have the tag “%(tag)s”") % tag, gettext("do not have the tag “%(tag)s”") % tag
     if kind == "tag_score":
-        words = _words(OP_WORDS, leaf["op"], leaf["value"])
-        return (f"have the tag “{leaf['tag']}” with a score {words}",
-                f"do not have the tag “{leaf['tag']}” with a score {words}")
+        values = {"tag": leaf["tag"], "comparison": _words(OP_WORDS, leaf["op"], leaf["value"], "tag score")}
+        return (gettext("have the tag “%(tag)s” with a score %(comparison)s") % values,
+                gettext("do not have the tag “%(tag)s” with a score %(comparison)s") % values)
     if kind == "score":
-        words = _words(OP_WORDS, leaf["op"], leaf["value"])
-        return f"have a contact score {words}", f"do not have a contact score {words}"
+        values = {"comparison": _words(OP_WORDS, leaf["op"], leaf["value"], "contact score")}
+        return (gettext("have a contact score %(comparison)s") % values,
+                gettext("do not have a contact score %(comparison)s") % values)
     if kind == "temperature":
+        if leaf["value"] in TEMPERATURE_PHRASES:
+            positive, negative = TEMPERATURE_PHRASES[leaf["value"]]
+            return str(positive), str(negative)
         return f"are {leaf['value']} leads", f"are not {leaf['value']} leads"
     if kind == "event_count":
-        noun = EVENT_NOUNS.get(leaf["event_type"], leaf["event_type"])
-        where = ""
+        op, value = leaf["op"], leaf["value"]
+        nouns = EVENT_NOUNS.get(leaf["event_type"], (leaf["event_type"], leaf["event_type"]))
+        noun_number = {"count": _count_for_noun(op, value)}
+        tail = []
         if leaf.get("where"):
-            where = " where " + " and ".join(describe_condition(condition) for condition in leaf["where"])
-        count = _words(COUNT_WORDS, leaf["op"], leaf["value"])
-        if leaf["value"] == 1 and leaf["op"] in ("eq", "gte", "lte", "ne"):
-            noun = noun[:-1] if noun.endswith("s") else noun  # "at least 1 purchase"
-        text = f"{count} {noun}{where}{_window(leaf)}"
-        return f"had {text}", f"did not have {text}"
+            tail.append(gettext("where %(conditions)s") % {
+                "conditions": _joined([describe_condition(condition) for condition in leaf["where"]])})
+        tail.append(_window(leaf))
+        count = _words(COUNT_WORDS, op, value, "event count")
+        had = " ".join([count, str(nouns[0] % noun_number), *tail])
+        had_not = " ".join([count, str(nouns[1] % noun_number), *tail])
+        return (gettext("had %(events)s") % {"events": had},
+                gettext("did not have %(events)s") % {"events": had_not})
     if kind == "inactive_days":
-        days = _number(leaf["value"])
-        return f"have had no activity for {days} days", f"were active in the last {days} days"
+        days = leaf["value"]
+        values = {"days": _number(days)}
+        number = days if isinstance(days, int) else 5
+        return (ngettext("have had no activity for %(days)s day", "have had no activity for %(days)s days",
+                         number) % values,
+                ngettext("were active in the last %(days)s day", "were active in the last %(days)s days",
+                         number) % values)
     if kind == "purchase_total":
-        words = _words(COUNT_WORDS, leaf["op"], leaf["value"])
-        return f"spent {words} on purchases{_window(leaf)}", f"did not spend {words} on purchases{_window(leaf)}"
+        values = {"amount": _words(COUNT_WORDS, leaf["op"], leaf["value"], "amount"), "window": _window(leaf)}
+        return (gettext("spent %(amount)s on purchases %(window)s") % values,
+                gettext("did not spend %(amount)s on purchases %(window)s") % values)
     if kind == "attribute":
         name = leaf["name"]
-        label = ATTRIBUTE_NAMES.get(name, f"property “{name.removeprefix('properties.')}”")
-        words = _words(ATTRIBUTE_WORDS, leaf["op"], leaf.get("value"))
-        return f"have a {label} that {words}", f"do not have a {label} that {words}"
+        values = {"condition": _words(ATTRIBUTE_WORDS, leaf["op"], leaf.get("value"))}
+        if name in ATTRIBUTE_PHRASES:
+            positive, negative = ATTRIBUTE_PHRASES[name]
+            return str(positive) % values, str(negative) % values
+        values["key"] = name.removeprefix("properties.")
+        return (gettext("have a property “%(key)s” that %(condition)s") % values,
+                gettext("do not have a property “%(key)s” that %(condition)s") % values)
     if kind == "age":
-        words = _words(OP_WORDS, leaf["op"], leaf["value"]).replace("of ", "", 1) if leaf["op"] != "between" else \
-            _words(OP_WORDS, leaf["op"], leaf["value"])
-        return f"are aged {words} years", f"are not aged {words} years"
+        op, value = leaf["op"], leaf["value"]
+        values = {"age": _words(AGE_WORDS, op, value, "age")}
+        number = _count_for_noun(op, value)
+        return (ngettext("are aged %(age)s years", "are aged %(age)s years", number) % values,
+                ngettext("are not aged %(age)s years", "are not aged %(age)s years", number) % values)
     if kind == "consent":
         channel = leaf["channel"]
-        if leaf["value"]:
-            return f"have given {channel} consent", f"have not given {channel} consent"
-        return f"have not given {channel} consent", f"have given {channel} consent"
+        if channel in CONSENT_PHRASES:
+            given, not_given = (str(phrase) for phrase in CONSENT_PHRASES[channel])
+        else:
+            values = {"channel": channel}
+            given = gettext("have given %(channel)s consent") % values
+            not_given = gettext("have not given %(channel)s consent") % values
+        return (given, not_given) if leaf["value"] else (not_given, given)
     if kind == "segment":
         name = (segment_names or {}).get(leaf["segment_id"])
-        shown = f"“{name}”" if name else f"#{leaf['segment_id']} (deleted)"
-        return f"are in the segment {shown}", f"are not in the segment {shown}"
+        values = {"segment": _quoted(name) if name else gettext("#%(id)s (deleted)") % {"id": leaf["segment_id"]}}
+        return (gettext("are in the segment %(segment)s") % values,
+                gettext("are not in the segment %(segment)s") % values)
     if kind == "stage":
-        return (f"are at the stage “{leaf['stage']}” of the funnel “{leaf['funnel']}”",
-                f"are not at the stage “{leaf['stage']}” of the funnel “{leaf['funnel']}”")
+        values = {"stage": leaf["stage"], "funnel": leaf["funnel"]}
+        return (gettext("are at the stage “%(stage)s” of the funnel “%(funnel)s”") % values,
+                gettext("are not at the stage “%(stage)s” of the funnel “%(funnel)s”") % values)
     if kind == "tier":
-        return (f"are in the tier “{leaf['tier']}” of “{leaf['program']}”",
-                f"are not in the tier “{leaf['tier']}” of “{leaf['program']}”")
+        values = {"tier": leaf["tier"], "program": leaf["program"]}
+        return (gettext("are in the tier “%(tier)s” of “%(program)s”") % values,
+                gettext("are not in the tier “%(tier)s” of “%(program)s”") % values)
     return str(leaf), f"not {leaf}"
 
 
@@ -178,14 +280,15 @@ def _phrase(node: Any, names: dict[int, str], negated: bool = False, nested: boo
         children = node[key]
         if not children:
             everyone = key == "all"
-            return "(nobody)" if everyone == negated else "(everybody)"
+            return gettext("(nobody)") if everyone == negated else gettext("(everybody)")
         if len(children) == 1:
             return _phrase(children[0], names, negated, nested)
-        joiner = " and " if key == "all" else " or "
         parts = [_phrase(child, names, False, True) for child in children]
-        text = joiner.join(parts)
+        text = _joined(parts, "and" if key == "all" else "or")
         if negated:
-            return f"are not among those who {text}" if not nested else f"are not among those who ({text})"
+            values = {"conditions": text}
+            return (gettext("are not among those who (%(conditions)s)") if nested
+                    else gettext("are not among those who %(conditions)s")) % values
         return f"({text})" if nested else text
     positive, negative = leaf_phrase(node, names)
     return negative if negated else positive
@@ -194,10 +297,10 @@ def _phrase(node: Any, names: dict[int, str], negated: bool = False, nested: boo
 def describe(definition: Any, *, for_sending: bool = False) -> str:
     """The whole definition as one sentence."""
     names = _segment_names(definition)
-    text = f"Contacts who {_phrase(definition, names)}"
+    values = {"conditions": _phrase(definition, names)}
     if for_sending:
-        text += ", and have given email consent (for sending)"
-    return text + "."
+        return gettext("Contacts who %(conditions)s, and have given email consent (for sending).") % values
+    return gettext("Contacts who %(conditions)s.") % values
 
 
 # --- per contact --------------------------------------------------------------------------------

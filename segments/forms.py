@@ -19,29 +19,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from core.conditions import OP_LABELS as CONDITION_OP_LABELS
 from core.conditions import OPS as CONDITION_OPS
 from segments.validation import ATTRIBUTE_COLUMNS, LEAF_TYPES, NUMBER_OPS, OPS, DefinitionProblem
 
 LEAF_LABELS = {
-    "has_tag": "Has tag",
-    "tag_score": "Tag score",
-    "score": "Contact score",
-    "temperature": "Temperature",
-    "event_count": "Number of events",
-    "inactive_days": "Inactive for",
-    "purchase_total": "Purchase total",
-    "attribute": "Contact data",
-    "age": "Age",
-    "consent": "Consent",
-    "segment": "In segment",
-    "stage": "Funnel stage",
-    "tier": "Loyalty tier",
+    "has_tag": _("Has tag"),
+    "tag_score": _("Tag score"),
+    "score": _("Contact score"),
+    "temperature": _("Temperature"),
+    "event_count": _("Number of events"),
+    "inactive_days": _("Inactive for"),
+    "purchase_total": _("Purchase total"),
+    "attribute": _("Contact data"),
+    "age": _("Age"),
+    "consent": _("Consent"),
+    "segment": _("In segment"),
+    "stage": _("Funnel stage"),
+    "tier": _("Loyalty tier"),
 }
 # The leaves' operators: those of the shared condition language (an event's "where" uses exactly
 # those) plus ranges and emptiness.
-OP_LABELS = {**CONDITION_OP_LABELS, "between": "between", "is_empty": "is empty", "not_empty": "is not empty"}
+OP_LABELS = {**CONDITION_OP_LABELS, "between": _("between"), "is_empty": _("is empty"), "not_empty": _("is not empty")}
 WHERE_OPS = CONDITION_OPS
 TEXT_OPS = ("eq", "ne", "in", "contains", "is_empty", "not_empty")
 PATH = re.compile(r"^r(-\d+)*$")
@@ -116,7 +117,7 @@ class UINode:
 def _fields_by_path(data) -> dict[str, dict[str, str]]:
     by_path: dict[str, dict[str, str]] = {}
     for key in data:
-        path, _, name = key.partition(".")
+        path, _sep, name = key.partition(".")
         if name and PATH.match(path):
             by_path.setdefault(path, {})[name] = data.get(key)
     return by_path
@@ -242,10 +243,10 @@ def leaf_definition(node: UINode) -> dict:
     elif kind == "segment":
         leaf["segment_id"] = _number(node.get("segment_id")) if node.get("segment_id") else None
     elif kind == "stage":
-        funnel, _, stage = node.get("choice").partition("\u203a")
+        funnel, _sep, stage = node.get("choice").partition("\u203a")
         leaf.update({"funnel": funnel.strip(), "stage": stage.strip()})
     elif kind == "tier":
-        program, _, tier = node.get("choice").partition("\u203a")
+        program, _sep, tier = node.get("choice").partition("\u203a")
         leaf.update({"program": program.strip(), "tier": tier.strip()})
     return leaf
 
@@ -433,44 +434,52 @@ def attach_errors(root: UINode, problems: list[DefinitionProblem]) -> list[str]:
             continue
         rest = problem.path[len(best.json_path):].lstrip(".")
         field_name = _FIELD_NAMES.get(rest.split("[")[0], rest) if rest else ""
-        best.errors.append(f"{field_name}: {problem.message}" if field_name else problem.message)
+        best.errors.append(f"{field_name}: {problem.message}" if field_name else str(problem.message))
     return unclaimed
 
 
 _FIELD_NAMES = {
-    "value": "Value",
-    "op": "Comparison",
-    "tag": "Tag",
-    "within_days": "Days",
-    "event_type": "Event",
-    "name": "Field",
-    "segment_id": "Segment",
-    "channel": "Channel",
-    "funnel": "Funnel",
-    "stage": "Stage",
-    "program": "Programme",
-    "tier": "Tier",
-    "where": "Event condition",
+    "value": _("Value"),
+    "op": _("Comparison"),
+    "tag": _("Tag"),
+    "within_days": _("Days"),
+    "event_type": _("Event"),
+    "name": _("Field"),
+    "segment_id": _("Segment"),
+    "channel": _("Channel"),
+    "funnel": _("Funnel"),
+    "stage": _("Stage"),
+    "program": _("Programme"),
+    "tier": _("Tier"),
+    "where": _("Event condition"),
 }
 
 
 class SegmentMetaForm(forms.Form):
     """The parts of the builder that are not the tree."""
 
-    name = forms.CharField(max_length=200, label="Name")
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Description")
+    name = forms.CharField(max_length=200, label=_("Name"))
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), label=_("Description"))
     for_sending = forms.BooleanField(
         required=False,
-        label="For sending: exclude contacts without email consent",
+        label=_("For sending: exclude contacts without email consent"),
     )
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
         if not name:
-            raise forms.ValidationError("A segment needs a name.")
+            raise forms.ValidationError(_("A segment needs a name."))
         return name
 
 
-ATTRIBUTE_CHOICES = [(name, name.replace("_", " ").capitalize()) for name in ATTRIBUTE_COLUMNS] + [
-    ("properties", "Property…")
+ATTRIBUTE_LABELS = {
+    "country": _("Country"),
+    "city": _("City"),
+    "email": _("Email"),
+    "first_name": _("First name"),
+    "last_name": _("Last name"),
+    "phone": _("Phone"),
+}
+ATTRIBUTE_CHOICES = [(name, ATTRIBUTE_LABELS.get(name, name)) for name in ATTRIBUTE_COLUMNS] + [
+    ("properties", _("Property…"))
 ]

@@ -27,6 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
+
 
 def purchases(op: str, value: Any, within_days: int | None) -> dict:
     leaf = {"type": "event_count", "event_type": "purchase", "op": op, "value": value}
@@ -54,12 +57,20 @@ M3 = {"type": "purchase_total", "within_days": 365, "op": "gte", "value": 1000}
 CHAMPIONS = {"all": [R3, F3, M3]}
 
 
+# The templates page shows the groups in this order, under these names.
+GROUPS = {
+    "negative": _("Negative target groups"),
+    "sales": _("Sales and campaigns"),
+    "rfm": _("Customers (RFM)"),
+}
+
+
 @dataclass(frozen=True)
 class Preset:
     key: str
-    group: str
-    name: str
-    help: str
+    group: str  # a key of GROUPS
+    name: str | Promise  # translated when shown; the builder turns it into the new segment's name
+    help: str | Promise
     definition: dict
     for_sending: bool = False
 
@@ -68,10 +79,10 @@ PRESETS: list[Preset] = [
     # --- negative target groups (seed 004) ------------------------------------------------------
     Preset(
         "single-visit",
-        "Negative target groups",
-        "Single visit without interaction",
-        "One page view, nothing else: no product views, cart, clicks, forms or purchases — and gone for "
-        "a month. Typically an accidental ad click; exclude them from remarketing.",
+        "negative",
+        _("Single visit without interaction"),
+        _("One page view, nothing else: no product views, cart, clicks, forms or purchases — and gone for "
+        "a month. Typically an accidental ad click; exclude them from remarketing."),
         {
             "all": [
                 events("page_view", "eq", 1),
@@ -86,24 +97,24 @@ PRESETS: list[Preset] = [
     ),
     Preset(
         "inactive-year",
-        "Negative target groups",
-        "No activity for a year",
-        "No event at all in the last 365 days (or never). Consider leaving them out of paid campaigns and "
-        "SMS — they burn budget and hurt email reputation.",
+        "negative",
+        _("No activity for a year"),
+        _("No event at all in the last 365 days (or never). Consider leaving them out of paid campaigns and "
+        "SMS — they burn budget and hurt email reputation."),
         {"all": [{"type": "inactive_days", "value": 365}]},
     ),
     Preset(
         "never-click",
-        "Negative target groups",
-        "Subscribers who never click",
-        "Email consent given, but not a single email click ever. Send them less, or a re-permission campaign.",
+        "negative",
+        _("Subscribers who never click"),
+        _("Email consent given, but not a single email click ever. Send them less, or a re-permission campaign."),
         {"all": [EMAIL_CONSENT, events("email_click", "eq", 0)]},
     ),
     Preset(
         "interested-long-ago",
-        "Negative target groups",
-        "Interested long ago, bought once or never",
-        "Viewed products at some time but not in the last 180 days, and at most one purchase ever.",
+        "negative",
+        _("Interested long ago, bought once or never"),
+        _("Viewed products at some time but not in the last 180 days, and at most one purchase ever."),
         {
             "all": [
                 events("product_view", "gte", 1),
@@ -115,54 +126,54 @@ PRESETS: list[Preset] = [
     # --- sales ------------------------------------------------------------------------------------
     Preset(
         "hot-with-consent",
-        "Sales and campaigns",
-        "Hot leads with email consent",
-        "Hot by the temperature thresholds in Settings, and reachable by email.",
+        "sales",
+        _("Hot leads with email consent"),
+        _("Hot by the temperature thresholds in Settings, and reachable by email."),
         {"all": [{"type": "temperature", "value": "hot"}, EMAIL_CONSENT]},
         for_sending=True,
     ),
     Preset(
         "top-tag-buyers",
-        "Sales and campaigns",
-        "Top tag buyers (tag X ≥ 5)",
-        "Contacts with a tag's score of at least 5 — change the tag to the category you are promoting "
-        "(seed 000: “select recipients with tag X of at least N points”).",
+        "sales",
+        _("Top tag buyers (tag X ≥ 5)"),
+        _("Contacts with a tag's score of at least 5 — change the tag to the category you are promoting "
+        "(seed 000: “select recipients with tag X of at least N points”)."),
         {"all": [{"type": "tag_score", "tag": "PURCHASE", "op": "gte", "value": 5}]},
         for_sending=True,
     ),
     # --- RFM ----------------------------------------------------------------------------------------
     Preset(
         "rfm-champions",
-        "Customers (RFM)",
-        "Champions",
-        "R3 F3 M3: a purchase in the last 30 days, at least 5 purchases and at least 1000 spent in the last "
-        "365 days. Reward them; ask for reviews.",
+        "rfm",
+        _("Champions"),
+        _("R3 F3 M3: a purchase in the last 30 days, at least 5 purchases and at least 1000 spent in the last "
+        "365 days. Reward them; ask for reviews."),
         CHAMPIONS,
         for_sending=True,
     ),
     Preset(
         "rfm-loyal",
-        "Customers (RFM)",
-        "Loyal customers",
-        "R ≥ 2, F ≥ 2, not champions: a purchase in the last 90 days and at least 2 in the last 365 days. "
-        "Upsell and loyalty-tier offers.",
+        "rfm",
+        _("Loyal customers"),
+        _("R ≥ 2, F ≥ 2, not champions: a purchase in the last 90 days and at least 2 in the last 365 days. "
+        "Upsell and loyalty-tier offers."),
         {"all": [R2_OR_BETTER, F2_OR_BETTER, {"not": CHAMPIONS}]},
         for_sending=True,
     ),
     Preset(
         "rfm-at-risk",
-        "Customers (RFM)",
-        "At risk",
-        "F ≥ 2 but R1: at least 2 purchases in the last 365 days, none in the last 90. Win them back now.",
+        "rfm",
+        _("At risk"),
+        _("F ≥ 2 but R1: at least 2 purchases in the last 365 days, none in the last 90. Win them back now."),
         {"all": [F2_OR_BETTER, R1]},
         for_sending=True,
     ),
     Preset(
         "rfm-hibernating",
-        "Customers (RFM)",
-        "Hibernating",
-        "R1 F1: no purchase in the last 90 days, at most one in the last 365, but at least one ever. "
-        "Cheap reactivation only.",
+        "rfm",
+        _("Hibernating"),
+        _("R1 F1: no purchase in the last 90 days, at most one in the last 365, but at least one ever. "
+        "Cheap reactivation only."),
         {"all": [R1, F1, purchases("gte", 1, None)]},
         for_sending=True,
     ),

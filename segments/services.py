@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Q, Value
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from contacts.models import Contact
 from core.jobs import job_start
@@ -246,7 +247,8 @@ def segment_refresh_enqueue(segment: Segment, *, user=None):
     from segments.tasks import segment_refresh_task
 
     return job_start(
-        segment_refresh_task, title=f"Refresh segment “{segment.name}”", params={"segment_id": segment.pk}, user=user
+        segment_refresh_task, title=gettext("Refresh segment “%(name)s”") % {"name": segment.name},
+        params={"segment_id": segment.pk}, user=user,
     )
 
 

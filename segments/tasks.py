@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.utils.translation import gettext_lazy as _
 
 from core.jobs import Progress, job_run_chunks, job_task, single_chunk
 from core.models import Job
@@ -16,7 +17,7 @@ from segments.services import segment_refresh, segments_refresh_due
 logger = logging.getLogger(__name__)
 
 
-@job_task("segment_refresh", roles=(MARKETER,), label="Segment refresh")
+@job_task("segment_refresh", roles=(MARKETER,), label=_("Segment refresh"))
 def segment_refresh_task(job: Job, progress: Progress) -> dict:
     """"Refresh now": the one-statement refresh as a single chunk of the job runner (a versioned
     recompute; its result commits with the job's resume point)."""

@@ -20,6 +20,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.humanize.templatetags.humanize import intcomma
+from django.utils.translation import gettext as _
+
 from contacts.models import EVENT_TYPES
 from core.conditions import ConditionError, validate_conditions
 from core.validators import CONTROL_CHARACTERS_MESSAGE, has_control_characters
@@ -123,27 +126,27 @@ class _Validator:
         self.nodes += 1
         if self.nodes > MAX_NODES:
             if self.nodes == MAX_NODES + 1:
-                self.add(path, f"a definition may hold at most {MAX_NODES} conditions and groups")
+                self.add(path, _("a definition may hold at most %(count)s conditions and groups") % {"count": MAX_NODES})
             return
         if depth > MAX_DEPTH:
-            self.add(path, f"groups may be nested at most {MAX_DEPTH} levels deep")
+            self.add(path, _("groups may be nested at most %(count)s levels deep") % {"count": MAX_DEPTH})
             return
         if not isinstance(node, dict):
-            self.add(path, "must be a group ({\"all\": [...]}, {\"any\": [...]}, {\"not\": ...}) or a condition")
+            self.add(path, _("must be a group ({\"all\": [...]}, {\"any\": [...]}, {\"not\": ...}) or a condition"))
             return
         group_keys = [key for key in ("all", "any", "not") if key in node]
         if "type" in node:
             if group_keys:
-                self.add(path, f"a condition cannot also be a group ({group_keys[0]})")
+                self.add(path, _("a condition cannot also be a group (%(key)s)") % {"key": group_keys[0]})
                 return
             self.leaf(node, path)
             return
         if not group_keys:
-            self.add(path, "must be a group (all, any or not) or a condition with a type")
+            self.add(path, _("must be a group (all, any or not) or a condition with a type"))
             return
         if len(group_keys) > 1 or len(node) > 1:
             extra = sorted(set(node) - {group_keys[0]}) or group_keys[1:]
-            self.add(join_path(path, extra[0]), "a group has exactly one key: all, any or not")
+            self.add(join_path(path, extra[0]), _("a group has exactly one key: all, any or not"))
             return
         key = group_keys[0]
         children = node[key]
@@ -151,7 +154,7 @@ class _Validator:
             self.node(children, join_path(path, "not"), depth + 1)
             return
         if not isinstance(children, list):
-            self.add(join_path(path, key), "must be a list of conditions and groups")
+            self.add(join_path(path, key), _("must be a list of conditions and groups"))
             return
         for index, child in enumerate(children):
             self.node(child, join_path(path, f"{key}[{index}]"), depth + 1)
@@ -160,19 +163,19 @@ class _Validator:
     def leaf(self, leaf: dict, path: str) -> None:
         leaf_type = leaf.get("type")
         if leaf_type not in LEAF_TYPES:
-            self.add(join_path(path, "type"), f"must be one of {', '.join(LEAF_TYPES)}")
+            self.add(join_path(path, "type"), _("must be one of %(choices)s") % {"choices": ", ".join(LEAF_TYPES)})
             return
         for key in sorted(set(leaf) - LEAF_FIELDS[leaf_type] - {"type"}):
-            self.add(join_path(path, key), f"unknown field for a {leaf_type} condition")
+            self.add(join_path(path, key), _("unknown field for a %(type)s condition") % {"type": leaf_type})
         getattr(self, f"leaf_{leaf_type}")(leaf, path)
 
     def text(self, leaf: dict, key: str, path: str, what: str) -> str | None:
         value = leaf.get(key)
         if not isinstance(value, str) or not value.strip():
-            self.add(join_path(path, key), f"is required ({what})")
+            self.add(join_path(path, key), _("is required (%(what)s)") % {"what": what})
             return None
         if len(value) > MAX_TEXT:
-            self.add(join_path(path, key), f"may be at most {MAX_TEXT} characters")
+            self.add(join_path(path, key), _("may be at most %(count)s characters") % {"count": MAX_TEXT})
             return None
         if has_control_characters(value):
             self.add(join_path(path, key), CONTROL_CHARACTERS_MESSAGE)
@@ -182,16 +185,17 @@ class _Validator:
     def number(self, value: Any, path: str, *, integer: bool = False, low: float | None = None,
                high: float = MAX_NUMBER) -> bool:
         if not is_number(value) or (isinstance(value, float) and not math.isfinite(value)):
-            self.add(path, "must be a whole number" if integer else "must be a number")
+            self.add(path, _("must be a whole number") if integer else _("must be a number"))
             return False
         if integer and value != int(value):
-            self.add(path, "must be a whole number")
+            self.add(path, _("must be a whole number"))
             return False
         if low is not None and value < low:
-            self.add(path, f"must be at least {low:g}")
+            self.add(path, _("must be at least %(low)s") % {"low": f"{low:g}"})
             return False
         if abs(value) > high:
-            self.add(path, f"must be between -{high:,} and {high:,}" if low is None else f"must be at most {high:,}")
+            self.add(path, _("must be between -%(high)s and %(high)s") % {"high": intcomma(high)} if low is None
+                     else _("must be at most %(high)s") % {"high": intcomma(high)})
             return False
         return True
 
@@ -200,29 +204,29 @@ class _Validator:
         op = leaf.get("op")
         op_path, value_path = join_path(path, "op"), join_path(path, "value")
         if op not in NUMBER_OPS:
-            self.add(op_path, f"must be one of {', '.join(NUMBER_OPS)}")
+            self.add(op_path, _("must be one of %(choices)s") % {"choices": ", ".join(NUMBER_OPS)})
             return
         if "value" not in leaf:
-            self.add(value_path, "is required")
+            self.add(value_path, _("is required"))
             return
         value = leaf["value"]
         if op == "between":
             if not isinstance(value, list) or len(value) != 2:
-                self.add(value_path, "must be a list of two numbers [low, high]")
+                self.add(value_path, _("must be a list of two numbers [low, high]"))
                 return
             ok = all(
                 self.number(item, f"{value_path}[{index}]", integer=integer, low=low, high=high)
                 for index, item in enumerate(value)
             )
             if ok and value[0] > value[1]:
-                self.add(value_path, "the low end must not be above the high end")
+                self.add(value_path, _("the low end must not be above the high end"))
             return
         if op == "in":
             if not isinstance(value, list) or not value:
-                self.add(value_path, "must be a non-empty list of numbers")
+                self.add(value_path, _("must be a non-empty list of numbers"))
                 return
             if len(value) > MAX_LIST:
-                self.add(value_path, f"may hold at most {MAX_LIST} values")
+                self.add(value_path, _("may hold at most %(count)s values") % {"count": MAX_LIST})
                 return
             for index, item in enumerate(value):
                 self.number(item, f"{value_path}[{index}]", integer=integer, low=low, high=high)
@@ -235,10 +239,10 @@ class _Validator:
         self.number(leaf["within_days"], join_path(path, "within_days"), integer=True, low=1, high=MAX_DAYS)
 
     def leaf_has_tag(self, leaf: dict, path: str) -> None:
-        self.text(leaf, "tag", path, "a tag name")
+        self.text(leaf, "tag", path, _("a tag name"))
 
     def leaf_tag_score(self, leaf: dict, path: str) -> None:
-        self.text(leaf, "tag", path, "a tag name")
+        self.text(leaf, "tag", path, _("a tag name"))
         self.numeric_comparison(leaf, path)
 
     def leaf_score(self, leaf: dict, path: str) -> None:
@@ -246,11 +250,11 @@ class _Validator:
 
     def leaf_temperature(self, leaf: dict, path: str) -> None:
         if leaf.get("value") not in TEMPERATURES:
-            self.add(join_path(path, "value"), "must be one of cold, warm, hot")
+            self.add(join_path(path, "value"), _("must be one of cold, warm, hot"))
 
     def leaf_event_count(self, leaf: dict, path: str) -> None:
         if leaf.get("event_type") not in EVENT_TYPES:
-            self.add(join_path(path, "event_type"), f"must be one of {', '.join(EVENT_TYPES)}")
+            self.add(join_path(path, "event_type"), _("must be one of %(choices)s") % {"choices": ", ".join(EVENT_TYPES)})
         if leaf.get("where") is not None:
             try:
                 validate_conditions(leaf["where"], field="where")
@@ -264,7 +268,7 @@ class _Validator:
 
     def leaf_inactive_days(self, leaf: dict, path: str) -> None:
         if "value" not in leaf:
-            self.add(join_path(path, "value"), "is required (a number of days)")
+            self.add(join_path(path, "value"), _("is required (a number of days)"))
             return
         self.number(leaf["value"], join_path(path, "value"), integer=True, low=1, high=MAX_DAYS)
 
@@ -278,29 +282,30 @@ class _Validator:
         is_property = isinstance(name, str) and name.startswith("properties.")
         if is_property:
             if not PROPERTY_KEY.match(name.removeprefix("properties.")):
-                self.add(name_path, "properties.<key>: the key may hold letters, digits, _ . - (at most 64)")
+                self.add(name_path, _("properties.<key>: the key may hold letters, digits, _ . - (at most 64)"))
                 return
         elif name not in ATTRIBUTE_COLUMNS:
-            self.add(name_path, f"must be one of {', '.join(ATTRIBUTE_COLUMNS)} or properties.<key>")
+            self.add(name_path, _("must be one of %(choices)s or properties.<key>") % {"choices": ", ".join(ATTRIBUTE_COLUMNS)})
             return
         op = leaf.get("op")
         allowed = PROPERTY_OPS if is_property else TEXT_COLUMN_OPS
         if op not in allowed:
-            self.add(op_path, f"must be one of {', '.join(allowed)}" + ("" if is_property else f" for {name}"))
+            self.add(op_path, _("must be one of %(choices)s") % {"choices": ", ".join(allowed)} if is_property
+                     else _("must be one of %(choices)s for %(name)s") % {"choices": ", ".join(allowed), "name": name})
             return
         if op in ("is_empty", "not_empty"):
             if leaf.get("value") is not None:
-                self.add(value_path, f"takes no value for {op}")
+                self.add(value_path, _("takes no value for %(op)s") % {"op": op})
             return
         if "value" not in leaf:
-            self.add(value_path, "is required")
+            self.add(value_path, _("is required"))
             return
         value = leaf["value"]
         if op == "contains":
             if not isinstance(value, str) or not value:
-                self.add(value_path, "must be a non-empty text for contains")
+                self.add(value_path, _("must be a non-empty text for contains"))
             elif len(value) > MAX_TEXT:
-                self.add(value_path, f"may be at most {MAX_TEXT} characters")
+                self.add(value_path, _("may be at most %(count)s characters") % {"count": MAX_TEXT})
             elif has_control_characters(value):
                 self.add(value_path, CONTROL_CHARACTERS_MESSAGE)
             return
@@ -313,10 +318,10 @@ class _Validator:
         items = value if op == "in" else [value]
         if op == "in":
             if not isinstance(value, list) or not value:
-                self.add(value_path, "must be a non-empty list")
+                self.add(value_path, _("must be a non-empty list"))
                 return
             if len(value) > MAX_LIST:
-                self.add(value_path, f"may hold at most {MAX_LIST} values")
+                self.add(value_path, _("may hold at most %(count)s values") % {"count": MAX_LIST})
                 return
         for index, item in enumerate(items):
             item_path = f"{value_path}[{index}]" if op == "in" else value_path
@@ -326,39 +331,39 @@ class _Validator:
             if is_property:
                 if isinstance(item, str | bool):
                     if isinstance(item, str) and len(item) > MAX_TEXT:
-                        self.add(item_path, f"may be at most {MAX_TEXT} characters")
+                        self.add(item_path, _("may be at most %(count)s characters") % {"count": MAX_TEXT})
                 elif not self.number(item, item_path):
                     continue
             elif not isinstance(item, str) or not item.strip():
-                self.add(item_path, "must be a non-empty text (use is_empty for missing values)")
+                self.add(item_path, _("must be a non-empty text (use is_empty for missing values)"))
             elif len(item) > MAX_TEXT:
-                self.add(item_path, f"may be at most {MAX_TEXT} characters")
+                self.add(item_path, _("may be at most %(count)s characters") % {"count": MAX_TEXT})
 
     def leaf_age(self, leaf: dict, path: str) -> None:
         self.numeric_comparison(leaf, path, integer=True, low=0, high=MAX_AGE)
 
     def leaf_consent(self, leaf: dict, path: str) -> None:
-        self.text(leaf, "channel", path, "a consent channel, e.g. email")
+        self.text(leaf, "channel", path, _("a consent channel, e.g. email"))
         if not isinstance(leaf.get("value"), bool):
-            self.add(join_path(path, "value"), "must be true or false")
+            self.add(join_path(path, "value"), _("must be true or false"))
 
     def leaf_segment(self, leaf: dict, path: str) -> None:
         segment_id = leaf.get("segment_id")
         if isinstance(segment_id, bool) or not isinstance(segment_id, int) or segment_id <= 0:
-            self.add(join_path(path, "segment_id"), "must be the id of a saved segment")
+            self.add(join_path(path, "segment_id"), _("must be the id of a saved segment"))
             return
         if segment_id > 2**63 - 1:
-            self.add(join_path(path, "segment_id"), f"segment {segment_id} does not exist")
+            self.add(join_path(path, "segment_id"), _("segment %(id)s does not exist") % {"id": segment_id})
             return
         self.segment_refs.append((join_path(path, "segment_id"), segment_id))
 
     def leaf_stage(self, leaf: dict, path: str) -> None:
-        self.text(leaf, "funnel", path, "a funnel name")
-        self.text(leaf, "stage", path, "a stage name")
+        self.text(leaf, "funnel", path, _("a funnel name"))
+        self.text(leaf, "stage", path, _("a stage name"))
 
     def leaf_tier(self, leaf: dict, path: str) -> None:
-        self.text(leaf, "program", path, "a loyalty programme name")
-        self.text(leaf, "tier", path, "a tier name")
+        self.text(leaf, "program", path, _("a loyalty programme name"))
+        self.text(leaf, "tier", path, _("a tier name"))
 
 
 def segment_references(node: Any) -> list[int]:
@@ -397,7 +402,7 @@ def _check_references(validator: _Validator, segment_id: int | None) -> None:
             for pk in missing - set(definitions):
                 definitions[pk] = None
 
-    load({ref for _, ref in validator.segment_refs})
+    load({ref for _path, ref in validator.segment_refs})
 
     def reaches_cycle(start: int) -> list[int] | None:
         """The chain of ids from ``start`` that comes back to the segment being saved or
@@ -416,14 +421,14 @@ def _check_references(validator: _Validator, segment_id: int | None) -> None:
 
     for path, ref in validator.segment_refs:
         if definitions.get(ref) is None:
-            validator.add(path, f"segment {ref} does not exist")
+            validator.add(path, _("segment %(id)s does not exist") % {"id": ref})
         elif segment_id is not None and ref == segment_id:
-            validator.add(path, "a segment cannot contain itself")
+            validator.add(path, _("a segment cannot contain itself"))
         else:
             chain = reaches_cycle(ref)
             if chain:
                 shown = " → ".join(f"#{pk}" for pk in chain)
-                validator.add(path, f"segment {ref} leads back in a cycle ({shown})")
+                validator.add(path, _("segment %(id)s leads back in a cycle (%(chain)s)") % {"id": ref, "chain": shown})
 
 
 def definition_problems(definition: Any, *, segment_id: int | None = None) -> list[DefinitionProblem]:
@@ -431,7 +436,7 @@ def definition_problems(definition: Any, *, segment_id: int | None = None) -> li
     segment being edited, for the cycle check."""
     validator = _Validator()
     if definition is None:
-        return [DefinitionProblem("", "is required")]
+        return [DefinitionProblem("", _("is required"))]
     validator.node(definition, "", 0)
     if not validator.problems:
         _check_references(validator, segment_id)

@@ -10,12 +10,15 @@ from typing import Any
 
 import plotly.graph_objects as go
 from django.contrib import messages
+from django.contrib.humanize.templatetags.humanize import intcomma
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from contacts.csvio import contacts_export_rows, csv_lines
@@ -32,7 +35,7 @@ from segments.api import segments_referring_to
 from segments.compiler import effective_definition
 from segments.explain import describe, explain_for_contact
 from segments.models import Segment, SegmentSize
-from segments.presets import PRESETS, PRESETS_BY_KEY, RFM_HELP
+from segments.presets import GROUPS, PRESETS, PRESETS_BY_KEY, RFM_HELP
 from segments.services import (
     segment_members_queryset,
     segment_overlap,
@@ -43,6 +46,7 @@ from segments.services import (
 from segments.validation import DefinitionError, definition_problems
 
 MEMBERS_PER_PAGE = 50
+TEMPERATURES = [("cold", gettext_lazy("Cold")), ("warm", gettext_lazy("Warm")), ("hot", gettext_lazy("Hot"))]
 
 
 # --- list -----------------------------------------------------------------------------------------
@@ -85,7 +89,7 @@ def _choices() -> dict[str, Any]:
         "stage_choices": stages,
         "tier_choices": tiers,
         "segment_choices": list(Segment.objects.order_by("name").values_list("pk", "name")[:500]),
-        "temperatures": ["cold", "warm", "hot"],
+        "temperatures": TEMPERATURES,
     }
 
 
@@ -109,7 +113,7 @@ def _save_from_post(request: HttpRequest, segment: Segment | None) -> HttpRespon
     meta_form = builder.SegmentMetaForm(request.POST)
     if operation:
         # Without JavaScript the structural buttons submit the whole form here.
-        name, _, target = operation.partition(":")
+        name, _sep, target = operation.partition(":")
         builder.apply_operation(root, name, target)
         return _builder_page(request, segment=segment, root=root, meta_form=meta_form)
     definition = builder.definition_from_nodes(root)
@@ -130,10 +134,14 @@ def _save_from_post(request: HttpRequest, segment: Segment | None) -> HttpRespon
         unclaimed = builder.attach_errors(root, exc.problems)
         return _builder_page(request, segment=segment, root=root, meta_form=meta_form, unclaimed=unclaimed)
     if saved.count is None:
-        messages.success(request, f"Segment “{saved.name}” saved; it is too expensive to count live, so the worker "
-                                  "is counting it.")
+        messages.success(request, _("Segment “%(name)s” saved; it is too expensive to count live, so the worker "
+                                    "is counting it.") % {"name": saved.name})
     else:
-        messages.success(request, f"Segment “{saved.name}” saved with {saved.count:,} contacts; membership is refreshing.")
+        messages.success(request, ngettext(
+            "Segment “%(name)s” saved with %(count)s contact; membership is refreshing.",
+            "Segment “%(name)s” saved with %(count)s contacts; membership is refreshing.",
+            saved.count,
+        ) % {"name": saved.name, "count": intcomma(saved.count)})
     url = reverse("segments:detail", kwargs={"segment_id": saved.pk})
     return redirect_page(request, url)
 
@@ -149,12 +157,12 @@ def segment_create(request: HttpRequest) -> HttpResponse:
     definition: Any = {"all": [{"type": "tag_score", "tag": "", "op": "gte", "value": 3}]}
     if preset:
         definition = preset.definition
-        initial = {"name": preset.name, "description": preset.help, "for_sending": preset.for_sending}
+        initial = {"name": str(preset.name), "description": str(preset.help), "for_sending": preset.for_sending}
     elif copy_of and copy_of.isdigit():
         original = Segment.objects.filter(pk=int(copy_of)).first()
         if original:
             definition = original.definition
-            initial = {"name": f"{original.name} (copy)", "description": original.description,
+            initial = {"name": _("%(name)s (copy)") % {"name": original.name}, "description": original.description,
                        "for_sending": original.for_sending}
     root = builder.nodes_from_definition(definition)
     return _builder_page(request, segment=None, root=root, meta_form=builder.SegmentMetaForm(initial=initial))
@@ -202,7 +210,7 @@ def builder_editor(request: HttpRequest) -> HttpResponse:
     """A structural edit (add / remove / negate / change type / where rows): the tree again,
     with the new live count swapped into the preview panel in the same response."""
     root = builder.nodes_from_post(request.POST)
-    name, _, target = request.POST.get("op", "").partition(":")
+    name, _sep, target = request.POST.get("op", "").partition(":")
     builder.apply_operation(root, name, target)
     segment = _segment_from_post(request)
     context = _editor_context(root, segment=segment)
@@ -270,10 +278,10 @@ def _size_chart(segment: Segment) -> dict | None:
     tick_format = "%d %b" if span.total_seconds() >= 2 * 86400 else "%d %b %H:%M"
     figure = go.Figure(go.Scatter(
         mode="lines+markers",
-        x=[timezone.localtime(moment).isoformat() for moment, _ in sizes],
-        y=[count for _, count in sizes],
+        x=[timezone.localtime(moment).isoformat() for moment, _count in sizes],
+        y=[count for _moment, count in sizes],
         line={"shape": "hv", "width": 2}, marker={"size": 5},
-        hovertemplate="%{x|%d %b %H:%M}: %{y:,} contacts<extra></extra>",
+        hovertemplate="%{x|%d %b %H:%M}<br>" + _("Members") + ": %{y:,}<extra></extra>",
     ))
     figure.update_layout(margin={"l": 56, "r": 16, "t": 8, "b": 40}, yaxis={"rangemode": "tozero", "tickformat": ","},
                          xaxis={"type": "date", "tickformat": tick_format, "nticks": 5})
@@ -312,7 +320,7 @@ def segment_refresh_now(request: HttpRequest, segment_id: int) -> HttpResponse:
     job = segment_refresh_enqueue(segment, user=request.user)
     if getattr(request, "htmx", None):
         return render(request, "segments/detail.html#job", {"segment": segment, "job": job})
-    messages.info(request, "Refresh started.")
+    messages.info(request, _("Refresh started."))
     return HttpResponseRedirect(reverse("segments:detail", kwargs={"segment_id": segment.pk}))
 
 
@@ -342,12 +350,13 @@ def segment_delete(request: HttpRequest, segment_id: int) -> HttpResponse:
     segment = get_object_or_404(Segment, pk=segment_id)
     users = segments_referring_to(segment.pk)
     if users:
-        names = ", ".join(f"“{other.name}”" for other in users)
-        messages.error(request, f"“{segment.name}” is used by {names}; change those first.")
+        names = ", ".join(_("“%(name)s”") % {"name": other.name} for other in users)
+        messages.error(request, _("“%(name)s” is used by %(users)s; change those first.") % {
+            "name": segment.name, "users": names})
         return HttpResponseRedirect(reverse("segments:detail", kwargs={"segment_id": segment.pk}))
     name = segment.name
     segment.delete()
-    messages.success(request, f"Segment “{name}” deleted.")
+    messages.success(request, _("Segment “%(name)s” deleted.") % {"name": name})
     return HttpResponseRedirect(reverse("segments:list"))
 
 
@@ -355,19 +364,21 @@ def segment_delete(request: HttpRequest, segment_id: int) -> HttpResponse:
 @require_GET
 @role_required(MARKETER)
 def segment_templates(request: HttpRequest) -> HttpResponse:
-    groups: dict[str, list] = {}
+    groups = [{"key": key, "name": name, "items": []} for key, name in GROUPS.items()]
+    by_key = {group["key"]: group for group in groups}
     for preset in PRESETS:
-        groups.setdefault(preset.group, []).append(
+        by_key[preset.group]["items"].append(
             {"preset": preset, "sentence": describe(preset.definition, for_sending=preset.for_sending)})
     return render(request, "segments/templates.html", {"groups": groups, "rfm_help": RFM_HELP})
 
 
 def _overlap_chart(result: dict, names: dict[int, str]) -> dict:
     regions = sorted(result["regions"].items(), key=lambda item: (len(item[0]), item[0]))
-    labels = [" ∩ ".join(names[pk] for pk in key) + (" only" if len(key) == 1 else "") for key, _ in regions]
+    labels = [_("%(name)s only") % {"name": names[key[0]]} if len(key) == 1 else " ∩ ".join(names[pk] for pk in key)
+              for key, _count in regions]
     figure = go.Figure(go.Bar(
-        orientation="h", x=[count for _, count in regions], y=labels,
-        marker={"color": [PRIMARY_LIGHT if len(key) == 1 else PRIMARY for key, _ in regions]},
+        orientation="h", x=[count for _key, count in regions], y=labels,
+        marker={"color": [PRIMARY_LIGHT if len(key) == 1 else PRIMARY for key, _count in regions]},
         hovertemplate="%{y}: %{x:,}<extra></extra>",
     ))
     figure.update_layout(margin={"l": 200, "r": 16, "t": 8, "b": 32}, yaxis={"automargin": True, "autorange": "reversed"})

@@ -26,6 +26,16 @@ PASSWORD = "test-password-123"
 
 
 # --- personas -----------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def default_language():
+    """Every test starts and ends in the default language (English), whatever a test activated."""
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()
+
+
 @pytest.fixture
 def marketer(db):
     return UserFactory(username="marketer", role=MARKETER)

@@ -45,3 +45,41 @@ def test_a_page_without_a_chart_never_fetches_plotly(live_server, login_page):
     page.wait_for_load_state("networkidle")
     # then no Plotly was fetched at all
     assert not [name for name in _scripts_fetched(page) if "plotly" in name]
+
+
+
+SHORT_MONTHS = {
+    "en": ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"],
+    "pl": ["sty", "lut", "mar", "kwi", "maj", "cze", "lip", "sie", "wrz", "paź", "lis", "gru"],
+}
+
+
+@pytest.mark.parametrize(("language", "other"), [("pl", "en"), ("en", "pl")])
+def test_chart_dates_are_written_in_the_readers_language(live_server, login_page, ingest_api, language, other):
+    # given views on each of the last ten days, and a marketer who reads the site in one language
+    from datetime import timedelta
+
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    from marketing_hub.models import UserPreference
+    from tests.automation.factories import event
+
+    cache.clear()  # the dashboard keeps its figures for a minute
+    now = timezone.now()
+    response = ingest_api.post("/api/v1/events", json={"events": [
+        event(occurred_at=now - timedelta(days=day, minutes=5)) for day in range(10)]})
+    assert response.status_code == 202
+    user = UserFactory(username="marta", role=MARKETER)
+    UserPreference.objects.create(user=user, language=language)
+    page = login_page(user)
+    # when the dashboard draws its events-over-time chart
+    page.goto(f"{live_server.url}/")
+    page.locator("[data-chart=chart-events]").scroll_into_view_if_needed()
+    ticks = page.locator("[data-chart=chart-events].js-plotly-plot .xtick text")
+    expect(ticks.first).to_be_visible()
+    words = set(" ".join(ticks.all_text_contents()).replace("\n", " ").split())
+    # then its dates name the months in the reader's language, never in the other one
+    shown = {timezone.localdate(now - timedelta(days=day)).month - 1 for day in range(10)}
+    assert words & {SHORT_MONTHS[language][month] for month in shown}, words
+    assert not words & (set(SHORT_MONTHS[other]) - set(SHORT_MONTHS[language])), words

@@ -4,12 +4,15 @@ and anonymous profiles, and what the live debugger shows."""
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext, pgettext_lazy
+from django.utils.translation import gettext_lazy as _
 
 
 class SourceQuerySet(models.QuerySet):
@@ -24,7 +27,7 @@ class Source(models.Model):
 
     KIND_SERVER = "server"
     KIND_BROWSER = "browser"
-    KINDS = [(KIND_SERVER, "Server (secret key)"), (KIND_BROWSER, "Browser (public key, allowed origins)")]
+    KINDS = [(KIND_SERVER, _("Server (secret key)")), (KIND_BROWSER, _("Browser (public key, allowed origins)"))]
 
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=10, choices=KINDS)
@@ -100,7 +103,8 @@ class MessageLog(models.Model):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
     REJECTED = "rejected"
-    STATUSES = [(ACCEPTED, "Accepted"), (DUPLICATE, "Duplicate"), (REJECTED, "Rejected")]
+    STATUSES = [(ACCEPTED, pgettext_lazy("tracked message", "Accepted")), (DUPLICATE, pgettext_lazy("tracked message", "Duplicate")),
+                (REJECTED, pgettext_lazy("tracked message", "Rejected"))]
 
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="log")
     received_at = models.DateTimeField(default=timezone.now)
@@ -120,6 +124,47 @@ class MessageLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.status} {self.message_type} {self.message_id}"
+
+    @property
+    def reason_display(self) -> str:
+        return stored_reason(self.reason)
+
+
+# The debugger's reasons are written in English by the intake (a machine's request has no reader's
+# language). The page shows the ones known here in the reader's language; a validation message
+# naming a field ("properties.total: must be a number") stays as the API returned it.
+_STORED_REASONS = {
+    "linked the visitor: its anonymous profile merges into the contact":
+        _("linked the visitor: its anonymous profile merges into the contact"),
+    "this visitor was erased at the person's request (GDPR); dropped":
+        _("this visitor was erased at the person's request (GDPR); dropped"),
+    "reached the visitor's anonymous profile": _("reached the visitor's anonymous profile"),
+    "this email was erased at the person's request (GDPR); not re-created":
+        _("this email was erased at the person's request (GDPR); not re-created"),
+    "the body is not a JSON object": _("the body is not a JSON object"),
+    "batch must be a list of messages": _("batch must be a list of messages"),
+    "another message of the batch was invalid (all-or-nothing)":
+        _("another message of the batch was invalid (all-or-nothing)"),
+    "invalid request": _("invalid request"),
+}
+_STORED_REASON_PATTERNS = (
+    (re.compile(r"origin (.+) is not allowed for this browser source"),
+     lambda origin: gettext("origin %(origin)s is not allowed for this browser source")
+     % {"origin": gettext("(none)") if origin == "(none)" else origin}),
+    (re.compile(r"request of ([\d,]+) bytes: above (\d+) KB"),
+     lambda size, limit: gettext("request of %(size)s bytes: above %(limit)s KB") % {"size": size, "limit": limit}),
+)
+
+
+def stored_reason(reason: str) -> str:
+    """A debugger reason in the active language, when it is one of the fixed ones."""
+    if reason in _STORED_REASONS:
+        return str(_STORED_REASONS[reason])
+    for pattern, translate in _STORED_REASON_PATTERNS:
+        match = pattern.fullmatch(reason)
+        if match:
+            return translate(*match.groups())
+    return reason
 
 
 class HourlyCount(models.Model):

@@ -21,6 +21,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -289,7 +290,7 @@ def sources(request: HttpRequest) -> HttpResponse:
     form = SourceForm(request.POST or None) if can_edit else None
     if request.method == "POST":
         if not can_edit or form is None:
-            raise PermissionDenied("Only admins create sources.")
+            raise PermissionDenied(_("Only admins create sources."))
         if form.is_valid():
             source, write_key = source_issue(
                 name=form.cleaned_data["name"], kind=form.cleaned_data["kind"],
@@ -336,10 +337,11 @@ def _hours_chart(hours: list[dict]) -> dict:
     """Messages per hour, stacked: accepted, duplicates, rejected."""
     labels = [timezone.localtime(h["hour"]).strftime("%H:00") for h in hours]
     figure = go.Figure([
+        # "Label: count" rather than "count label": no plural form to agree with the number
         go.Bar(x=labels, y=[h[name] for h in hours], name=title, marker={"color": colour},
-               hovertemplate=f"%{{x}}<br>%{{y:,}} {title.lower()}<extra></extra>")
-        for name, title, colour in (("accepted", "Accepted", PRIMARY), ("duplicates", "Duplicates", MUTED),
-                                    ("rejected", "Rejected", DOWN))
+               hovertemplate="%{x}<br>" + title + ": %{y:,}<extra></extra>")
+        for name, title, colour in (("accepted", _("Accepted"), PRIMARY), ("duplicates", _("Duplicates"), MUTED),
+                                    ("rejected", _("Rejected"), DOWN))
     ])
     figure.update_layout(barmode="stack", showlegend=True,
                          legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0, "traceorder": "normal"},
@@ -353,5 +355,5 @@ def _hours_chart(hours: list[dict]) -> dict:
 def source_revoke_view(request: HttpRequest, source_id: int) -> HttpResponse:
     source = get_object_or_404(Source, pk=source_id)
     if source_revoke(source):
-        flash.success(request, f"Source “{source.name}” revoked: its key is refused from now on.")
+        flash.success(request, _("Source “%(name)s” revoked: its key is refused from now on.") % {"name": source.name})
     return redirect("tracking:sources")

@@ -8,6 +8,7 @@ from typing import Any
 
 from django import forms
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from leads.models import Funnel
 from loyalty.models import Program
@@ -21,20 +22,21 @@ def _choices(model: Any) -> list[tuple[int, str]]:
 
 
 class WebhookForm(forms.Form):
-    url = forms.CharField(label="URL", max_length=2000, widget=forms.URLInput(attrs={"placeholder": "https://shop.example/hooks/marketing-hub"}),
-                          help_text="Called with POST. It must be reachable from this server on a public address.")
-    description = forms.CharField(max_length=500, required=False,
-                                  widget=forms.TextInput(attrs={"placeholder": "Shop: discount codes for the interested"}))
-    events = forms.MultipleChoiceField(choices=[(kind, f"{kind} — {EVENT_LABELS[kind]}") for kind in SUBSCRIBABLE_TYPES],
-                                       widget=forms.CheckboxSelectMultiple, label="Events",
-                                       help_text="Rules with a “Send to webhook” action reach it whatever is ticked here.")
-    segment_ids = forms.TypedMultipleChoiceField(coerce=int, required=False, label="Only these segments",
+    url = forms.CharField(label=_("URL"), max_length=2000, widget=forms.URLInput(attrs={"placeholder": "https://shop.example/hooks/marketing-hub"}),
+                          help_text=_("Called with POST. It must be reachable from this server on a public address."))
+    description = forms.CharField(label=_("Description"), max_length=500, required=False,
+                                  widget=forms.TextInput(attrs={"placeholder": _("Shop: discount codes for the interested")}))
+    # the label is the event type's words; the template shows the type itself beside them
+    events = forms.MultipleChoiceField(choices=[(kind, EVENT_LABELS[kind]) for kind in SUBSCRIBABLE_TYPES],
+                                       widget=forms.CheckboxSelectMultiple, label=_("Events"),
+                                       help_text=_("Rules with a “Send to webhook” action reach it whatever is ticked here."))
+    segment_ids = forms.TypedMultipleChoiceField(coerce=int, required=False, label=_("Only these segments"),
                                                  widget=forms.CheckboxSelectMultiple)
-    program_ids = forms.TypedMultipleChoiceField(coerce=int, required=False, label="Only these loyalty programmes",
+    program_ids = forms.TypedMultipleChoiceField(coerce=int, required=False, label=_("Only these loyalty programmes"),
                                                  widget=forms.CheckboxSelectMultiple)
-    funnel_ids = forms.TypedMultipleChoiceField(coerce=int, required=False, label="Only these funnels",
+    funnel_ids = forms.TypedMultipleChoiceField(coerce=int, required=False, label=_("Only these funnels"),
                                                 widget=forms.CheckboxSelectMultiple)
-    active = forms.BooleanField(required=False, initial=True, label="On")
+    active = forms.BooleanField(required=False, initial=True, label=_("On"))
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -75,12 +77,12 @@ class WebhookForm(forms.Form):
 
 
 class DeliveryFilterForm(forms.Form):
-    status = forms.ChoiceField(choices=[("", "Any status"), *Delivery.Status.choices], required=False)
-    type = forms.ChoiceField(choices=[("", "Any type")] + [(kind, kind) for kind in EVENT_LABELS], required=False)
+    status = forms.ChoiceField(choices=[("", _("Any status")), *Delivery.Status.choices], required=False)
+    type = forms.ChoiceField(choices=[("", _("Any type"))] + [(kind, kind) for kind in EVENT_LABELS], required=False)
 
 
 class ReplayFailedForm(forms.Form):
-    since = forms.DateTimeField(label="Failed since", widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    since = forms.DateTimeField(label=_("Failed since"), widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
                                 input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"])
 
     @staticmethod

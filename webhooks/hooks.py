@@ -10,13 +10,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.db import connection, transaction
+from django.utils.translation import gettext, gettext_lazy
 
 from automation import history
 from automation.rules import ExtraAction, action_register
 from contacts.registry import TimelineEffect, timeline_source_register
 from contacts.signals import contacts_changed, contacts_erasing
 from core.outbox import OUTBOX_TABLE
-from webhooks.models import Delivery, Webhook
+from webhooks.models import Delivery, Webhook, stored_text
 from webhooks.tasks import webhooks_pump_task
 
 logger = logging.getLogger(__name__)
@@ -79,11 +80,13 @@ def _clean_send_webhook(action: dict, path: str, errors: list) -> dict | None:
 def _describe_send_webhook(action: dict) -> str:
     webhook_id = action.get("webhook_id")
     name = Webhook.objects.filter(pk=webhook_id).values_list("name", flat=True).first() if isinstance(webhook_id, int) else None
-    return f"send to webhook {name}" if name else f"send to webhook #{action.get('webhook_id')}"
+    if name:
+        return gettext("send to webhook %(name)s") % {"name": name}
+    return gettext("send to webhook #%(id)s") % {"id": action.get("webhook_id")}
 
 
 def _webhook_choices() -> list[tuple[int, str]]:
-    return [(pk, name if active else f"{name} (off)")
+    return [(pk, name if active else gettext("%(name)s (off)") % {"name": name})
             for pk, name, active in Webhook.objects.order_by("name").values_list("pk", "name", "active")[:200]]
 
 
@@ -91,33 +94,41 @@ def _webhook_choices() -> list[tuple[int, str]]:
 def _timeline_effects(contact: Any, event_pks: list[int]) -> Iterator[TimelineEffect]:
     rows = (Delivery.objects.filter(type="rule.fired", contact_id=contact.pk, event_pk__in=event_pks)
             .values_list("event_pk", "rule_id", "webhook__name", "status"))
+    statuses = dict(Delivery.Status.choices)
     for event_pk, rule_id, name, status in rows:
-        suffix = "" if status == "succeeded" else f" ({status})"
-        yield TimelineEffect(event_pk, "webhook", f"sent to webhook {name}{suffix}", rule_id)
+        if status == Delivery.Status.SUCCEEDED:
+            text = gettext("sent to webhook %(name)s") % {"name": name}
+        else:
+            text = gettext("sent to webhook %(name)s (%(status)s)") % {"name": name, "status": str(statuses.get(status, status)).lower()}
+        yield TimelineEffect(event_pk, "webhook", text, rule_id)
 
 
 # --- the change history ---------------------------------------------------------------------------
 def _webhook_summary(version: Any) -> str:
-    events = ", ".join(version.events or []) or "nothing"
-    return f"Sends {events} to {version.url}{'' if version.active else ' (off)'}."
+    events = ", ".join(version.events or []) or gettext("nothing")
+    if version.active:
+        return gettext("Sends %(events)s to %(url)s.") % {"events": events, "url": version.url}
+    return gettext("Sends %(events)s to %(url)s (off).") % {"events": events, "url": version.url}
 
 
 def _webhook_changes(old: Any, new: Any) -> list[str]:
+    # The history page takes a first "switched on"/"switched off" as the entry's headline (it
+    # compares them in the active language).
     changes = []
     if old.active != new.active:
-        changes.append("switched on" if new.active else "switched off")
+        changes.append(gettext("switched on") if new.active else gettext("switched off"))
         if not new.active and new.disabled_reason:
-            changes.append(f"by the system: {new.disabled_reason}")
+            changes.append(gettext("by the system: %(reason)s") % {"reason": stored_text(new.disabled_reason)})
     if old.url != new.url:
-        changes.append(f"URL {old.url} → {new.url}")
+        changes.append(gettext("URL %(old)s → %(new)s") % {"old": old.url, "new": new.url})
     if old.events != new.events:
-        changes.append("events changed")
+        changes.append(gettext("events changed"))
     if (old.segment_ids, old.program_ids, old.funnel_ids) != (new.segment_ids, new.program_ids, new.funnel_ids):
-        changes.append("filters changed")
+        changes.append(gettext("filters changed"))
     if old.description != new.description:
-        changes.append("description changed")
+        changes.append(gettext("description changed"))
     if old.secret_rotated_at != new.secret_rotated_at:
-        changes.append("secret rotated")
+        changes.append(gettext("secret rotated"))
     return changes
 
 
@@ -125,10 +136,11 @@ def connect() -> None:
     contacts_changed.connect(on_contacts_changed, dispatch_uid="webhooks.on_contacts_changed")
     contacts_erasing.connect(on_contacts_erasing, dispatch_uid="webhooks.on_contacts_erasing")
     action_register("send_webhook", ExtraAction(
-        label="Send to webhook", field="webhook_id", clean=_clean_send_webhook, describe=_describe_send_webhook,
+        label=gettext_lazy("Send to webhook"), field="webhook_id", clean=_clean_send_webhook, describe=_describe_send_webhook,
         choices=_webhook_choices,
     ))
     timeline_source_register(_timeline_effects)
     history.kind_register("webhook", history.HistoryKind(
-        "Webhook", Webhook, "webhooks:detail", "webhook_id", _webhook_summary, _webhook_changes, plural="Webhooks",
+        gettext_lazy("Webhook"), Webhook, "webhooks:detail", "webhook_id", _webhook_summary, _webhook_changes,
+        plural=gettext_lazy("Webhooks"),
     ))

@@ -8,6 +8,7 @@ in the database, not in a sleeping worker.
 from __future__ import annotations
 
 import base64
+import re
 import secrets as secrets_module
 from datetime import datetime
 
@@ -16,6 +17,8 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext, pgettext, pgettext_lazy
+from django.utils.translation import gettext_lazy as _
 
 # The contract's event types, in the order the editor lists them.
 EVENT_TYPES = (
@@ -30,20 +33,74 @@ EVENT_TYPES = (
     "webhook.test",
 )
 EVENT_LABELS = {
-    "segment.entered": "A contact joins a segment",
-    "segment.exited": "A contact leaves a segment",
-    "lead.temperature_changed": "Lead temperature changes (cold / warm / hot)",
-    "loyalty.tier_changed": "Loyalty tier changes",
-    "funnel.stage_changed": "Funnel stage changes",
-    "consent.changed": "A consent is given or withdrawn",
-    "contact.erased": "A contact is erased (GDPR; the email's hash only)",
-    "rule.fired": "A rule fires (rules with a “Send to webhook” action)",
-    "webhook.test": "Test messages",
+    "segment.entered": _("A contact joins a segment"),
+    "segment.exited": _("A contact leaves a segment"),
+    "lead.temperature_changed": _("Lead temperature changes (cold / warm / hot)"),
+    "loyalty.tier_changed": _("Loyalty tier changes"),
+    "funnel.stage_changed": _("Funnel stage changes"),
+    "consent.changed": _("A consent is given or withdrawn"),
+    "contact.erased": _("A contact is erased (GDPR; the email's hash only)"),
+    "rule.fired": _("A rule fires (rules with a “Send to webhook” action)"),
+    "webhook.test": _("Test messages"),
 }
 # Types an admin subscribes to; rule.fired and webhook.test reach their one webhook regardless.
 SUBSCRIBABLE_TYPES = EVENT_TYPES[:7]
 # Messages addressed to one webhook (``data.webhook_id``) rather than to its subscribers.
 TARGETED_TYPES = ("rule.fired", "webhook.test")
+
+
+# What the worker stores in English (it has no reader, so no language): errors and the reason the
+# system switched a webhook off. The pages show the ones known here in the reader's language; the
+# rest (an exception's own text, a receiver's answer) stays as stored.
+_STORED_TEXTS = {
+    "The receiver answered 410 Gone": _("The receiver answered 410 Gone"),
+    "The webhook was switched off": _("The webhook was switched off"),
+}
+_STORED_PATTERNS = (
+    (re.compile(r"Every delivery failed for (\d+) days"),
+     lambda n: ngettext("Every delivery failed for %(days)d day", "Every delivery failed for %(days)d days",
+                        int(n)) % {"days": int(n)}),
+    (re.compile(r"Timed out after (\d+) s"), lambda n: gettext("Timed out after %(seconds)s s") % {"seconds": n}),
+    (re.compile(r"HTTP (\d+) \(redirects are not followed\)"),
+     lambda code: gettext("HTTP %(code)s (redirects are not followed)") % {"code": code}),
+    (re.compile(r"Refused: the URL (.*)", re.DOTALL),
+     lambda reason: gettext("Refused: the URL %(reason)s") % {"reason": _unsafe_url_reason(reason)}),
+)
+# Why the SSRF guard refused a URL (``webhooks.ssrf``'s messages, as the worker stored them).
+_UNSAFE_URL_REASONS = (
+    (re.compile(r"is required"), lambda: pgettext("webhook URL", "is required")),
+    (re.compile(r"may be at most 2000 characters"), lambda: gettext("may be at most 2000 characters")),
+    (re.compile(r"must start with http:// or https://"), lambda: gettext("must start with http:// or https://")),
+    (re.compile(r"has no host"), lambda: gettext("has no host")),
+    (re.compile(r"may not contain a user name or password"), lambda: gettext("may not contain a user name or password")),
+    (re.compile(r"is not a valid URL \((.*)\)", re.DOTALL),
+     lambda error: gettext("is not a valid URL (%(error)s)") % {"error": error}),
+    (re.compile(r"host (\S+) does not resolve \((.*)\)", re.DOTALL),
+     lambda host, error: gettext("host %(host)s does not resolve (%(error)s)") % {"host": host, "error": error}),
+    (re.compile(r"host (\S+) does not resolve"), lambda host: gettext("host %(host)s does not resolve") % {"host": host}),
+    (re.compile(r"resolves to (\S+), a loopback, private or link-local address \(allow it with MH_WEBHOOK_ALLOWED_NETS\)"),
+     lambda address: gettext("resolves to %(address)s, a loopback, private or link-local address (allow it with "
+                             "MH_WEBHOOK_ALLOWED_NETS)") % {"address": address}),
+)
+
+
+def _unsafe_url_reason(reason: str) -> str:
+    for pattern, translate in _UNSAFE_URL_REASONS:
+        match = pattern.fullmatch(reason)
+        if match:
+            return translate(*match.groups())
+    return reason
+
+
+def stored_text(text: str) -> str:
+    """A stored English error or reason in the active language, when it is one the worker writes."""
+    if text in _STORED_TEXTS:
+        return str(_STORED_TEXTS[text])
+    for pattern, translate in _STORED_PATTERNS:
+        match = pattern.fullmatch(text)
+        if match:
+            return translate(*match.groups())
+    return text
 
 
 def secret_new() -> str:
@@ -101,6 +158,10 @@ class Webhook(models.Model):
         return keys
 
     @property
+    def disabled_reason_display(self) -> str:
+        return stored_text(self.disabled_reason)
+
+    @property
     def filter(self) -> dict:
         return {"segment_ids": list(self.segment_ids), "programs": list(self.program_ids),
                 "funnels": list(self.funnel_ids)}
@@ -110,9 +171,9 @@ class Delivery(models.Model):
     """One message to one webhook: its exact body, where it stands, and its last attempt."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
+        PENDING = "pending", pgettext_lazy("delivery status", "Pending")
+        SUCCEEDED = "succeeded", pgettext_lazy("delivery status", "Succeeded")
+        FAILED = "failed", pgettext_lazy("delivery status", "Failed")
 
     id = models.BigAutoField(primary_key=True)
     webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
@@ -150,3 +211,7 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} → webhook {self.webhook_id} ({self.status})"
+
+    @property
+    def last_error_display(self) -> str:
+        return stored_text(self.last_error)

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from core.outbox import OutboxMessage
 from webhooks.delivery import deliveries_end_pending
-from webhooks.models import SUBSCRIBABLE_TYPES, Delivery, Webhook, secret_new
+from webhooks.models import SUBSCRIBABLE_TYPES, Delivery, Webhook, secret_new, stored_text
 from webhooks.ssrf import UnsafeUrl, check_url
 from webhooks.tasks import webhooks_pump_enqueue
 
@@ -215,6 +215,10 @@ class Health:
     pending: int
     last_error: str
     last_error_at: datetime | None
+
+    @property
+    def last_error_display(self) -> str:
+        return stored_text(self.last_error)
 
     @property
     def success_rate(self) -> float | None:

@@ -14,8 +14,13 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 
 
+# The messages are in the active language: the webhook form shows them in the admin's; the API
+# (always English) and the worker (no language activated: English) store and return them as the
+# contract's English.
 class UnsafeUrl(ValueError):
     """The URL may not be called; the message says why, for the admin."""
 
@@ -48,20 +53,20 @@ def address_allowed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 def split_url(url: str) -> tuple[str, str, int]:
     """(scheme, hostname, port) of an http(s) URL, or UnsafeUrl."""
     if not isinstance(url, str) or not url.strip():
-        raise UnsafeUrl("is required")
+        raise UnsafeUrl(pgettext("webhook URL", "is required"))
     if len(url) > 2000:
-        raise UnsafeUrl("may be at most 2000 characters")
+        raise UnsafeUrl(_("may be at most 2000 characters"))
     try:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError as exc:
-        raise UnsafeUrl(f"is not a valid URL ({exc})") from None
+        raise UnsafeUrl(_("is not a valid URL (%(error)s)") % {"error": exc}) from None
     if parts.scheme not in ("http", "https"):
-        raise UnsafeUrl("must start with http:// or https://")
+        raise UnsafeUrl(_("must start with http:// or https://"))
     if not parts.hostname:
-        raise UnsafeUrl("has no host")
+        raise UnsafeUrl(_("has no host"))
     if parts.username or parts.password:
-        raise UnsafeUrl("may not contain a user name or password")
+        raise UnsafeUrl(_("may not contain a user name or password"))
     return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
@@ -69,7 +74,7 @@ def resolve(hostname: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(hostname, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise UnsafeUrl(f"host {hostname} does not resolve ({exc})") from None
+        raise UnsafeUrl(_("host %(host)s does not resolve (%(error)s)") % {"host": hostname, "error": exc}) from None
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
@@ -79,12 +84,13 @@ def check_url(url: str) -> Target:
     scheme, hostname, port = split_url(url)
     addresses = resolve(hostname, port)
     if not addresses:
-        raise UnsafeUrl(f"host {hostname} does not resolve")
+        raise UnsafeUrl(_("host %(host)s does not resolve") % {"host": hostname})
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%")[0])
         if not address_allowed(ip):
             raise UnsafeUrl(
-                f"resolves to {address}, a loopback, private or link-local address (allow it with MH_WEBHOOK_ALLOWED_NETS)"
+                _("resolves to %(address)s, a loopback, private or link-local address (allow it with "
+                  "MH_WEBHOOK_ALLOWED_NETS)") % {"address": address}
             )
     chosen = addresses[0]
     parts = urlsplit(url.strip())

@@ -11,6 +11,7 @@ from typing import Any
 from celery import shared_task
 from django.db import connection
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from core import locks
 from core.jobs import Progress, job_run_chunks, job_task, single_chunk
@@ -101,7 +102,7 @@ def webhooks_cleanup_task() -> dict:
     return {"outbox": outbox, "deliveries": deliveries}
 
 
-@job_task("webhook_replay_failed", roles=(ADMIN,), label="Replay of failed webhook deliveries")
+@job_task("webhook_replay_failed", roles=(ADMIN,), label=_("Replay of failed webhook deliveries"))
 def webhook_replay_failed_task(job: Job, progress: Progress) -> dict:
     """"Replay all failed since …": one UPDATE puts them back in the queue (a single chunk, so a
     redelivered job does not replay twice); the pump sends them."""

@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core.htmx import render_page, toast, wants_fragment
@@ -52,10 +53,12 @@ def _filter_names(webhooks: list[Webhook]) -> dict[str, dict[int, str]]:
 
 def _describe_filter(webhook: Webhook, names: dict) -> list[str]:
     parts = []
-    for label, key, values in (("Segments", "segment", webhook.segment_ids), ("Programmes", "program", webhook.program_ids),
-                               ("Funnels", "funnel", webhook.funnel_ids)):
+    for label, key, values in ((_("Segments"), "segment", webhook.segment_ids),
+                               (_("Programmes"), "program", webhook.program_ids),
+                               (_("Funnels"), "funnel", webhook.funnel_ids)):
         if values:
-            parts.append(f"{label}: " + ", ".join(names[key].get(pk, f"#{pk} (deleted)") for pk in values))
+            listed = ", ".join(names[key].get(pk) or _("#%(id)s (deleted)") % {"id": pk} for pk in values)
+            parts.append(_("%(label)s: %(names)s") % {"label": label, "names": listed})
     return parts
 
 
@@ -98,7 +101,7 @@ def webhook_edit(request: HttpRequest, webhook_id: int) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         assert form.cleaned_webhook is not None  # set by a valid form
         webhook_save(webhook, form.cleaned_webhook, user=request.user)
-        messages.success(request, f"Webhook “{webhook.name}” saved.")
+        messages.success(request, _("Webhook “%(name)s” saved.") % {"name": webhook.name})
         return redirect("webhooks:detail", webhook_id=webhook.pk)
     return render(request, "webhooks/edit.html", {"form": form, "webhook": webhook})
 
@@ -108,6 +111,10 @@ def webhook_edit(request: HttpRequest, webhook_id: int) -> HttpResponse:
 def webhook_detail(request: HttpRequest, webhook_id: int) -> HttpResponse:
     webhook = get_object_or_404(Webhook, pk=webhook_id)
     filters = DeliveryFilterForm(request.GET or None)
+    # Asked before the log is read: a message fanned out after this check is in the log below, as a
+    # pending or finished row; asked after, a fan-out between the two reads would leave the page
+    # showing neither the message nor its row, and not refreshing.
+    messages_waiting = outbox_pending()
     deliveries = Delivery.objects.filter(webhook=webhook).defer("body", "last_response_body", "last_request_headers")
     if filters.is_valid():
         if filters.cleaned_data["status"]:
@@ -118,15 +125,16 @@ def webhook_detail(request: HttpRequest, webhook_id: int) -> HttpResponse:
     page = Paginator(deliveries.order_by("-id"), LOG_PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
+    health = webhooks_health([webhook.pk])[webhook.pk]
     context = {
         "webhook": webhook,
-        "health": webhooks_health([webhook.pk])[webhook.pk],
+        "health": health,
         "filters_text": _describe_filter(webhook, _filter_names([webhook])),
         "filter_form": filters,
         "page": page,
         # while something on this page waits to be sent, the log refreshes itself
-        "has_pending": any(delivery.status == Delivery.Status.PENDING for delivery in page.object_list)
-        or outbox_pending(),
+        "has_pending": messages_waiting or bool(health.pending)
+        or any(delivery.status == Delivery.Status.PENDING for delivery in page.object_list),
         "base_query": query.urlencode(),
         "replay_form": ReplayFailedForm(initial={"since": ReplayFailedForm.default_since()}),
         "event_labels": EVENT_LABELS,
@@ -147,8 +155,8 @@ def delivery_replay_view(request: HttpRequest, delivery_id: int) -> HttpResponse
     delivery = delivery_replay(get_object_or_404(Delivery, pk=delivery_id))
     if wants_fragment(request):
         response = render(request, "webhooks/detail.html#log_row", {"delivery": delivery})
-        return toast(response, "Queued again: the same message, with the same webhook-id.")
-    messages.success(request, "Queued again: the same message, with the same webhook-id.")
+        return toast(response, _("Queued again: the same message, with the same webhook-id."))
+    messages.success(request, _("Queued again: the same message, with the same webhook-id."))
     return redirect("webhooks:detail", webhook_id=delivery.webhook_id)
 
 
@@ -158,16 +166,17 @@ def webhook_replay_failed(request: HttpRequest, webhook_id: int) -> HttpResponse
     webhook = get_object_or_404(Webhook, pk=webhook_id)
     form = ReplayFailedForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Give the time from which failed deliveries should be sent again.")
+        messages.error(request, _("Give the time from which failed deliveries should be sent again."))
         return redirect("webhooks:detail", webhook_id=webhook.pk)
     since = form.cleaned_data["since"]
     with transaction.atomic():
         job = job_start(
             webhook_replay_failed_task,
-            title=f"Replay failed deliveries of “{webhook.name}” since {timezone.localtime(since):%Y-%m-%d %H:%M}",
+            title=_("Replay failed deliveries of “%(name)s” since %(since)s") % {
+                "name": webhook.name, "since": f"{timezone.localtime(since):%Y-%m-%d %H:%M}"},
             params={"webhook_id": webhook.pk, "since": since.isoformat()},
             user=request.user,
-            link=("Webhook", webhook.name, reverse("webhooks:detail", kwargs={"webhook_id": webhook.pk})),
+            link=(_("Webhook"), webhook.name, reverse("webhooks:detail", kwargs={"webhook_id": webhook.pk})),
         )
     return redirect("jobs:detail", job_id=job.pk)
 
@@ -185,7 +194,7 @@ def webhook_rotate(request: HttpRequest, webhook_id: int) -> HttpResponse:
 def webhook_test(request: HttpRequest, webhook_id: int) -> HttpResponse:
     webhook = get_object_or_404(Webhook, pk=webhook_id)
     webhook_send_test(webhook)
-    messages.success(request, "A webhook.test message is on its way: it shows in the log below within seconds.")
+    messages.success(request, _("A webhook.test message is on its way: it shows in the log below within seconds."))
     return redirect("webhooks:detail", webhook_id=webhook.pk)
 
 
@@ -194,7 +203,10 @@ def webhook_test(request: HttpRequest, webhook_id: int) -> HttpResponse:
 def webhook_toggle(request: HttpRequest, webhook_id: int) -> HttpResponse:
     webhook = get_object_or_404(Webhook, pk=webhook_id)
     webhook_save(webhook, {"active": not webhook.active}, user=request.user)
-    messages.success(request, f"Webhook “{webhook.name}” switched {'on' if webhook.active else 'off'}.")
+    if webhook.active:
+        messages.success(request, _("Webhook “%(name)s” switched on.") % {"name": webhook.name})
+    else:
+        messages.success(request, _("Webhook “%(name)s” switched off.") % {"name": webhook.name})
     return redirect(request.POST.get("next") or reverse("webhooks:detail", kwargs={"webhook_id": webhook.pk}))
 
 
@@ -204,7 +216,7 @@ def webhook_delete_view(request: HttpRequest, webhook_id: int) -> HttpResponse:
     webhook = get_object_or_404(Webhook, pk=webhook_id)
     name = webhook.name
     webhook_delete(webhook)
-    messages.success(request, f"Webhook “{name}” deleted with its delivery log.")
+    messages.success(request, _("Webhook “%(name)s” deleted with its delivery log.") % {"name": name})
     return redirect("webhooks:list")
 
 

@@ -17,6 +17,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from contacts.filters import owner_choices
@@ -29,7 +30,16 @@ from contacts.forms import (
     TagStepForm,
     first_error,
 )
-from contacts.models import CONSENT_CHANNELS, EVENT_TYPE_CHOICES, Consent, ConsentChange, Contact, Note, Tag
+from contacts.models import (
+    CONSENT_CHANNEL_LABELS,
+    CONSENT_CHANNELS,
+    EVENT_TYPE_CHOICES,
+    Consent,
+    ConsentChange,
+    Contact,
+    Note,
+    Tag,
+)
 from contacts.registry import CARD_PANELS, CARD_SUMMARIES, SCORE_LABELS
 from contacts.selectors import contact_notes, contact_tags, contact_timeline, product_preferences, tag_changes
 from contacts.services import (
@@ -65,7 +75,7 @@ def _tags_chart(tags: list[dict]) -> dict | None:
             "marker": {"color": ["#4f46e5" if tag["strongest"] else "#a5b4fc" for tag in shown]},
             "hovertemplate": "%{y}: %{x}<extra></extra>",
         }],
-        "layout": {"margin": {"l": 110, "r": 16, "t": 8, "b": 32}, "xaxis": {"title": {"text": "score"}},
+        "layout": {"margin": {"l": 110, "r": 16, "t": 8, "b": 32}, "xaxis": {"title": {"text": _("score")}},
                    "yaxis": {"automargin": True}, "bargap": 0.35},
     }
 
@@ -102,12 +112,18 @@ def _notes_context(request: HttpRequest, contact: Contact, *, form: NoteForm | N
 
 
 def _consents_context(request: HttpRequest, contact: Contact) -> dict:
+    consents = list(Consent.objects.filter(contact=contact).order_by("channel"))
+    history = list(ConsentChange.objects.filter(contact=contact).select_related("user")[:20])
+    for consent in consents:
+        consent.channel_label = CONSENT_CHANNEL_LABELS.get(consent.channel, consent.channel)  # type: ignore[attr-defined]
+    for change in history:
+        change.channel_label = CONSENT_CHANNEL_LABELS.get(change.channel, change.channel)  # type: ignore[attr-defined]
     return {
         "contact": contact,
-        "consents": list(Consent.objects.filter(contact=contact).order_by("channel")),
-        "consent_history": list(ConsentChange.objects.filter(contact=contact).select_related("user")[:20]),
+        "consents": consents,
+        "consent_history": history,
         "can_edit_tags": _can_edit_tags(request.user),
-        "consent_channels": CONSENT_CHANNELS,
+        "consent_channels": [(channel, CONSENT_CHANNEL_LABELS[channel]) for channel in CONSENT_CHANNELS],
     }
 
 
@@ -181,14 +197,17 @@ def card_tag_add(request: HttpRequest, contact_id: int) -> HttpResponse:
     contact = _get_contact(contact_id)
     form = TagAddForm(request.POST)
     if not form.is_valid():
-        return _render_tags(request, contact, f"Tag not added: {first_error(form)}", "error")
+        return _render_tags(request, contact, _("Tag not added: %(problem)s") % {"problem": first_error(form)}, "error")
     name, score = form.cleaned_data["tag"], form.cleaned_data["score"]
     try:
         new_score = contact.add_tag(name, score, user=request.user)
     except DataError:
-        return _render_tags(request, contact, "The tag's score would leave the allowed range.", "error")
-    verb = f"now {new_score}" if new_score else "removed"
-    return _render_tags(request, contact, f"{name}: {score:+d}, {verb}.")
+        return _render_tags(request, contact, _("The tag's score would leave the allowed range."), "error")
+    if new_score:
+        message = _("%(tag)s: %(delta)s, now %(score)s.") % {"tag": name, "delta": f"{score:+d}", "score": new_score}
+    else:
+        message = _("%(tag)s: %(delta)s, removed.") % {"tag": name, "delta": f"{score:+d}"}
+    return _render_tags(request, contact, message)
 
 
 @require_POST
@@ -202,12 +221,14 @@ def card_tag_change(request: HttpRequest, contact_id: int, tag_id: int) -> HttpR
         return _render_tags(request, contact, first_error(form), "error")
     if form.cleaned_data["remove"]:
         contact.remove_tag(tag.name, user=request.user)
-        return _render_tags(request, contact, f"Removed {tag.name}.")
+        return _render_tags(request, contact, _("Removed %(tag)s.") % {"tag": tag.name})
     if form.cleaned_data["score"] is not None:
         new_score = contact.set_tag_score(tag.name, form.cleaned_data["score"], user=request.user)
-        return _render_tags(request, contact, f"{tag.name}: set to {new_score}." if new_score else f"Removed {tag.name}.")
+        message = (_("%(tag)s: set to %(score)s.") % {"tag": tag.name, "score": new_score} if new_score
+                   else _("Removed %(tag)s.") % {"tag": tag.name})
+        return _render_tags(request, contact, message)
     new_score = contact.add_tag(tag.name, form.cleaned_data["delta"], user=request.user)
-    return _render_tags(request, contact, f"{tag.name}: {new_score}" if new_score else f"Removed {tag.name}.")
+    return _render_tags(request, contact, f"{tag.name}: {new_score}" if new_score else _("Removed %(tag)s.") % {"tag": tag.name})
 
 
 @require_GET
@@ -234,7 +255,7 @@ def card_note_add(request: HttpRequest, contact_id: int) -> HttpResponse:
     form = NoteForm(request.POST)
     if form.is_valid():
         Note.objects.create(contact=contact, author_id=request.user.pk, text=form.cleaned_data["text"])
-        return toast(render(request, "contacts/card.html#notes", _notes_context(request, contact)), "Note added.")
+        return toast(render(request, "contacts/card.html#notes", _notes_context(request, contact)), _("Note added."))
     return render(request, "contacts/card.html#notes", _notes_context(request, contact, form=form))
 
 
@@ -251,9 +272,10 @@ def card_note_edit(request: HttpRequest, contact_id: int, note_id: int) -> HttpR
         form = NoteForm(request.POST)
         if not form.is_valid():
             response = render(request, "contacts/card.html#notes", _notes_context(request, contact))
-            return toast(response, "Note not saved: " + " ".join(map(str, form.errors.get("text", []))), "error")
+            problem = " ".join(map(str, form.errors.get("text", [])))
+            return toast(response, _("Note not saved: %(problem)s") % {"problem": problem}, "error")
         Note.objects.filter(pk=note.pk).update(text=form.cleaned_data["text"], updated_at=timezone.now())
-        return toast(render(request, "contacts/card.html#notes", _notes_context(request, contact)), "Note saved.")
+        return toast(render(request, "contacts/card.html#notes", _notes_context(request, contact)), _("Note saved."))
     form = NoteForm(initial={"text": note.text})
     return render(request, "contacts/note_edit.html", {"contact": contact, "note": note, "form": form})
 
@@ -273,7 +295,9 @@ def card_owner_set(request: HttpRequest, contact_id: int) -> HttpResponse:
         return toast(render(request, "contacts/card.html#owner", _owner_context(request, contact)), str(exc), "error")
     owner = contact.owner
     response = render(request, "contacts/card.html#owner", _owner_context(request, contact))
-    return toast(response, f"Owner: {owner.get_full_name() or owner.username}." if owner else "Owner cleared.")
+    if owner is None:
+        return toast(response, _("Owner cleared."))
+    return toast(response, _("Owner: %(name)s.") % {"name": owner.get_full_name() or owner.username})
 
 
 @require_POST
@@ -283,13 +307,16 @@ def card_consent_set(request: HttpRequest, contact_id: int) -> HttpResponse:
     form = ConsentForm(request.POST)
     if not form.is_valid():
         response = render(request, "contacts/card.html#consents", _consents_context(request, contact))
-        return toast(response, "Pick a channel and grant or withdraw.", "error")
+        return toast(response, _("Pick a channel and grant or withdraw."), "error")
     channel, granted = form.cleaned_data["channel"], form.cleaned_data["granted"]
     with transaction.atomic(), connection.cursor() as cursor:
         consents_record(cursor, contact_ids=[contact.pk], channels=[channel], granted=[granted],
                         source="manual", user_id=request.user.pk)
     response = render(request, "contacts/card.html#consents", _consents_context(request, contact))
-    return toast(response, f"Consent for {channel} {'granted' if granted else 'withdrawn'}.")
+    label = CONSENT_CHANNEL_LABELS.get(channel, channel)
+    if granted:
+        return toast(response, _("Consent for %(channel)s granted.") % {"channel": label})
+    return toast(response, _("Consent for %(channel)s withdrawn.") % {"channel": label})
 
 
 # --- GDPR -------------------------------------------------------------------------------------------
@@ -312,6 +339,6 @@ def card_erase(request: HttpRequest, contact_id: int) -> HttpResponse:
         return redirect("contacts:card", contact_id=contact.pk)
     email = contact.email
     contact_erase(contact, user=request.user)
-    messages.success(request, f"{email} was erased. A hash of the address keeps it from being re-created "
-                              "without new consent.")
+    messages.success(request, _("%(email)s was erased. A hash of the address keeps it from being re-created "
+                                "without new consent.") % {"email": email})
     return redirect("contacts:list")

@@ -6,6 +6,8 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import get_language, pgettext
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from contacts.csvio import (
@@ -56,14 +58,15 @@ def import_detail(request: HttpRequest, import_id: int) -> HttpResponse:
         if form.is_valid():
             contact_import.mapping = form.mapping()
             contact_import.status = ContactImport.Status.QUEUED
-            job = job_start(contacts_import_task, title=f"Import {contact_import.filename}",
-                            params={"import_id": contact_import.pk}, user=request.user)
+            # the row-error report is stored: the worker writes it in the uploader's language
+            job = job_start(contacts_import_task, title=_("Import %(file)s") % {"file": contact_import.filename},
+                            params={"import_id": contact_import.pk, "language": get_language()}, user=request.user)
             contact_import.job_id = job.pk
             contact_import.save(update_fields=["mapping", "status", "job_id"])
             return redirect("contacts:import_detail", import_id=contact_import.pk)
     else:
         form = ImportMappingForm(initial=contact_import.mapping, header=header)
-    _, preview = read_header_and_preview(contact_import.content)
+    _header, preview = read_header_and_preview(contact_import.content)
     return render(request, "contacts/import_detail.html", {
         "contact_import": contact_import, "form": form, "header": header, "preview": preview,
         **_import_status_context(contact_import),
@@ -88,7 +91,9 @@ def import_status(request: HttpRequest, import_id: int) -> HttpResponse:
 @role_required(MARKETER)
 def import_errors(request: HttpRequest, import_id: int) -> StreamingHttpResponse:
     contact_import = get_object_or_404(ContactImport.objects.defer("content"), pk=import_id)
-    rows = [["row", "column", "problem"], *contact_import.errors]
+    # the report is read by people: its header in their language (the problems were written in the uploader's)
+    header = [pgettext("csv header", "row"), pgettext("csv header", "column"), pgettext("csv header", "problem")]
+    rows = [header, *contact_import.errors]
     response = StreamingHttpResponse(csv_lines(rows), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="import-{contact_import.pk}-errors.csv"'
     return response

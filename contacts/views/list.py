@@ -6,13 +6,18 @@ are the Marketer's."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 
 from contacts.csvio import contacts_export_rows, csv_lines
@@ -64,10 +69,18 @@ def _list_context(request: HttpRequest, data: QueryDict) -> dict:
     query.pop("page", None)
     sort_query = query.copy()
     sort_query.pop("sort", None)
+    list_url = reverse("contacts:list")
+    # "did you mean “kurtki” or “kurtka”?" — each suggestion a link sorting by it
+    suggestions = filterset.sort_tag_suggestions
+    suggestion_links = mark_safe(_(" or ").join(
+        format_html('<a href="{}?{}&amp;sort=tag:{}">{}</a>', list_url, sort_query.urlencode(), quote(name),
+                    _("“%(name)s”") % {"name": name})
+        for name in suggestions))
     return {
         "sort_tag": filterset.sort_tag_name,
         "sort_tag_known": filterset.sort_tag_id is not None,
-        "sort_tag_suggestions": filterset.sort_tag_suggestions,
+        "sort_tag_suggestions": suggestions,
+        "sort_tag_suggestion_links": suggestion_links,
         "sort_base_query": sort_query.urlencode(),
         "filter": filterset,
         "contacts": rows,
@@ -104,36 +117,43 @@ def contact_bulk(request: HttpRequest) -> HttpResponse:
     form = BulkActionForm(request.POST, owner_choices=owner_choices())
     query = request.POST.get("query", "")
     if not form.is_valid():
-        errors = "; ".join(f"{form.fields[name].label if name in form.fields else name}: {' '.join(map(str, errs))}"
+        # "Tag: …", with the field's (translated) label
+        errors = "; ".join(f"{(form.fields[name].label if name in form.fields else None) or name}: {' '.join(map(str, errs))}"
                            for name, errs in form.errors.items())
         return toast(HttpResponse(status=204), errors, "error")
     params = form.params()
     if form.cleaned_data["scope"] == "all":
         filterset = ContactFilterSet(QueryDict(query), queryset=Contact.objects.all())
         params["query"] = query
-        title = bulk_title(params, "all contacts matching the filters" if filterset.is_filtered else "all contacts")
+        # the job's title is stored: written in the language of the person who started it
+        title = bulk_title(params, _("all contacts matching the filters") if filterset.is_filtered else _("all contacts"))
         job = job_start(contacts_bulk_task, title=title, params=params, user=request.user)
         response = render(request, "contacts/bulk_status.html", {"job": job, "poll_url": reverse(
             "contacts:bulk_status", kwargs={"job_id": job.pk})})
-        return toast(response, "Started: " + title, "info")
+        return toast(response, _("Started: %(title)s") % {"title": title}, "info")
     ids = form.cleaned_data["ids"]
     if not ids:
-        return toast(HttpResponse(status=204), "Tick some contacts first, or use “all matching”.", "warning")
+        return toast(HttpResponse(status=204), _("Tick some contacts first, or use “all matching”."), "warning")
     changed = bulk_apply(Contact.objects.filter(pk__in=ids), params, user=request.user)
     response = render(request, "contacts/list.html#results", _list_context(request, QueryDict(query)))
-    return toast(response, bulk_title(params, f"{len(ids)} selected contacts") + f" — {changed} changed.")
+    target = ngettext("%(count)d selected contact", "%(count)d selected contacts", len(ids)) % {"count": len(ids)}
+    return toast(response, ngettext("%(action)s — %(changed)d changed.", "%(action)s — %(changed)d changed.", changed)
+                 % {"action": bulk_title(params, target), "changed": changed})
 
 
 def bulk_title(params: dict, target: str) -> str:
+    """The action in words, on ``target`` ("all contacts", "3 selected contacts")."""
     action = params["action"]
     if action == "add_tag":
         score = int(params["score"])
-        return f"Add {params['tag']} ({'+' if score > 0 else ''}{score}) to {target}"
+        return _("Add %(tag)s (%(score)s) to %(target)s") % {
+            "tag": params["tag"], "score": f"{'+' if score > 0 else ''}{score}", "target": target}
     if action == "set_tag_score":
-        return f"Set {params['tag']} to {int(params['score'])} on {target}"
+        return _("Set %(tag)s to %(score)d on %(target)s") % {"tag": params["tag"], "score": int(params["score"]),
+                                                              "target": target}
     if action == "remove_tag":
-        return f"Remove {params['tag']} from {target}"
-    return f"Assign an owner to {target}"
+        return _("Remove %(tag)s from %(target)s") % {"tag": params["tag"], "target": target}
+    return _("Assign an owner to %(target)s") % {"target": target}
 
 
 @require_GET

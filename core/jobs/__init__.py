@@ -39,6 +39,8 @@ from django.db import connection, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.functional import Promise
+from django.utils.translation import pgettext_lazy
 
 from core import locks
 from core.jobs.runner import (
@@ -87,7 +89,7 @@ def job_lock_id(job_id: int) -> int:
     return job_id % 2**31
 
 
-def job_task(kind: str, *, roles: Sequence[str], label: str = "", **task_options: Any) -> Callable[[Callable], Any]:
+def job_task(kind: str, *, roles: Sequence[str], label: str | Promise = "", **task_options: Any) -> Callable[[Callable], Any]:
     """Decorator making ``func(job, progress)`` a Celery task that takes a job id; ``roles`` may
     start (and re-run) jobs of this kind; ``label`` is how pages name the kind ("Contact import",
     never ``import_contacts``)."""
@@ -110,13 +112,54 @@ def job_task(kind: str, *, roles: Sequence[str], label: str = "", **task_options
 
 # kind → its Celery task (with ``job_kind`` and ``job_roles``)
 JOB_TASKS: dict[str, Any] = {}
-# kind → the words pages show for it
-JOB_KIND_LABELS: dict[str, str] = {}
+# kind → the words pages show for it (lazy: in the reader's language)
+JOB_KIND_LABELS: dict[str, Any] = {}
+
+# The keys of the areas' job results and parameters that a job's page lists, in words; a key not
+# named here is humanized from its slug.
+JOB_FIELD_LABELS = {
+    "applied": pgettext_lazy("job field", "Applied"),
+    "busy": pgettext_lazy("job field", "Busy"),
+    "changed": pgettext_lazy("job field", "Changed"),
+    "contacts": pgettext_lazy("job field", "Contacts"),
+    "days": pgettext_lazy("job field", "Days"),
+    "deleted": pgettext_lazy("job field", "Deleted"),
+    "deliveries": pgettext_lazy("job field", "Deliveries"),
+    "distribution": pgettext_lazy("job field", "Distribution"),
+    "down": pgettext_lazy("job field", "Moved down"),
+    "events": pgettext_lazy("job field", "Events"),
+    "import_id": pgettext_lazy("job field", "Import"),
+    "language": pgettext_lazy("job field", "Language"),
+    "matched": pgettext_lazy("job field", "Matched"),
+    "members": pgettext_lazy("job field", "Members"),
+    "no_tier": pgettext_lazy("job field", "Without a tier"),
+    "outbox": pgettext_lazy("job field", "Outbox"),
+    "pending_down": pgettext_lazy("job field", "Waiting to move down"),
+    "points": pgettext_lazy("job field", "Points"),
+    "program_id": pgettext_lazy("job field", "Programme"),
+    "reason": pgettext_lazy("job field", "Reason"),
+    "replayed": pgettext_lazy("job field", "Replayed"),
+    "segment_id": pgettext_lazy("job field", "Segment"),
+    "since": pgettext_lazy("job field", "Since"),
+    "skipped": pgettext_lazy("job field", "Skipped"),
+    "tags": pgettext_lazy("job field", "Tags"),
+    "timed_out": pgettext_lazy("job field", "Timed out"),
+    "top_tags": pgettext_lazy("job field", "Top tags"),
+    "unchanged": pgettext_lazy("job field", "Unchanged"),
+    "up": pgettext_lazy("job field", "Moved up"),
+    "version": pgettext_lazy("job field", "Version"),
+    "webhook_id": pgettext_lazy("job field", "Webhook"),
+    "written": pgettext_lazy("job field", "Written"),
+}
 
 
 def job_kind_label(kind: str) -> str:
     """A job kind in words; a kind no task registers (an old row) is humanized from its slug."""
-    return JOB_KIND_LABELS.get(kind) or kind.replace("_", " ").capitalize()
+    return str(JOB_KIND_LABELS.get(kind) or kind.replace("_", " ").capitalize())
+
+
+def job_field_label(key: str) -> str:
+    return str(JOB_FIELD_LABELS.get(key) or key.replace("_", " ").capitalize())
 
 
 def _job_deliver(job_id: int, kind: str, func: Callable) -> str:
@@ -171,7 +214,7 @@ def job_start(
         params["link"] = {"label": link[0], "text": link[1], "url": link[2]}
     job = Job.objects.create(
         kind=task.job_kind,
-        title=title[:200],
+        title=str(title)[:200],  # a lazy translation is stored as the starter's words
         params=params,
         created_by=user if getattr(user, "is_authenticated", False) else None,
         total=total,
@@ -232,6 +275,7 @@ def jobs_sweep(*, running_after: timedelta = timedelta(seconds=60),
     for job in Job.objects.filter(pk__in=stale_ids).only("pk", "kind", "attempts", "status"):
         task = JOB_TASKS.get(job.kind)
         if task is None or job.attempts >= MAX_REVIVALS:
+            # stored, so in English (the worker has no reader's language)
             reason = ("Its kind of job no longer exists." if task is None else
                       f"The worker stopped {job.attempts} times while running this job; run it again.")
             failed += Job.objects.filter(pk=job.pk, status=job.status).update(

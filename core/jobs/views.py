@@ -10,13 +10,15 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.text import get_text_list
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from core.htmx import render_page
-from core.jobs import JOB_TASKS, job_restart, job_resumable, job_resume, user_may_start
+from core.jobs import JOB_TASKS, job_field_label, job_restart, job_resumable, job_resume, user_may_start
 from core.models import Job
-from core.roles import ADMIN, MARKETER, STAFF, role_required
+from core.roles import ADMIN, MARKETER, STAFF, role_label, role_required
 
 JOB_LIST_ROLES = (MARKETER, ADMIN)
 
@@ -34,6 +36,17 @@ def jobs(request: HttpRequest) -> HttpResponse:
     }, partial="results")
 
 
+def _shown(value: object) -> object:
+    if isinstance(value, bool):
+        return _("yes") if value else _("no")
+    return value
+
+
+def _fields(values: dict, hidden: tuple[str, ...]) -> list[tuple[str, object]]:
+    """A job's result or parameters as (label, value) lines, internal keys left out."""
+    return [(job_field_label(key), _shown(value)) for key, value in values.items() if key not in hidden]
+
+
 @require_GET
 @role_required(*STAFF)
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
@@ -43,7 +56,9 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         "poll_url": reverse("jobs:progress", kwargs={"job_id": job.pk}),
         "can_restart": job.is_finished and user_may_start(request.user, job.kind),
         "can_resume": job_resumable(job) and user_may_start(request.user, job.kind),
-        "rerun_roles": " or ".join(getattr(JOB_TASKS.get(job.kind), "job_roles", ())),
+        "rerun_roles": get_text_list([role_label(role) for role in getattr(JOB_TASKS.get(job.kind), "job_roles", ())], _("or")),
+        "result_fields": _fields(job.result or {}, ("rule_id",)),
+        "param_fields": _fields(job.params or {}, ("actions", "rule_id", "link")),
     })
 
 
@@ -55,7 +70,7 @@ def job_progress(request: HttpRequest, job_id: int) -> HttpResponse:
     response = render(request, "includes/job_progress.html", {
         "job": job, "poll_url": reverse("jobs:progress", kwargs={"job_id": job.pk}),
         "result_url": reverse("jobs:detail", kwargs={"job_id": job.pk}),
-        "result_label": "Details",
+        "result_label": _("Details"),
     })
     if job.is_finished and request.htmx:
         # 286: htmx swaps this last render and stops polling; "<kind>-finished" lets the page
@@ -72,12 +87,12 @@ def job_rerun(request: HttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(Job, pk=job_id)
     if job.kind in JOB_TASKS and not user_may_start(request.user, job.kind):
         # the roles that may start this kind of job (an Admin-only recompute stays Admin-only)
-        raise PermissionDenied("Your role may not run this kind of job.")
+        raise PermissionDenied(_("Your role may not run this kind of job."))
     if not job.is_finished or job.kind not in JOB_TASKS:
-        messages.error(request, "Only a finished job of a known kind can be run again.")
+        messages.error(request, _("Only a finished job of a known kind can be run again."))
         return redirect("jobs:detail", job_id=job.pk)
     new_job = job_restart(job, user=request.user)
-    messages.success(request, f"Started again as job #{new_job.pk}.")
+    messages.success(request, _("Started again as job #%(number)s.") % {"number": new_job.pk})
     return redirect("jobs:detail", job_id=new_job.pk)
 
 
@@ -87,9 +102,9 @@ def job_continue(request: HttpRequest, job_id: int) -> HttpResponse:
     """"Continue" a failed job from its last committed chunk (same role rule as "Run again")."""
     job = get_object_or_404(Job, pk=job_id)
     if job.kind in JOB_TASKS and not user_may_start(request.user, job.kind):
-        raise PermissionDenied("Your role may not run this kind of job.")
+        raise PermissionDenied(_("Your role may not run this kind of job."))
     if not job_resumable(job):
-        messages.error(request, "Only a failed job that got part of the way can continue.")
+        messages.error(request, _("Only a failed job that got part of the way can continue."))
     elif job_resume(job):
-        messages.success(request, "Continuing from where it stopped.")
+        messages.success(request, _("Continuing from where it stopped."))
     return redirect("jobs:detail", job_id=job.pk)

@@ -17,8 +17,12 @@ from django import template
 from django.conf import settings
 from django.template.context import Context
 from django.template.defaultfilters import floatformat
-from django.utils.html import conditional_escape, escape
+from django.utils.html import conditional_escape, escape, json_script
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from core.roles import role_label
 
 register = template.Library()
 
@@ -127,7 +131,9 @@ def tag_chip_html(context: Context) -> SafeString:
     parts = [f'<a href="{conditional_escape(href)}"' if href else "<span", f' class="{classes}"']
     if colour:
         parts.append(f' style="--chip-colour: {conditional_escape(colour)}"')
-    parts.append(f' title="{name}{f" · score {score_text}" if shown else ""}{" · strongest" if strongest else ""}">')
+    score_part = " · " + _("score %(score)s") % {"score": score_text} if shown else ""
+    strongest_part = " · " + _("strongest") if strongest else ""
+    parts.append(f' title="{name}{score_part}{strongest_part}">')
     if strongest:
         parts.append(icon_markup("star", "12"))
     elif colour:
@@ -139,8 +145,9 @@ def tag_chip_html(context: Context) -> SafeString:
     return mark_safe("".join(parts))
 
 
-_TEMPERATURES = {"hot": ("flame", "Hot", "Hot lead"), "warm": ("sun", "Warm", "Warm lead"),
-                 "cold": ("snowflake", "Cold", "Cold lead")}
+_TEMPERATURES = {"hot": ("flame", gettext_lazy("Hot"), gettext_lazy("Hot lead")),
+                 "warm": ("sun", gettext_lazy("Warm"), gettext_lazy("Warm lead")),
+                 "cold": ("snowflake", gettext_lazy("Cold"), gettext_lazy("Cold lead"))}
 
 
 @register.simple_tag(takes_context=True)
@@ -149,7 +156,39 @@ def temperature_badge_html(context: Context) -> SafeString:
     temperature, title = context.get("temperature"), context.get("title")
     known = _TEMPERATURES.get(temperature) if isinstance(temperature, str) else None
     if known is None:
-        return mark_safe(f'<span class="temp" title="{conditional_escape(title or "No temperature yet")}">—</span>')
+        title = title or _("No temperature yet")
+        return mark_safe(f'<span class="temp" title="{conditional_escape(title)}">—</span>')
     icon, text, default_title = known
-    return mark_safe(f'<span class="temp temp-{text.lower()}" title="{conditional_escape(title or default_title)}">'
-                     f"{icon_markup(icon)}{text}</span>")
+    return mark_safe(f'<span class="temp temp-{temperature}" title="{conditional_escape(title or default_title)}">'
+                     f"{icon_markup(icon)}{conditional_escape(text)}</span>")
+
+
+# The static scripts' own words (toasts, the confirm dialog, "Copied"), translated with the page and
+# read by app.js from a JSON block (MH.t): no JavaScriptCatalog request, no inline code under the CSP.
+# "%(status)s" is filled in by the script.
+JS_STRINGS = {
+    "dismiss": gettext_lazy("Dismiss"),
+    "confirm": gettext_lazy("Confirm"),
+    "copied": gettext_lazy("Copied"),
+    "error_status": gettext_lazy("Something went wrong (%(status)s). Please try again."),
+    "forbidden": gettext_lazy("You don't have permission to do that."),
+    "not_found": gettext_lazy("That item no longer exists."),
+    "too_many": gettext_lazy("Too many requests. Wait a moment and try again."),
+    "not_accepted": gettext_lazy("The request was not accepted (%(status)s)."),
+    "offline": gettext_lazy("Could not reach the server. Check your connection and try again."),
+    "page_changed": gettext_lazy("The page changed while you were deciding; please try again."),
+    "chart_error": gettext_lazy("Chart data could not be read."),
+}
+
+
+@register.simple_tag
+def js_strings() -> SafeString:
+    """``<script type="application/json" id="mh-strings">`` with ``JS_STRINGS`` in the active language."""
+    return json_script({key: str(text) for key, text in JS_STRINGS.items()}, "mh-strings")
+
+
+@register.filter(name="role_label")
+def role_label_filter(role: str) -> str:
+    """``{{ group.name|role_label }}``: a role's display name (the Group names stay English)."""
+    return role_label(role)
+

@@ -15,6 +15,11 @@
  *   Confirm         form[data-confirm="Sure?"] and hx-confirm ask in one dialog: see confirm.js.
  *   Demo logins     [data-fill-login][data-username][data-password] fills the login form.
  *   Progress bar    body.is-loading while any htmx request runs (skip with data-no-progress).
+ *   Auto-submit     select[data-autosubmit] submits its form on change; [data-autosubmit-button]
+ *                   (the no-JavaScript fallback) is hidden.
+ *   Words           window.MH.t(key, englishFallback, {name: value}) reads the page's translated
+ *                   strings (#mh-strings, from core/templatetags/mh_ui.py JS_STRINGS; a template
+ *                   may also pass its own words in data attributes, e.g. data-copied-label).
  */
 (function () {
   "use strict";
@@ -30,6 +35,19 @@
     info: '<path d="M12 11v6.5"/><path d="M12 6.5h.01"/>',
     close: '<path d="M18 6 6 18M6 6l12 12"/>'
   };
+
+  // The page's words for these scripts (core/templatetags/mh_ui.py JS_STRINGS, in the page's
+  // language); the English fallback keeps a page without the block working.
+  var strings = null;
+  function t(key, fallback, values) {
+    if (strings === null) {
+      var block = document.getElementById("mh-strings");
+      try { strings = block ? JSON.parse(block.textContent) : {}; } catch (e) { strings = {}; }
+    }
+    var text = strings[key] || fallback;
+    if (values) text = text.replace(/%\((\w+)\)s/g, function (all, name) { return name in values ? String(values[name]) : all; });
+    return text;
+  }
 
   function icon(name) { return SVG_OPEN + (ICON_PATHS[name] || ICON_PATHS.info) + "</svg>"; }
 
@@ -132,7 +150,7 @@
     close.type = "button";
     close.className = "toast-close";
     close.setAttribute("data-toast-close", "");
-    close.setAttribute("aria-label", "Dismiss");
+    close.setAttribute("aria-label", t("dismiss", "Dismiss"));
     close.innerHTML = icon("close");
     el.appendChild(iconBox);
     el.appendChild(body);
@@ -198,18 +216,18 @@
     var trigger = xhr.getResponseHeader("HX-Trigger") || "";
     if (trigger.indexOf("toast") >= 0) return; // the server already explained itself
     var status = xhr.status;
-    var text = "Something went wrong (" + status + "). Please try again.";
-    if (status === 403) text = "You don't have permission to do that.";
-    else if (status === 404) text = "That item no longer exists.";
-    else if (status === 429) text = "Too many requests. Wait a moment and try again.";
-    else if (status >= 400 && status < 500) text = "The request was not accepted (" + status + ").";
+    var text = t("error_status", "Something went wrong (%(status)s). Please try again.", { status: status });
+    if (status === 403) text = t("forbidden", "You don't have permission to do that.");
+    else if (status === 404) text = t("not_found", "That item no longer exists.");
+    else if (status === 429) text = t("too_many", "Too many requests. Wait a moment and try again.");
+    else if (status >= 400 && status < 500) text = t("not_accepted", "The request was not accepted (%(status)s).", { status: status });
     showToast(text, "error");
   });
 
   document.addEventListener("htmx:sendError", function (evt) {
     var elt = evt.detail && evt.detail.elt;
     if (elt && elt.closest && elt.closest("[data-no-progress]")) return; // a missed poll is retried
-    showToast("Could not reach the server. Check your connection and try again.", "error");
+    showToast(t("offline", "Could not reach the server. Check your connection and try again."), "error");
   });
 
   /* --------------------------------------------------------------- sidebar */
@@ -377,6 +395,7 @@
   window.MH.toast = showToast;
   window.MH.openDialog = openDialog;
   window.MH.closeDialogs = closeDialogs;
+  window.MH.t = t;
 
   // htmx fires htmx:load for <body> on DOMContentLoaded and for every swap; register now (this
   // script runs after htmx.min.js, before DOMContentLoaded) so the first call is not missed.
@@ -386,6 +405,15 @@
   onReady(function () {
     var box = document.getElementById("toasts");
     if (box) watchToasts(box);
+    // The language switcher: a choice applies at once; its button is for a browser without JS.
+    Array.prototype.forEach.call(document.querySelectorAll("[data-autosubmit-button]"), function (button) {
+      button.hidden = true;
+    });
+  });
+
+  document.addEventListener("change", function (evt) {
+    var select = evt.target.closest ? evt.target.closest("select[data-autosubmit]") : null;
+    if (select && select.form) select.form.submit();
   });
 
   // [data-copy="element-id"] buttons copy that element's text (a new API key, a write key, a
@@ -397,7 +425,7 @@
     if (!source || !navigator.clipboard) return;
     navigator.clipboard.writeText(source.textContent.trim()).then(function () {
       var label = button.textContent;
-      button.textContent = "Copied";
+      button.textContent = button.getAttribute("data-copied-label") || t("copied", "Copied");
       setTimeout(function () { button.textContent = label; }, 1500);
     });
   });

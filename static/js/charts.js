@@ -50,6 +50,8 @@
       colorway: COLORWAY,
       margin: { l: 8, r: 8, t: figLayout && figLayout.title ? 40 : 8, b: 8, pad: 4 },
       hovermode: "closest",
+      // Numbers as the page's language writes them: 1 234,5 in Polish, 1,234.5 in English.
+      separators: (document.documentElement.lang || "en").slice(0, 2) === "pl" ? ",\u00a0" : ".,",
       hoverlabel: { bgcolor: "#0f172a", bordercolor: "#0f172a", font: { family: FONT, color: "#ffffff", size: 12 } },
       legend: { orientation: "h", x: 0, xanchor: "left", y: 1.02, yanchor: "bottom", font: { size: 12, color: "#475569" }, bgcolor: "rgba(0,0,0,0)" },
       title: { font: { size: 14, color: "#0f172a" }, x: 0, xanchor: "left", pad: { l: 4 } },
@@ -62,6 +64,30 @@
       if (/^[xy]axis\d+$/.test(key)) layout[key] = axisDefaults();
     });
     return layout;
+  }
+
+  // Dates on the axes and in hover labels as Polish writes them ("sty 2026", "15.01.2026"): Plotly's
+  // locale format, registered once when the page is in Polish.
+  var POLISH = {
+    moduleType: "locale", name: "pl", dictionary: {},
+    format: {
+      days: ["niedziela", "poniedziałek", "wtorek", "środa", "czwartek", "piątek", "sobota"],
+      shortDays: ["niedz.", "pon.", "wt.", "śr.", "czw.", "pt.", "sob."],
+      months: ["styczeń", "luty", "marzec", "kwiecień", "maj", "czerwiec", "lipiec", "sierpień", "wrzesień",
+               "październik", "listopad", "grudzień"],
+      shortMonths: ["sty", "lut", "mar", "kwi", "maj", "cze", "lip", "sie", "wrz", "paź", "lis", "gru"],
+      date: "%d.%m.%Y", decimal: ",", thousands: "\u00a0"
+    }
+  };
+  var polishRegistered = false;
+
+  function pageLocale() {
+    if ((document.documentElement.lang || "en").slice(0, 2) !== "pl") return "en";
+    if (!polishRegistered) {
+      window.Plotly.register(POLISH);
+      polishRegistered = true;
+    }
+    return "pl";
   }
 
   var CONFIG = {
@@ -100,14 +126,17 @@
     if (el._mhChartDrawn) return;
     var fig = readFigure(el);
     if (!fig) {
-      el.innerHTML = '<div class="chart-error">Chart data could not be read.</div>';
+      var message = document.createElement("div");
+      message.className = "chart-error";
+      message.textContent = window.MH && window.MH.t ? window.MH.t("chart_error", "Chart data could not be read.") : "Chart data could not be read.";
+      el.replaceChildren(message);
       el._mhChartDrawn = true;
       return;
     }
     el._mhChartDrawn = true;
     var figLayout = fig.layout || {};
     var layout = merge(baseLayout(figLayout), figLayout);
-    var config = merge(CONFIG, fig.config || {});
+    var config = merge(merge(CONFIG, { locale: pageLocale() }), fig.config || {});
     var links = figLayout.meta && Array.isArray(figLayout.meta.links) ? figLayout.meta.links : null;
 
     window.Plotly.newPlot(el, fig.data || [], layout, config).then(function () {

@@ -24,7 +24,7 @@
     }
     var ok = dlg.querySelector("[data-confirm-ok]");
     dlg.querySelector("[data-confirm-message]").textContent = question;
-    ok.textContent = buttonLabel || ok.getAttribute("data-default-label") || "Confirm";
+    ok.textContent = buttonLabel || ok.getAttribute("data-default-label") || (window.MH && window.MH.t ? window.MH.t("confirm", "Confirm") : "Confirm");
     onConfirm = then;
     dlg.returnValue = "";
     if (!dlg.open) dlg.showModal();
@@ -44,7 +44,8 @@
   // asked about is gone, so say so rather than act on something the user no longer sees.
   function stillThere(el) {
     if (el && document.body.contains(el)) return true;
-    if (window.MH && window.MH.toast) window.MH.toast("The page changed while you were deciding; please try again.", "warning");
+    if (window.MH && window.MH.toast) window.MH.toast(window.MH.t ? window.MH.t("page_changed", "The page changed while you were deciding; please try again.")
+      : "The page changed while you were deciding; please try again.", "warning");
     return false;
   }
 

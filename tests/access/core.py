@@ -17,6 +17,8 @@ def _user():
 
 ACCESS = {
     "dashboard": {"roles": {MARKETER, SALES, ADMIN}},
+    # the sidebar's language switcher: every role
+    "user_language": {"roles": {MARKETER, SALES, ADMIN}, "method": "post"},
     "settings": {"roles": {ADMIN}},
     "api_keys": {"roles": {ADMIN}},
     "api_key_revoke": {"roles": {ADMIN}, "method": "post", "kwargs": lambda: {"key_id": 999999}},

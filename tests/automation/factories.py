@@ -12,7 +12,7 @@ from automation.rules import rule_save, validate_rule
 
 _counter = itertools.count(1)
 
-# The rule editor's form as the browser posts it: "When a product_view with category = kurtki
+# The rule editor's form as the browser posts it: "When a product view with category = kurtki
 # happens, add tag KURTKI +1."
 JACKETS_FORM = {
     "name": "Jackets", "event_type": "product_view", "active": "on",

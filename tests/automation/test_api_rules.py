@@ -32,7 +32,7 @@ def test_create_get_list_patch_delete(admin_api):
     assert body["actions"] == RULE["actions"] and body["active"] is True and body["activated_at"]
     rule_id = body["id"]
     # and it can be read, listed, patched and deleted
-    assert admin_api.get(f"/api/v1/rules/{rule_id}").json()["summary"].startswith("When a product_view with category = kurtki")
+    assert admin_api.get(f"/api/v1/rules/{rule_id}").json()["summary"].startswith("When a product view with category = kurtki")
     listing = admin_api.get("/api/v1/rules").json()
     assert listing["count"] == 1 and listing["results"][0]["id"] == rule_id
     patched = admin_api.patch(f"/api/v1/rules/{rule_id}", json={"active": False, "name": "Renamed"})

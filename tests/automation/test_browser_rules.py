@@ -40,7 +40,7 @@ def test_rule_editor_preview_and_run_on_past_events(live_server, login_page, mar
     page.fill("#act-0-score", "2")
     # then the plain-language summary follows the typing
     expect(page.get_by_test_id("rule-summary")).to_contain_text(
-        "When a product_view with category = KURTKI happens, add tag Jacket fan +2.")
+        "When a product view with category = KURTKI happens, add tag Jacket fan +2.")
 
     # when they preview the last 30 days
     page.click("[data-testid=preview-rule]")

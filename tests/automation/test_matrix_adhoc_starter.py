@@ -5,6 +5,7 @@ from __future__ import annotations
 from unittest import mock
 
 import pytest
+from django.utils import translation
 
 from automation.adhoc import adhoc_run
 from automation.ingestion import events_ingest
@@ -44,6 +45,17 @@ def test_matrix_maps_values_to_tags_once(match, rows, url, expected):
     # then
     assert tags_of("anna@example.com") == expected
     assert MatrixApplication.objects.filter(matrix=matrix).count() == 1
+
+
+def test_starter_rules_are_named_in_the_installers_language_and_installed_once_in_any():
+    # when a Polish user installs the starter model, and an English one clicks the button again
+    with translation.override("pl"):
+        polish = install_starter_rules()
+    english = install_starter_rules()
+    # then the rules carry Polish names and descriptions, and none is installed twice
+    assert Rule.objects.count() == len(STARTER_RULES)
+    assert [rule.pk for rule in polish] == [rule.pk for rule in english]
+    assert Rule.objects.filter(name="Zapis na newsletter → tag newsletter", description="Oznacza subskrybentów.").exists()
 
 
 def test_starter_rules_install_idempotently_and_score_like_the_seeds():

@@ -33,8 +33,8 @@ def test_editor_changes_are_recorded_with_who_and_what(marketer_client, marketer
     assert [(entry["headline"], entry["who"]) for entry in history] == [
         ("Switched off", name), ("Changed", name), ("Created", name)]
     assert history[1]["changes"] == ["conditions changed", "actions changed", "points cap no cap → 50 points"]
-    assert history[1]["summary"].startswith("When a product_view with category = buty happens")
-    assert history[2]["summary"] == "When a product_view with category = kurtki happens, add tag KURTKI +1."
+    assert history[1]["summary"].startswith("When a product view with category = buty happens")
+    assert history[2]["summary"] == "When a product view with category = kurtki happens, add tag KURTKI +1."
     # and the rule's page shows it
     page = marketer_client.get(reverse("automation:rule_edit", args=[rule.pk])).content.decode()
     assert "Switched off" in page and "Points cap no cap → 50 points" not in page
@@ -82,7 +82,7 @@ def test_matrix_changes_are_recorded(marketer_client, marketer):
     history = object_history(MATRIX, matrix.pk)
     assert [(entry["headline"], entry["changes"]) for entry in history] == [
         ("Changed", ["renamed from “Categories”", "rows changed (1 → 2)"]), ("Created", [])]
-    assert history[0]["summary"] == "On a product_view, category equals: kurtki → KURTKI +1, buty → BUTY +2."
+    assert history[0]["summary"] == "On a product view, category equals: kurtki → KURTKI +1, buty → BUTY +2."
     assert history[0]["who"] == marketer.get_full_name()
     page = marketer_client.get(reverse("automation:matrix_edit", args=[matrix.pk])).content.decode()
     assert 'data-testid="history"' in page and "Rows changed (1 → 2)" not in page and "Renamed from" in page

@@ -6,9 +6,12 @@ from __future__ import annotations
 from unittest import mock
 
 import pytest
+from django.utils import translation
 
 from automation.ingestion import events_ingest
 from automation.models import Rule
+from automation.rules import rule_summary
+from contacts.models import EVENT_TYPE_LABELS
 from core.models import Job
 from tests.automation.factories import JACKETS_FORM, event, make_rule, process_all
 
@@ -70,11 +73,26 @@ def test_editor_shows_errors_in_place_and_keeps_input(marketer_client):
 
 def test_summary_and_rows_endpoints(marketer_client):
     summary = marketer_client.post("/automation/rules/summary/", VALID)
-    assert "When a product_view with category = kurtki happens, add tag KURTKI +1." in summary.content.decode()
+    assert "When a product view with category = kurtki happens, add tag KURTKI +1." in summary.content.decode()
     row = marketer_client.get("/automation/rules/condition-row/?index=4")
     assert 'name="cond-4-property"' in row.content.decode() and "index=5" in row.content.decode()
     action = marketer_client.get("/automation/rules/action-row/?index=2&replace=1&act-2-type=add_score")
     assert 'name="act-2-points"' in action.content.decode()
+
+
+def test_summary_names_the_event_by_its_label_in_the_language_of_the_page(marketer_client):
+    # given the rule in Polish: the event type's label, the actions in Polish
+    with translation.override("pl"):
+        label = str(EVENT_TYPE_LABELS["product_view"]).lower()
+        summary = rule_summary(event_type="product_view",
+                               conditions=[{"property": "category", "op": "eq", "value": "kurtki"}],
+                               actions=[{"type": "add_tag", "tag": "KURTKI", "score": 1},
+                                        {"type": "add_score", "points": 5}],
+                               max_points_per_contact=22)
+    # then no slug, and the numbers agree with their nouns (5 punktów, 22 punkty)
+    assert summary == (f"Gdy nastąpi zdarzenie „{label}”, w którym category = kurtki: dodaj tag KURTKI +1 i dodaj "
+                       "5 punktów (łącznie najwyżej 22 punkty na kontakt).")
+    assert "product_view" not in summary
 
 
 def test_preview_counts_without_writing(marketer_client):

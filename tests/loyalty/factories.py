@@ -11,6 +11,17 @@ from django.utils import timezone
 from loyalty.models import Program
 from loyalty.services import TierSpec, program_recompute, program_save
 
+# The seeds' example programme as the API takes it (a PURCHASE score club, two tiers). Read-only:
+# tests copy it ({**SEEDS_EXAMPLE, …}) to change a field.
+SEEDS_EXAMPLE = {
+    "name": "PURCHASE club",
+    "metric": {"type": "tag_score", "tag": "PURCHASE"},
+    "tiers": [
+        {"name": "Bronze", "min": 0, "benefits": {"discount_percent": 5}},
+        {"name": "Silver", "min": 6, "benefits": {"discount_percent": 7}},
+    ],
+}
+
 
 def make_program(
     name: str = "PURCHASE club",

@@ -7,17 +7,9 @@ import pytest
 
 from loyalty.models import ContactTier, Tier, TierChange
 from tests.factories import ContactFactory, give_tag
+from tests.loyalty.factories import SEEDS_EXAMPLE
 
 pytestmark = pytest.mark.django_db
-
-SEEDS_EXAMPLE = {
-    "name": "PURCHASE club",
-    "metric": {"type": "tag_score", "tag": "PURCHASE"},
-    "tiers": [
-        {"name": "Bronze", "min": 0, "benefits": {"discount_percent": 5}},
-        {"name": "Silver", "min": 6, "benefits": {"discount_percent": 7}},
-    ],
-}
 
 
 @pytest.fixture

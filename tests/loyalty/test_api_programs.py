@@ -6,17 +6,9 @@ import pytest
 
 from loyalty.models import ContactTier, Program, Tier
 from tests.factories import ContactFactory, give_tag
+from tests.loyalty.factories import SEEDS_EXAMPLE
 
 pytestmark = pytest.mark.django_db
-
-SEEDS_EXAMPLE = {
-    "name": "PURCHASE club",
-    "metric": {"type": "tag_score", "tag": "PURCHASE"},
-    "tiers": [
-        {"name": "Bronze", "min": 0, "benefits": {"discount_percent": 5}},
-        {"name": "Silver", "min": 6, "benefits": {"discount_percent": 7}},
-    ],
-}
 
 
 def test_create_returns_the_programme_with_its_tiers(admin_api):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import translation
 
 from segments.explain import describe, explain_for_contact
 from segments.presets import PRESETS
@@ -60,3 +61,20 @@ def test_why_for_a_member():
     give_tag(contact, "kurtki", 3)
     consent(contact, "email", True)
     assert explain_for_contact(DEFINITION, contact.pk).passed is True
+
+
+def test_sentence_in_polish_inflects_counts_and_negations():
+    # given a definition counting purchases, one of them negated
+    definition = {"all": [
+        {"type": "event_count", "event_type": "purchase", "op": "gte", "value": 2, "within_days": 30},
+        {"not": {"type": "event_count", "event_type": "purchase", "op": "gte", "value": 5}},
+        {"type": "has_tag", "tag": "kurtki"},
+    ]}
+    # when it is told in Polish
+    with translation.override("pl"):
+        sentence = describe(definition, for_sending=True)
+    # then the nouns agree with the numbers (2 zakupy, 5 zakupów) and the negation takes the genitive
+    assert sentence == (
+        "Kontakty, które miały co najmniej 2 zakupy w ciągu ostatnich 30 dni i nie miały co najmniej 5 zakupów "
+        "kiedykolwiek i mają tag „kurtki”, i które wyraziły zgodę na kanał e-mail (do wysyłki)."
+    )

@@ -28,7 +28,7 @@ def test_list_shows_count_refresh_and_trend(sales_client, kurtki_segment, django
         response = sales_client.get("/segments/")
     content = response.content.decode()
     assert "Kurtki fans" in content
-    assert '<td class="num" data-testid="segment-count">2</td>' in content
+    assert 'data-testid="segment-count">2</td>' in content
     assert f"/contacts/?segment={kurtki_segment.pk}" in content
 
 

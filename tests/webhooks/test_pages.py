@@ -164,3 +164,40 @@ def test_system_switch_off_is_shown_to_admins(admin_client, receiver):
     # then both warn
     assert "switched off by the system" in page and "410 Gone" in page
     assert "switched off" in dashboard and "Shop" in dashboard
+
+
+def test_the_dashboard_gives_the_switch_off_reason_in_polish(admin_client, receiver):
+    # given a webhook the system switched off, its reason stored in English
+    webhook = make_webhook(receiver.url_for("/hook"), description="Shop")
+    Webhook.objects.filter(pk=webhook.pk).update(active=False, disabled_reason="The receiver answered 410 Gone",
+                                                 disabled_at=timezone.now())
+    # when the admin opens the dashboard in Polish
+    dashboard = admin_client.get(reverse("dashboard"), HTTP_ACCEPT_LANGUAGE="pl").content.decode()
+    # then the reason is in Polish too
+    assert "Odbiorca odpowiedział 410 Gone" in dashboard and "The receiver answered" not in dashboard
+
+
+def test_the_log_keeps_refreshing_when_the_test_message_is_fanned_out_while_the_page_is_made(admin_client, receiver,
+                                                                                          monkeypatch):
+    # given a webhook and its test message waiting in the outbox
+    from webhooks import views
+    from webhooks.fanout import outbox_fanout
+    from webhooks.services import webhook_send_test
+
+    webhook = make_webhook(receiver.url_for("/hook"), description="Shop")
+    webhook_send_test(webhook)
+    # and the worker fans it out after the page has read its log but before it reads the health
+    health = views.webhooks_health
+
+    def fanned_out_meanwhile(ids):
+        outbox_fanout()
+        return health(ids)
+
+    monkeypatch.setattr(views, "webhooks_health", fanned_out_meanwhile)
+    # when the admin's page is made
+    response = admin_client.get(reverse("webhooks:detail", args=[webhook.pk]))
+    # then the call is not in the log yet, but the log refreshes itself until it is
+    text = response.content.decode()
+    assert Delivery.objects.filter(webhook=webhook, type="webhook.test", status="pending").exists()
+    assert "No deliveries yet" in text
+    assert 'hx-trigger="every 3s"' in text
