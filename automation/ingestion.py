@@ -61,6 +61,10 @@ class IngestResult:
     duplicates: int = 0
     suppressed: int = 0
     created_contacts: int = 0
+    # with ``stored_ids=True``: the ids of the events stored now (the rest were duplicates or
+    # suppressed), and the emails whose events were dropped because their person was erased
+    stored_ids: set[str] = field(default_factory=set)
+    suppressed_emails: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -232,9 +236,9 @@ WITH input AS (
     INSERT INTO automation_event (id, event_id, contact_id, type, occurred_at, received_at, properties, value)
     SELECT r.event_pk, r.event_id, r.contact_id, i.type, i.occurred_at, %(now)s, i.properties, i.value
     FROM receipts r JOIN input i ON i.event_id = r.event_id
-    RETURNING 1
+    RETURNING event_id
 )
-SELECT count(*) FROM events
+SELECT count(*), {stored_ids} FROM events
 """
 
 
@@ -254,7 +258,7 @@ def _events_json(events: list[CleanEvent]) -> str:
     return "[" + ",".join(rows) + "]"
 
 
-def _store(events: list[CleanEvent], now: datetime) -> IngestResult:
+def _store(events: list[CleanEvent], now: datetime, *, stored_ids: bool = False) -> IngestResult:
     result = IngestResult()
     emails = sorted({event.email for event in events})
     columns, placeholders, defaults = _contact_defaults()
@@ -287,11 +291,15 @@ def _store(events: list[CleanEvent], now: datetime) -> IngestResult:
         )
         result.created_contacts, suppressed = cursor.fetchone()
         suppressed_emails = set(suppressed)
+        if stored_ids:
+            result.suppressed_emails = suppressed_emails
         kept = [event for event in events if event.email not in suppressed_emails]
         result.suppressed = len(events) - len(kept)
         if kept:
-            cursor.execute(_STORE_SQL, {"events": _events_json(kept), "now": now})
-            result.accepted = cursor.fetchone()[0]
+            sql = _STORE_SQL.format(stored_ids="array_agg(event_id)" if stored_ids else "NULL")
+            cursor.execute(sql, {"events": _events_json(kept), "now": now})
+            result.accepted, ids = cursor.fetchone()
+            result.stored_ids = set(ids or ())
         result.duplicates = len(kept) - result.accepted
         if result.accepted:
             # looked up at call time (module attribute): tests swap the enqueue for a stub
@@ -299,14 +307,16 @@ def _store(events: list[CleanEvent], now: datetime) -> IngestResult:
     return result
 
 
-def events_ingest(items: list[Any], *, now: datetime | None = None, profiles: bool = False) -> IngestResult:
+def events_ingest(items: list[Any], *, now: datetime | None = None, profiles: bool = False,
+                  stored_ids: bool = False) -> IngestResult:
     """Validate (raising IngestValidationError, nothing stored) and store a batch of events.
+    ``stored_ids``: the result names the events stored now and the erased people's emails.
     ``profiles``: the batch may name anonymous profiles (the tracking intake)."""
     now = now or timezone.now()
     events = events_validate(items, now=now, profiles=profiles)
     for attempt in range(4):
         try:
-            return _store(events, now)
+            return _store(events, now, stored_ids=stored_ids)
         except OperationalError as exc:
             # A deadlock or serialization failure with a concurrent writer: the transaction was
             # rolled back whole, so running it again is safe.

@@ -55,29 +55,30 @@ def anonymous_profiles_ensure(emails: Sequence[str]) -> dict[str, int]:
     wanted = sorted(set(emails))
     if not wanted:
         return {}
-    hashes = [email_hash(email) for email in wanted]
     with connection.cursor() as cursor:
+        # Existing profiles are read first and only the missing inserted: an INSERT … ON CONFLICT
+        # that meets a profile the rules engine is updating would wait for the engine's whole batch.
+        cursor.execute("SELECT email, id FROM contacts_contact WHERE email = ANY(%s::text[])", [wanted])
+        found = dict(cursor.fetchall())
+        new = [email for email in wanted if email not in found]
+        if not new:
+            return found
         cursor.execute(
             """
-            WITH t AS (SELECT * FROM unnest(%s::text[], %s::text[]) AS t(email, email_hash)),
-            created AS (
-                INSERT INTO contacts_contact (email, first_name, last_name, phone, country, city, properties,
-                                              score, lead_status, lead_status_reason, is_anonymous,
-                                              created_at, updated_at)
-                SELECT t.email, '', '', '', '', '', '{}'::jsonb, 0, 'new', '', true, now(), now()
-                FROM t WHERE NOT EXISTS (SELECT 1 FROM contacts_suppression s WHERE s.email_hash = t.email_hash)
-                ORDER BY t.email
-                ON CONFLICT (email) DO NOTHING
-                RETURNING id, email
-            )
-            SELECT email, id FROM created
-            UNION ALL
-            SELECT c.email, c.id FROM contacts_contact c JOIN t ON t.email = c.email
+            WITH t AS (SELECT * FROM unnest(%s::text[], %s::text[]) AS t(email, email_hash))
+            INSERT INTO contacts_contact (email, first_name, last_name, phone, country, city, properties,
+                                          score, lead_status, lead_status_reason, is_anonymous,
+                                          created_at, updated_at)
+            SELECT t.email, '', '', '', '', '', '{}'::jsonb, 0, 'new', '', true, now(), now()
+            FROM t WHERE NOT EXISTS (SELECT 1 FROM contacts_suppression s WHERE s.email_hash = t.email_hash)
+            ORDER BY t.email
+            ON CONFLICT (email) DO NOTHING
+            RETURNING email, id
             """,
-            [wanted, hashes],
+            [new, [email_hash(email) for email in new]],
         )
-        found = dict(cursor.fetchall())
-        missing = [email for email in wanted if email not in found]
+        found.update(cursor.fetchall())
+        missing = [email for email in new if email not in found]
         if missing:
             # A concurrent request created them after this statement's snapshot: its insert waited
             # for that one and skipped, and the statement's SELECT could not see the row. A new

@@ -15,10 +15,12 @@ from typing import Any
 import pghistory
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.paginator import Page, Paginator
 from django.db import connection, transaction
 from django.db.models import F, FloatField, Min, Q, Sum
 from django.db.models.functions import Cast, NullIf
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from contacts.countries import ISO_COUNTRY_CODES
 from contacts.models import (
@@ -47,6 +49,8 @@ from core.roles import MARKETER, has_role
 from core.validators import email_is_valid
 
 # --- validation shared by the API schemas and the CSV import --------------------------------------
+# Messages are translated when raised: the API runs in English (its messages are a contract), the
+# CSV import in the language of the person who started it.
 CHANNEL_RE = re.compile(r"^[a-z0-9_][a-z0-9_.-]{0,31}$")
 TEXT_LIMITS = {"first_name": 100, "last_name": 100, "phone": 40, "city": 100}
 CONTACT_FIELDS = ("first_name", "last_name", "phone", "country", "city", "birth_date")
@@ -55,36 +59,36 @@ MAX_TAG_SCORE_STEP = 1_000_000
 
 def clean_email(value: Any) -> str:
     if not isinstance(value, str):
-        raise ValueError("Email must be a string.")
+        raise ValueError(_("Email must be a string."))
     email = normalize_email(value)
     if not email:
-        raise ValueError("Email is required.")
+        raise ValueError(_("Email is required."))
     if len(email) > 254:
-        raise ValueError("Email must be at most 254 characters.")
+        raise ValueError(_("Email must be at most 254 characters."))
     if not email_is_valid(email):
-        raise ValueError(f"{value.strip()!r} is not a valid email address.")
+        raise ValueError(_("%(value)r is not a valid email address.") % {"value": value.strip()})
     return email
 
 
 def clean_text(value: Any, field: str) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{field} must be a string.")
+        raise ValueError(_("%(field)s must be a string.") % {"field": field})
     text = value.strip()
     if len(text) > TEXT_LIMITS[field]:
-        raise ValueError(f"{field} must be at most {TEXT_LIMITS[field]} characters.")
+        raise ValueError(_("%(field)s must be at most %(limit)d characters.") % {"field": field, "limit": TEXT_LIMITS[field]})
     if "\x00" in text:
-        raise ValueError(f"{field} must not contain NUL characters.")
+        raise ValueError(_("%(field)s must not contain NUL characters.") % {"field": field})
     return text
 
 
 def clean_country(value: Any) -> str:
     if not isinstance(value, str):
-        raise ValueError("Country must be a string.")
+        raise ValueError(_("Country must be a string."))
     code = value.strip().upper()
     if code == "":
         return ""
     if code not in ISO_COUNTRY_CODES:
-        raise ValueError(f"{value.strip()!r} is not an ISO 3166-1 alpha-2 country code (e.g. PL, DE).")
+        raise ValueError(_("%(value)r is not an ISO 3166-1 alpha-2 country code (e.g. PL, DE).") % {"value": value.strip()})
     return code
 
 
@@ -96,33 +100,33 @@ def clean_birth_date(value: Any) -> dt.date | None:
         if text == "":
             return None
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            raise ValueError("Birth date must be YYYY-MM-DD.")
+            raise ValueError(_("Birth date must be YYYY-MM-DD."))
         try:
             date = dt.date.fromisoformat(text)
         except ValueError:
-            raise ValueError(f"{text!r} is not a real date.") from None
+            raise ValueError(_("%(value)r is not a real date.") % {"value": text}) from None
     else:
-        raise ValueError("Birth date must be a YYYY-MM-DD string.")
+        raise ValueError(_("Birth date must be a YYYY-MM-DD string."))
     if date.year < 1900 or date > timezone.localdate():
-        raise ValueError("Birth date must be between 1900-01-01 and today.")
+        raise ValueError(_("Birth date must be between 1900-01-01 and today."))
     return date
 
 
 def clean_channel(value: Any) -> str:
     channel = str(value).strip().lower() if isinstance(value, str) else ""
     if not CHANNEL_RE.match(channel):
-        raise ValueError("A consent channel is 1–32 lower-case letters, digits, '_', '.' or '-'.")
+        raise ValueError(_("A consent channel is 1–32 lower-case letters, digits, '_', '.' or '-'."))
     return channel
 
 
 def clean_tag_name(value: Any) -> str:
     if not isinstance(value, str):
-        raise ValueError("Tag must be a string.")
+        raise ValueError(_("Tag must be a string."))
     name = normalize_tag_name(value)
     if not name:
-        raise ValueError("Tag must not be empty.")
+        raise ValueError(_("Tag must not be empty."))
     if len(name) > 100:
-        raise ValueError("Tag must be at most 100 characters.")
+        raise ValueError(_("Tag must be at most 100 characters."))
     return name
 
 
@@ -175,35 +179,60 @@ def contacts_upsert(items: list[dict], *, source: str, user=None) -> list[Upsert
         " AS i(email, first_name, last_name, phone, country, city, birth_date, properties)"
     )
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            INSERT INTO contacts_contact (email, first_name, last_name, phone, country, city, birth_date,
-                properties, owner_id, score, lead_status, lead_status_reason, lead_status_changed_at,
-                last_activity_at, created_at, updated_at)
-            SELECT email, coalesce(first_name, ''), coalesce(last_name, ''), coalesce(phone, ''),
-                   coalesce(country, ''), coalesce(city, ''), birth_date, coalesce(properties, '{{}}'::jsonb),
-                   NULL, 0, 'new', '', NULL, NULL, now(), now()
-            FROM {unnest} ORDER BY email
-            ON CONFLICT (email) DO NOTHING
-            RETURNING id, email
-            """,
-            arrays,
-        )
-        created = {email: contact_id for contact_id, email in cursor.fetchall()}
-        cursor.execute(
-            f"""
-            UPDATE contacts_contact c SET
-                first_name = coalesce(i.first_name, c.first_name), last_name = coalesce(i.last_name, c.last_name),
-                phone = coalesce(i.phone, c.phone), country = coalesce(i.country, c.country),
-                city = coalesce(i.city, c.city), birth_date = coalesce(i.birth_date, c.birth_date),
-                properties = c.properties || coalesce(i.properties, '{{}}'::jsonb), updated_at = now()
-            FROM {unnest}
-            WHERE c.email = i.email AND NOT (c.email = ANY(%s::text[]))
-            RETURNING c.id, c.email
-            """,
-            [*arrays, list(created)],
-        )
-        ids = {email: contact_id for contact_id, email in cursor.fetchall()} | created
+        # The contacts that exist are read first, and only the missing ones inserted: an INSERT … ON
+        # CONFLICT meeting a row that the rules engine is updating waits for the engine's whole batch.
+        # FOR KEY SHARE keeps them from being deleted until this commits, without waiting for writers.
+        cursor.execute("SELECT id, email FROM contacts_contact WHERE email = ANY(%s::text[]) FOR KEY SHARE", [emails])
+        existing = {email: contact_id for contact_id, email in cursor.fetchall()}
+        missing = [index for index, email in enumerate(emails) if email not in existing]
+        created: dict[str, int] = {}
+        if missing:
+            cursor.execute(
+                f"""
+                INSERT INTO contacts_contact (email, first_name, last_name, phone, country, city, birth_date,
+                    properties, owner_id, score, lead_status, lead_status_reason, lead_status_changed_at,
+                    last_activity_at, created_at, updated_at)
+                SELECT email, coalesce(first_name, ''), coalesce(last_name, ''), coalesce(phone, ''),
+                       coalesce(country, ''), coalesce(city, ''), birth_date, coalesce(properties, '{{}}'::jsonb),
+                       NULL, 0, 'new', '', NULL, NULL, now(), now()
+                FROM {unnest} ORDER BY email
+                ON CONFLICT (email) DO NOTHING
+                RETURNING id, email
+                """,
+                [[array[index] for index in missing] for array in arrays],
+            )
+            created = {email: contact_id for contact_id, email in cursor.fetchall()}
+            raced = [emails[index] for index in missing if emails[index] not in created]
+            if raced:
+                # created by a concurrent request after this statement's snapshot: a new statement sees them
+                cursor.execute("SELECT id, email FROM contacts_contact WHERE email = ANY(%s::text[]) FOR KEY SHARE",
+                               [raced])
+                existing.update({email: contact_id for contact_id, email in cursor.fetchall()})
+        # Only rows whose values change are written (and so locked): an upsert that brings nothing
+        # new, like an identify naming an email already stored, never waits for the rules engine.
+        updating = [index for index, email in enumerate(emails) if email in existing]
+        if updating:
+            cursor.execute(
+                f"""
+                UPDATE contacts_contact c SET
+                    first_name = coalesce(i.first_name, c.first_name), last_name = coalesce(i.last_name, c.last_name),
+                    phone = coalesce(i.phone, c.phone), country = coalesce(i.country, c.country),
+                    city = coalesce(i.city, c.city), birth_date = coalesce(i.birth_date, c.birth_date),
+                    properties = c.properties || coalesce(i.properties, '{{}}'::jsonb), updated_at = now()
+                FROM {unnest}
+                WHERE c.email = i.email AND (
+                    coalesce(i.first_name, c.first_name) IS DISTINCT FROM c.first_name
+                    OR coalesce(i.last_name, c.last_name) IS DISTINCT FROM c.last_name
+                    OR coalesce(i.phone, c.phone) IS DISTINCT FROM c.phone
+                    OR coalesce(i.country, c.country) IS DISTINCT FROM c.country
+                    OR coalesce(i.city, c.city) IS DISTINCT FROM c.city
+                    OR coalesce(i.birth_date, c.birth_date) IS DISTINCT FROM c.birth_date
+                    OR c.properties || coalesce(i.properties, '{{}}'::jsonb) IS DISTINCT FROM c.properties
+                )
+                """,
+                [[array[index] for index in updating] for array in arrays],
+            )
+        ids = existing | created
         consent_ids, channels, granted = [], [], []
         for row in rows:
             for channel, value in row["consents"].items():
@@ -266,7 +295,7 @@ class OwnerChangeRefused(Exception):
 
 def user_label(user) -> str:
     if user is None:
-        return "Nobody"
+        return _("Nobody")
     return user.get_full_name() or user.username
 
 
@@ -279,7 +308,7 @@ def contact_owner_set(contact: Contact, *, owner_id: int | None, user) -> Contac
     win. Raises ``OwnerChangeRefused`` with a message for the user."""
     manager = has_role(user, MARKETER)
     if not manager and owner_id not in (None, user.pk):
-        raise OwnerChangeRefused("Only marketers and admins may assign leads to other people.")
+        raise OwnerChangeRefused(_("Only marketers and admins may assign leads to other people."))
     owner = get_user_model().objects.get(pk=owner_id) if owner_id is not None else None
     contacts = Contact.objects.filter(pk=contact.pk)
     if not manager:
@@ -287,7 +316,8 @@ def contact_owner_set(contact: Contact, *, owner_id: int | None, user) -> Contac
     changed = contacts.assign_owner(owner)
     contact.refresh_from_db(fields=["owner", "updated_at"])
     if not changed and contact.owner_id != owner_id:
-        raise OwnerChangeRefused(f"{user_label(contact.owner)} holds this lead; only they or a manager may reassign it.")
+        raise OwnerChangeRefused(_("%(name)s holds this lead; only they or a manager may reassign it.")
+                                 % {"name": user_label(contact.owner)})
     return contact
 
 
@@ -378,7 +408,7 @@ def tag_rename(tag: Tag, *, name: str) -> Tag:
     name = clean_tag_name(name)
     key = tag_key(name)
     if Tag.objects.filter(key=key).exclude(pk=tag.pk).exists():
-        raise TagNameTaken(f"A tag named {name!r} already exists: merge the two instead.")
+        raise TagNameTaken(_("A tag named %(name)r already exists: merge the two instead.") % {"name": name})
     tag.name, tag.key = name, key
     tag.save(update_fields=["name", "key"])
     return tag
@@ -388,7 +418,7 @@ def tag_merge(source: Tag, target: Tag, *, user=None) -> int:
     """Merge ``source`` into ``target``: on every contact the scores add up, the history moves to
     the target, and ``source`` is deleted. Set-based. Returns the contacts that had ``source``."""
     if source.pk == target.pk:
-        raise ValueError("A tag cannot be merged into itself.")
+        raise ValueError(_("A tag cannot be merged into itself."))
     user_id = getattr(user, "pk", None)
     with transaction.atomic(), pghistory.context(merged_into=target.name, merged_tag=source.name), \
             connection.cursor() as cursor:
@@ -485,11 +515,15 @@ class TagOverview:
     bands: list[int]
     counted_at: dt.datetime | None
     uncounted: int = 0
+    page: Page | None = None  # the page of tags shown (``tags`` are its rows)
 
 
-def tag_overview(*, search: str = "", limit: int = 300) -> TagOverview:
-    """The most used tags first (those matching ``search``), live on a small database, from the
-    TagStats snapshot on a large one."""
+TAGS_PER_PAGE = 50
+
+
+def tag_overview(*, search: str = "", page: int | str | None = 1, per_page: int = TAGS_PER_PAGE) -> TagOverview:
+    """The most used tags first (those matching ``search``), a page of ``per_page`` at a time,
+    live on a small database, from the TagStats snapshot (LIMIT/OFFSET in SQL) on a large one."""
     tags = Tag.objects.all()
     if search:
         tags = tags.filter(key__contains=tag_key(search))
@@ -503,15 +537,18 @@ def tag_overview(*, search: str = "", limit: int = 300) -> TagOverview:
             tag.contact_count, tag.total_score, _ = counted.get(tag.pk, (0, 0, None))
             tag.average_score = tag.total_score / tag.contact_count if tag.contact_count else None
         rows.sort(key=lambda tag: (-tag.contact_count, tag.name))
-        return TagOverview(tags=rows[:limit], bands=bands, counted_at=None)
-    rows = list(
+        shown = Paginator(rows, per_page).get_page(page)
+        return TagOverview(tags=list(shown.object_list), bands=bands, counted_at=None, page=shown)
+    shown = Paginator(
         tags.annotate(
             contact_count=F("stats__contact_count"), total_score=F("stats__total_score"),
             average_score=Cast("stats__total_score", FloatField()) / NullIf(Cast("stats__contact_count", FloatField()), 0.0),
-        ).order_by(F("contact_count").desc(nulls_last=True), "name")[:limit]
-    )
+        ).order_by(F("contact_count").desc(nulls_last=True), "name", "pk"),
+        per_page,
+    ).get_page(page)
+    rows = list(shown.object_list)
     snapshot = TagStats.objects.aggregate(counted_at=Min("computed_at"), **{
         f"band{index}": Sum(F(f"score_bands__{index}")) for index in range(len(SCORE_BANDS))})
     bands = [snapshot[f"band{index}"] or 0 for index in range(len(SCORE_BANDS))]
-    uncounted = sum(1 for tag in rows if tag.contact_count is None)
-    return TagOverview(tags=rows, bands=bands, counted_at=snapshot["counted_at"], uncounted=uncounted)
+    uncounted = tags.filter(stats__isnull=True).count()
+    return TagOverview(tags=rows, bands=bands, counted_at=snapshot["counted_at"], uncounted=uncounted, page=shown)

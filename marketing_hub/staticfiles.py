@@ -23,7 +23,9 @@ class ForgivingManifestStaticFilesStorage(CompressedManifestStaticFilesStorage):
         try:
             return super().stored_name(name)
         except ValueError:
-            if not ForgivingManifestStaticFilesStorage._warned:
+            # With a manifest, a name it lacks is no static file of ours: whitenoise asks about every
+            # file it serves (is it a versioned name?), e.g. a licence text beside a bundle.
+            if not self.hashed_files and not ForgivingManifestStaticFilesStorage._warned:
                 ForgivingManifestStaticFilesStorage._warned = True
                 logger.warning(
                     "Static files are not collected (%s has no %s): pages use unversioned URLs. "

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from automation.ingestion import IngestValidationError, events_ingest
 from contacts.merging import (
@@ -50,7 +51,8 @@ def clean_origin(value: str) -> str:
     text = (value or "").strip().rstrip("/")
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query or parts.fragment:
-        raise ValueError(f"{value.strip()!r} is not an origin like https://shop.example.com")
+        # in the active language: the Sources form shows it (the API answers in English)
+        raise ValueError(gettext("%(value)s is not an origin like https://shop.example.com") % {"value": repr(value.strip())})
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
@@ -196,15 +198,6 @@ def _claim_receipts(keys: list[str], now: dt.datetime) -> set[str]:
         return {row[0] for row in cursor.fetchall()}
 
 
-def _seen_event_keys(keys: list[str]) -> set[str]:
-    """Keys of track/page/screen messages already stored as events."""
-    if not keys:
-        return set()
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT event_id FROM automation_eventreceipt WHERE event_id = ANY(%s)", [keys])
-        return {row[0] for row in cursor.fetchall()}
-
-
 def _upsert(items: list[dict], *, source: Source) -> dict[str, int]:
     """contacts_upsert for identify/group messages; email → contact id. Emails erased under GDPR
     are not re-created unless the item grants a consent (as ``/api/v1/contacts`` does)."""
@@ -282,12 +275,9 @@ def _apply(source: Source, messages: list[Message], now: dt.datetime) -> TrackRe
     live = [o for o in outcomes if o.status != MessageLog.DUPLICATE]
     profile_keys = [o.message.key for o in live if o.message.type not in EVENT_MESSAGE_TYPES]
     fresh = _claim_receipts(profile_keys, now)
-    seen_events = _seen_event_keys([o.message.key for o in live if o.message.type in EVENT_MESSAGE_TYPES])
+    # (track/page/screen messages sent before are told by the events' own receipts, when stored below)
     for outcome in live:
-        key = outcome.message.key
-        if (outcome.message.type in EVENT_MESSAGE_TYPES and key in seen_events) or (
-            outcome.message.type not in EVENT_MESSAGE_TYPES and key not in fresh
-        ):
+        if outcome.message.type not in EVENT_MESSAGE_TYPES and outcome.message.key not in fresh:
             outcome.status = MessageLog.DUPLICATE
     work = [o for o in outcomes if o.status == MessageLog.ACCEPTED]
     links = _Links([o.message for o in work])
@@ -347,7 +337,7 @@ def _apply(source: Source, messages: list[Message], now: dt.datetime) -> TrackRe
             outcome.contact_id = ids.get(item["email"])
     if event_items:
         try:
-            ingest = events_ingest(event_items, now=now, profiles=True)
+            ingest = events_ingest(event_items, now=now, profiles=True, stored_ids=True)
         except IngestValidationError as exc:
             raise TrackValidationError([
                 {**error, "index": event_outcomes[error["index"]].message.index,
@@ -356,6 +346,10 @@ def _apply(source: Source, messages: list[Message], now: dt.datetime) -> TrackRe
             ]) from exc
         if ingest.suppressed:
             logger.info("tracking: %s events of erased people dropped", ingest.suppressed)
+        for outcome, item in zip(event_outcomes, event_items, strict=True):
+            if item["event_id"] not in ingest.stored_ids and item["email"] not in ingest.suppressed_emails:
+                # its messageId was stored before: it became no event and reached nobody now
+                outcome.status, outcome.reason, outcome.event_id, outcome.contact_id = MessageLog.DUPLICATE, "", "", None
         _fill_contact_ids(event_outcomes[-MessageLog.LOG_KEEP:])  # only the debugger's rows need them
     result.accepted = sum(1 for o in outcomes if o.status == MessageLog.ACCEPTED)
     result.duplicates = sum(1 for o in outcomes if o.status == MessageLog.DUPLICATE)
@@ -439,14 +433,14 @@ def _ensure_profiles(work: list[Outcome], links: _Links) -> None:
 
 def _fill_contact_ids(outcomes: list[Outcome]) -> None:
     """Contacts created by the ingestion itself: look their ids up for the debugger."""
-    missing = {o.event_id for o in outcomes if o.contact_id is None}
+    missing = {o.event_id for o in outcomes if o.contact_id is None and o.event_id}
     if not missing:
         return
     with connection.cursor() as cursor:
         cursor.execute("SELECT event_id, contact_id FROM automation_eventreceipt WHERE event_id = ANY(%s)", [list(missing)])
         by_key = dict(cursor.fetchall())
     for outcome in outcomes:
-        if outcome.contact_id is None:
+        if outcome.contact_id is None and outcome.event_id:
             outcome.contact_id = by_key.get(outcome.event_id)
 
 

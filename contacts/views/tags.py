@@ -12,6 +12,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 
 from contacts.forms import TagEditForm, TagMergeForm
@@ -28,7 +30,7 @@ DIALOG_KINDS = ("edit", "merge", "delete")
 
 def _tags_page_context(request: HttpRequest) -> dict:
     search = (request.GET.get("q") or "").strip()
-    overview = tag_overview(search=search)
+    overview = tag_overview(search=search, page=request.GET.get("page"))
     list_url = reverse("contacts:list")
     for tag in overview.tags:
         tag.list_url = f"{list_url}?{urlencode({'tag': tag.name})}"
@@ -36,9 +38,10 @@ def _tags_page_context(request: HttpRequest) -> dict:
     if any(overview.bands):
         chart = {
             "data": [{"type": "bar", "x": SCORE_BANDS, "y": overview.bands,
-                      "marker": {"color": "#6366f1"}, "hovertemplate": "score %{x}: %{y} contact-tags<extra></extra>"}],
-            "layout": {"margin": {"l": 56, "r": 16, "t": 8, "b": 40}, "xaxis": {"title": {"text": "score"}, "type": "category"},
-                       "yaxis": {"title": {"text": "contact-tags"}}, "bargap": 0.3},
+                      "marker": {"color": "#6366f1"},
+                      "hovertemplate": _("score %{x}: %{y} contact-tags") + "<extra></extra>"}],
+            "layout": {"margin": {"l": 56, "r": 16, "t": 8, "b": 40}, "xaxis": {"title": {"text": _("score")}, "type": "category"},
+                       "yaxis": {"title": {"text": _("contact-tags")}}, "bargap": 0.3},
         }
     icons = {name: render_to_string("includes/icon.html", {"name": name}) for name in ("edit", "trash")}
     return {"tags": overview.tags, "overview": overview, "search": search, "chart": chart, "icons": icons,
@@ -79,7 +82,7 @@ def tag_dialog(request: HttpRequest, tag_id: int, kind: str) -> HttpResponse:
 @role_required(MARKETER)
 def tag_stats_recount(request: HttpRequest) -> HttpResponse:
     """Recount the Tags page's numbers now, as a Job whose progress the page shows."""
-    job = job_start(tag_stats_recount_task, title="Recount tags", user=request.user)
+    job = job_start(tag_stats_recount_task, title=_("Recount tags"), user=request.user)
     if not wants_fragment(request):
         return redirect("jobs:detail", job_id=job.pk)
     # when the job has finished, its progress fragment fires "tag_stats-finished" and the table reloads
@@ -98,11 +101,12 @@ def tag_edit(request: HttpRequest, tag_id: int) -> HttpResponse:
                 tag_rename(tag, name=form.cleaned_data["name"])
                 Tag.objects.filter(pk=tag.pk).update(description=form.cleaned_data["description"],
                                                      colour=form.cleaned_data["colour"])
-            messages.success(request, f"Saved {tag.name}.")
+            messages.success(request, _("Saved %(tag)s.") % {"tag": tag.name})
         except TagNameTaken as exc:
             messages.error(request, str(exc))
     else:
-        messages.error(request, "; ".join(f"{name}: {' '.join(map(str, errors))}" for name, errors in form.errors.items()))
+        messages.error(request, "; ".join(f"{form.fields[name].label if name in form.fields else name}: "
+                                          f"{' '.join(map(str, errors))}" for name, errors in form.errors.items()))
     return redirect("contacts:tags")
 
 
@@ -115,14 +119,17 @@ def tag_merge_view(request: HttpRequest, tag_id: int) -> HttpResponse:
         name = form.cleaned_data["into"]
         target = Tag.objects.filter(key=tag_key(name)).first()
         if target is None:
-            messages.error(request, f"No tag is named “{name}”: pick an existing tag to merge into.")
+            messages.error(request, _("No tag is named “%(name)s”: pick an existing tag to merge into.") % {"name": name})
         elif target.pk == source.pk:
-            messages.error(request, f"{source.name} cannot be merged into itself: pick another tag.")
+            messages.error(request, _("%(tag)s cannot be merged into itself: pick another tag.") % {"tag": source.name})
         else:
             merged = tag_merge(source, target, user=request.user)
-            messages.success(request, f"Merged {source.name} into {target.name}: {merged} contacts' scores added up.")
+            messages.success(request, ngettext(
+                "Merged %(source)s into %(target)s: %(count)d contact's scores added up.",
+                "Merged %(source)s into %(target)s: %(count)d contacts' scores added up.", merged,
+            ) % {"source": source.name, "target": target.name, "count": merged})
     else:
-        messages.error(request, "Pick the tag to merge into.")
+        messages.error(request, _("Pick the tag to merge into."))
     return redirect("contacts:tags")
 
 
@@ -132,5 +139,6 @@ def tag_delete_view(request: HttpRequest, tag_id: int) -> HttpResponse:
     tag = get_object_or_404(Tag, pk=tag_id)
     name = tag.name
     removed = tag_delete(tag)
-    messages.success(request, f"Deleted {name}; {removed} contacts lost it.")
+    messages.success(request, ngettext("Deleted %(tag)s; %(count)d contact lost it.",
+                                      "Deleted %(tag)s; %(count)d contacts lost it.", removed) % {"tag": name, "count": removed})
     return redirect("contacts:tags")

@@ -11,6 +11,7 @@ import sys
 import threading
 from unittest import mock
 
+import psycopg
 import pytest
 from django.db import connection
 
@@ -173,3 +174,42 @@ def test_concurrent_first_messages_of_a_visitor_all_reach_its_one_profile():
     assert codes == [200] * 6
     profile = Contact.all_objects.get(is_anonymous=True)
     assert Event.objects.filter(contact=profile).count() == 6
+
+
+def test_an_identify_that_changes_nothing_does_not_wait_for_the_engine_holding_the_contact():
+    # given a known contact and a known visitor of it, with one event stored for the visitor
+    _, key = server_source()
+    contact = Contact.objects.create(email="held@example.com", first_name="Ola")
+    views = [message(userId="held@example.com", event="Product Viewed", properties={"category": "kurtki"})]
+    assert post("/v1/batch", {"batch": views}, key=key).status_code == 200
+    # and the rules engine in the middle of a batch that updates that contact (its row locked and written)
+    engine = psycopg.connect(_test_database_url(), autocommit=False)
+    try:
+        engine.execute("UPDATE contacts_contact SET score = score + 1 WHERE id = %s", [contact.pk])
+        # when the shop sends an identify naming the email and the name already stored, and a second
+        # visitor's identify of a new email (in a thread: a request that waits is not left hanging)
+        body = {"batch": [
+            message("identify", userId="u-held", traits={"email": "held@example.com", "firstName": "Ola"}),
+            message("identify", userId="u-new", traits={"email": "new@example.com"}),
+        ]}
+        answers: list = []
+
+        def send() -> None:
+            try:
+                answers.append(post("/v1/batch", body, key=key))
+            finally:
+                connection.close()
+
+        request = threading.Thread(target=send)
+        request.start()
+        request.join(10)
+        answered_while_held = not request.is_alive()
+    finally:
+        engine.rollback()
+        engine.close()
+        request.join(30)
+    # then it was answered while the engine still held the contact, and both ids are linked
+    assert answered_while_held
+    assert answers[0].status_code == 200, answers[0].content
+    assert set(Identity.objects.filter(value__in=["u-held", "u-new"]).values_list("value", "contact__email")) == {
+        ("u-held", "held@example.com"), ("u-new", "new@example.com")}
