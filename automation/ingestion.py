@@ -313,7 +313,12 @@ def events_ingest(items: list[Any], *, now: datetime | None = None, profiles: bo
     ``stored_ids``: the result names the events stored now and the erased people's emails.
     ``profiles``: the batch may name anonymous profiles (the tracking intake)."""
     now = now or timezone.now()
-    events = events_validate(items, now=now, profiles=profiles)
+    return events_store(events_validate(items, now=now, profiles=profiles), now=now, stored_ids=stored_ids)
+
+
+def events_store(events: list[CleanEvent], *, now: datetime, stored_ids: bool = False) -> IngestResult:
+    """Store events that ``events_validate`` returned (the tracking intake validates its messages'
+    events before anything is written, then names their contacts): all-or-nothing, idempotent."""
     for attempt in range(4):
         try:
             return _store(events, now, stored_ids=stored_ids)

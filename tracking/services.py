@@ -1,19 +1,23 @@
 """Tracking workflows: sources (issue, revoke) and taking in a request's messages.
 
 A request's messages are stored in ONE transaction, through the same functions as
-``/api/v1/events`` and ``/api/v1/contacts``: ``events_ingest`` (idempotent on ``event_id``, rules
-applied by the worker) and ``contacts_upsert``. What is added here is only what Segment's model
+``/api/v1/events`` and ``/api/v1/contacts``: ``events_validate`` and ``events_store`` (what
+``events_ingest`` does, idempotent on ``event_id``, rules applied by the worker) and
+``contacts_upsert``. The events are validated before anything is written; then visitors seen for
+the first time get their anonymous profile in a short transaction of their own (see
+``_visitors_prepare``), then the request's transaction stores the rest. What is added here is only what Segment's model
 needs on top: resolving ``userId``/``anonymousId`` to an email through the identities table, and
 holding a message whose visitor is not linked to an email yet until an identify links it.
 
 Statements per request, whatever its size: one identity lookup, one receipts claim (identify,
-alias, group), one contacts upsert (two statements), one identities insert, one held-message
-delete (replay) and insert, one ``events_ingest`` call; then, after commit, three small
+alias, group), one contacts upsert (two statements), one identities insert, one
+``events_store`` call; then, after commit, three small
 statements for the debugger (log rows, cap, hourly counts).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -27,7 +31,7 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from automation.ingestion import IngestValidationError, events_ingest
+from automation.ingestion import CleanEvent, IngestValidationError, events_store, events_validate
 from contacts.merging import (
     anonymous_profiles_ensure,
     anonymous_profiles_purge,
@@ -38,7 +42,7 @@ from contacts.merging import (
 )
 from contacts.models import anonymous_email, normalize_email
 from contacts.services import contacts_upsert, suppressed_emails
-from core.validators import email_is_valid
+from core.validators import ANONYMOUS_DOMAIN, email_is_valid
 from tracking.intake import EVENT_MESSAGE_TYPES, Message, TrackValidationError
 from tracking.models import Identity, MessageLog, Source
 
@@ -255,6 +259,67 @@ def _insert_links(links: _Links) -> None:
         )
 
 
+# Events are validated with this address in place of their contact's (named later, in the
+# transaction); every address they get then is valid by construction.
+_VALIDATION_EMAIL = "visitor@" + ANONYMOUS_DOMAIN
+
+
+def _events_validate(messages: list[Message], now: dt.datetime) -> dict[str, CleanEvent]:
+    """The track/page/screen messages' events, validated as ``/api/v1/events`` validates them,
+    before anything is written (TrackValidationError naming the message and its field);
+    message key → the event of the first message with that key."""
+    event_messages = [m for m in messages if m.type in EVENT_MESSAGE_TYPES]
+    try:
+        clean = events_validate(
+            [{"event_id": m.key, "email": _VALIDATION_EMAIL, "type": m.event_type, "occurred_at": m.timestamp,
+              "properties": m.properties} for m in event_messages],
+            now=now, profiles=True,
+        )
+    except IngestValidationError as exc:
+        raise TrackValidationError([
+            {**error, "index": event_messages[error["index"]].index,
+             "field": {"occurred_at": "timestamp", "event_id": "messageId"}.get(error["field"], error["field"])}
+            for error in exc.errors
+        ]) from exc
+    events: dict[str, CleanEvent] = {}
+    for message, event in zip(event_messages, clean, strict=True):
+        events.setdefault(message.key, event)
+    return events
+
+
+def _visitors_prepare(messages: list[Message]) -> None:
+    """Anonymous visitors seen for the first time (an anonymousId alone, on events, that no
+    identify or alias of the request names) get their profile and its link in a short
+    transaction of their own, before the request's: concurrent requests carrying the same new
+    visitor then wait for that insert only, not for each other's whole batch. Runs after
+    validation, so a refused request still stores nothing; the request's transaction finds them
+    linked (an erased visitor's profile is never created)."""
+    named = {v for m in messages if m.type in ("identify", "alias") for v in (m.anonymous_id, m.previous_id) if v}
+    wanted = sorted({m.anonymous_id for m in messages if m.anonymous_id and not m.user_id
+                     and m.type in EVENT_MESSAGE_TYPES and m.anonymous_id not in named})
+    if not wanted:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT value FROM tracking_identity WHERE kind = 'anonymous' AND value = ANY(%s)", [wanted])
+        linked = {row[0] for row in cursor.fetchall()}
+    new = [value for value in wanted if value not in linked]
+    if not new:
+        return
+    emails = {value: anonymous_email(Identity.KIND_ANONYMOUS, value) for value in new}
+    with transaction.atomic():
+        profiles = anonymous_profiles_ensure(list(emails.values()))
+        rows = [(value, profiles[email]) for value, email in emails.items() if email in profiles]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                INSERT INTO tracking_identity (kind, value, contact_id, created_at)
+                SELECT 'anonymous', v, c, now() FROM unnest(%s::text[], %s::bigint[]) AS t(v, c) ORDER BY v
+                ON CONFLICT (kind, value) DO NOTHING
+                """,
+                [[v for v, _ in rows], [c for _, c in rows]],
+            )
+
+
 def _visitor(message: Message) -> tuple[str, str]:
     """The id a visitor's anonymous profile is keyed by: the anonymousId, else the userId."""
     if message.anonymous_id:
@@ -262,7 +327,7 @@ def _visitor(message: Message) -> tuple[str, str]:
     return Identity.KIND_USER, message.user_id
 
 
-def _apply(source: Source, messages: list[Message], now: dt.datetime) -> TrackResult:
+def _apply(source: Source, messages: list[Message], now: dt.datetime, events: dict[str, CleanEvent]) -> TrackResult:
     result = TrackResult()
     outcomes = [Outcome(message) for message in messages]
     result.outcomes = outcomes
@@ -302,7 +367,7 @@ def _apply(source: Source, messages: list[Message], now: dt.datetime) -> TrackRe
     # 4. Profile fields without an email (identify traits, group) and the events.
     updates: list[tuple[int, dict]] = []
     known_updates: list[tuple[Outcome, dict]] = []
-    event_items: list[dict] = []
+    event_items: list[CleanEvent] = []
     event_outcomes: list[Outcome] = []
     for outcome in work:
         message = outcome.message
@@ -317,8 +382,7 @@ def _apply(source: Source, messages: list[Message], now: dt.datetime) -> TrackRe
             outcome.reason = "reached the visitor's anonymous profile"
         if message.type in EVENT_MESSAGE_TYPES:
             outcome.event_id = message.key
-            event_items.append({"event_id": message.key, "email": email, "type": message.event_type,
-                                "occurred_at": message.timestamp, "properties": message.properties})
+            event_items.append(dataclasses.replace(events[message.key], email=email))
             event_outcomes.append(outcome)
             continue
         if message.type == "identify":
@@ -336,18 +400,11 @@ def _apply(source: Source, messages: list[Message], now: dt.datetime) -> TrackRe
         for outcome, item in known_updates:
             outcome.contact_id = ids.get(item["email"])
     if event_items:
-        try:
-            ingest = events_ingest(event_items, now=now, profiles=True, stored_ids=True)
-        except IngestValidationError as exc:
-            raise TrackValidationError([
-                {**error, "index": event_outcomes[error["index"]].message.index,
-                 "field": {"occurred_at": "timestamp", "event_id": "messageId"}.get(error["field"], error["field"])}
-                for error in exc.errors
-            ]) from exc
+        ingest = events_store(event_items, now=now, stored_ids=True)
         if ingest.suppressed:
             logger.info("tracking: %s events of erased people dropped", ingest.suppressed)
-        for outcome, item in zip(event_outcomes, event_items, strict=True):
-            if item["event_id"] not in ingest.stored_ids and item["email"] not in ingest.suppressed_emails:
+        for outcome, event in zip(event_outcomes, event_items, strict=True):
+            if event.event_id not in ingest.stored_ids and event.email not in ingest.suppressed_emails:
                 # its messageId was stored before: it became no event and reached nobody now
                 outcome.status, outcome.reason, outcome.event_id, outcome.contact_id = MessageLog.DUPLICATE, "", "", None
         _fill_contact_ids(event_outcomes[-MessageLog.LOG_KEEP:])  # only the debugger's rows need them
@@ -447,10 +504,12 @@ def _fill_contact_ids(outcomes: list[Outcome]) -> None:
 def messages_ingest(source: Source, messages: list[Message], *, now: dt.datetime | None = None) -> TrackResult:
     """Store a request's valid messages all-or-nothing (TrackValidationError stores nothing)."""
     now = now or timezone.now()
+    events = _events_validate(messages, now)
+    _visitors_prepare(messages)
     for attempt in range(4):
         try:
             with transaction.atomic():
-                return _apply(source, messages, now)
+                return _apply(source, messages, now, events)
         except OperationalError as exc:
             # Two requests merging the same visitor can deadlock (each waits for a row the other
             # locked); the loser's transaction was rolled back whole, so running it again is safe —

@@ -213,3 +213,62 @@ def test_an_identify_that_changes_nothing_does_not_wait_for_the_engine_holding_t
     assert answers[0].status_code == 200, answers[0].content
     assert set(Identity.objects.filter(value__in=["u-held", "u-new"]).values_list("value", "contact__email")) == {
         ("u-held", "held@example.com"), ("u-new", "new@example.com")}
+
+
+def test_a_request_with_a_new_visitor_does_not_wait_for_another_request_carrying_it_too():
+    # given two batches carrying the same visitor seen for the first time, and the first request
+    # held inside its own transaction, after its profile work, while it stores its events
+    from tracking import services
+
+    _, key = server_source()
+    store = services.events_store
+    release, first_inside = threading.Event(), threading.Event()
+    calls = {"n": 0}
+
+    def held_store(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            first_inside.set()
+            release.wait(20)
+        return store(*args, **kwargs)
+
+    answers: dict[str, int] = {}
+
+    def send(name: str) -> None:
+        try:
+            batch = [message(anonymousId="first-visit", event="Product Viewed", properties={"category": "kurtki"})]
+            answers[name] = post("/v1/batch", {"batch": batch}, key=key).status_code
+        finally:
+            connection.close()
+
+    with mock.patch.object(services, "events_store", held_store):
+        first = threading.Thread(target=send, args=("first",))
+        first.start()
+        assert first_inside.wait(20)
+        # when the second request arrives while the first is still open
+        second = threading.Thread(target=send, args=("second",))
+        second.start()
+        second.join(10)
+        answered_while_first_open = not second.is_alive()
+        release.set()
+        first.join(20)
+        second.join(20)
+    # then it was answered without waiting for the first to commit, and both reached one profile
+    assert answered_while_first_open
+    assert answers == {"first": 200, "second": 200}
+    profile = Contact.all_objects.get(identities__value="first-visit")
+    assert Event.objects.filter(contact=profile).count() == 2
+
+
+def test_a_refused_batch_leaves_no_profile_for_its_new_visitor():
+    # given a batch whose second message has a timestamp from the last century
+    _, key = server_source()
+    batch = [message(anonymousId="never-stored", event="Product Viewed", properties={"category": "kurtki"}),
+             message(anonymousId="never-stored", event="Product Viewed", timestamp="1990-01-01T00:00:00Z")]
+    # when it is sent, then it is refused naming that message, and nothing of it is stored
+    response = post("/v1/batch", {"batch": batch}, key=key)
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["index"] == 1 and response.json()["errors"][0]["field"] == "timestamp"
+    assert not Identity.objects.filter(value="never-stored").exists()
+    assert not Contact.all_objects.filter(is_anonymous=True).exists()
+    assert not Event.objects.exists()
