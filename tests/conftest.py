@@ -174,6 +174,9 @@ class WorkerProcess:
             if b"ready." in self.log_path.read_bytes():
                 return
             time.sleep(0.2)
+        # (the fixture's teardown never runs for a worker that failed to start: stop it here, or it
+        # keeps polling its broker after the test run)
+        self.kill()
         raise RuntimeError(f"celery worker did not become ready; see {self.log_path}")
 
     def kill(self) -> None:
