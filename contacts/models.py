@@ -83,38 +83,29 @@ class ContactQuerySet(models.QuerySet):
 
     def add_tag(self, name: str, score: int = 1, *, user=None, source: str = "bulk") -> int:
         """Add ``score`` to tag ``name`` on every contact of the queryset, set-based. → contacts changed."""
-        from contacts.scoring import (  # local import: contacts.scoring imports this module
-            tag_scores_add_selected,
-            tags_ensure,
-        )
+        from contacts.scoring import tag_scores_add_selected  # local import: contacts.scoring imports this module
 
-        if not tag_key(name):
-            raise ValueError("A tag name must not be empty.")
-        sql, params = self.ids_sql()
-        with transaction.atomic(), connection.cursor() as cursor:
-            tag_id = tags_ensure(cursor, [name])[name]
-            return tag_scores_add_selected(
-                cursor, contacts_sql=sql, contacts_params=params, tag_id=tag_id, delta=score, source=source,
-                user_id=getattr(user, "pk", None),
-            )
+        return self._tag_scores_write(name, tag_scores_add_selected, delta=score, source=source, user=user)
 
     def set_tag_score(self, name: str, score: int, *, user=None, source: str = "bulk") -> int:
         """Set tag ``name`` to exactly ``score`` on every contact of the queryset (≤ 0 removes it),
         set-based and recorded in the score history. → contacts changed."""
-        from contacts.scoring import (  # local import: contacts.scoring imports this module
-            tag_scores_set_selected,
-            tags_ensure,
-        )
+        from contacts.scoring import tag_scores_set_selected  # local import: contacts.scoring imports this module
+
+        return self._tag_scores_write(name, tag_scores_set_selected, score=score, source=source, user=user)
+
+    def _tag_scores_write(self, name: str, write, *, source: str, user, **change) -> int:
+        """Run ``write`` (a ``contacts.scoring`` set-based writer) for tag ``name``, created if new,
+        over this queryset's contacts, in one transaction."""
+        from contacts.scoring import tags_ensure  # local import: contacts.scoring imports this module
 
         if not tag_key(name):
             raise ValueError("A tag name must not be empty.")
         sql, params = self.ids_sql()
         with transaction.atomic(), connection.cursor() as cursor:
             tag_id = tags_ensure(cursor, [name])[name]
-            return tag_scores_set_selected(
-                cursor, contacts_sql=sql, contacts_params=params, tag_id=tag_id, score=score, source=source,
-                user_id=getattr(user, "pk", None),
-            )
+            return write(cursor, contacts_sql=sql, contacts_params=params, tag_id=tag_id, source=source,
+                         user_id=getattr(user, "pk", None), **change)
 
     def remove_tag(self, name: str, *, user=None, source: str = "bulk") -> int:
         """Remove tag ``name`` from every contact of the queryset, set-based. → contacts changed."""

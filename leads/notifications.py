@@ -381,7 +381,8 @@ def _send(batches: list[tuple[Any, list[tuple], bool]], contacts: dict[int, Cont
 
 
 def _batches_for(rows: list[tuple], *, digest: bool) -> tuple[list, dict[int, Contact]]:
-    users = get_user_model().objects.in_bulk({row[1] for row in rows})
+    # with each person's language (one query, not one per email)
+    users = get_user_model().objects.select_related("preference").in_bulk({row[1] for row in rows})
     contacts = Contact.objects.only("id", "email", "first_name", "last_name", "owner_id").in_bulk(
         {row[2] for row in rows}
     )

@@ -26,6 +26,16 @@ PASSWORD = "test-password-123"
 
 
 # --- personas -----------------------------------------------------------------------------------
+@pytest.fixture
+def fresh_cache():
+    """An empty cache before and after the test (the dashboard keeps its figures for a minute)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture(autouse=True)
 def default_language():
     """Every test starts and ends in the default language (English), whatever a test activated."""
@@ -241,6 +251,26 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2, message: s
 
 
 # --- browser ------------------------------------------------------------------------------------
+SHOTS = os.environ.get("MH_SHOTS")
+
+
+def shot(page, name: str, *, widths: tuple[int, ...] = ()) -> None:
+    """Full-page screenshots for people reviewing the UI, in ``MH_SHOTS`` (e.g. /tmp/shots) when it
+    is set, else nothing; with ``widths``, one per viewport width (the page's own width restored)."""
+    if not SHOTS:
+        return
+    Path(SHOTS).mkdir(parents=True, exist_ok=True)
+    if not widths:
+        page.screenshot(path=f"{SHOTS}/{name}.png", full_page=True)
+        return
+    size = page.viewport_size
+    for width in widths:
+        page.set_viewport_size({"width": width, "height": 900})
+        page.screenshot(path=f"{SHOTS}/{name}-{width}.png", full_page=True)
+    if size:
+        page.set_viewport_size(size)
+
+
 def chromium_available() -> bool:
     return Path(CHROMIUM).exists() or shutil.which("chromium") is not None
 

@@ -55,17 +55,16 @@ SHORT_MONTHS = {
 
 
 @pytest.mark.parametrize(("language", "other"), [("pl", "en"), ("en", "pl")])
-def test_chart_dates_are_written_in_the_readers_language(live_server, login_page, ingest_api, language, other):
+def test_chart_dates_are_written_in_the_readers_language(live_server, login_page, ingest_api, fresh_cache, language,
+                                                          other):
     # given views on each of the last ten days, and a marketer who reads the site in one language
     from datetime import timedelta
 
-    from django.core.cache import cache
     from django.utils import timezone
 
     from marketing_hub.models import UserPreference
     from tests.automation.factories import event
 
-    cache.clear()  # the dashboard keeps its figures for a minute
     now = timezone.now()
     response = ingest_api.post("/api/v1/events", json={"events": [
         event(occurred_at=now - timedelta(days=day, minutes=5)) for day in range(10)]})

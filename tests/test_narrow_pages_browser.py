@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -13,11 +11,11 @@ from django.utils import timezone
 from automation.models import Rule
 from core.roles import ADMIN, MARKETER, SALES
 from leads.models import TemperatureSettings
+from tests.conftest import shot
 from tests.factories import ContactFactory, UserFactory, give_tag
 from tests.leads.factories import give_points
 from tests.segments.factories import make_segment
 
-SHOTS = os.environ.get("MH_SHOTS")
 WIDTH = 390
 # What sticks out past the right edge while its parent does not: where the overflow starts.
 OVERFLOWING = """() => {
@@ -27,12 +25,6 @@ OVERFLOWING = """() => {
                                `width=${Math.round(el.getBoundingClientRect().width)} ` +
                                `"${el.textContent.trim().replace(/\\s+/g, ' ').slice(0, 40)}"`);
 }"""
-
-
-def _shot(page, name: str) -> None:
-    if SHOTS:
-        Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=f"{SHOTS}/{name}.png", full_page=True)
 
 
 @pytest.mark.browser
@@ -78,7 +70,7 @@ def test_main_pages_do_not_scroll_sideways_on_a_phone(live_server, login_page):
                 assert response is not None and response.ok, (role, path)
                 page.wait_for_load_state("networkidle")
                 page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
-                _shot(page, f"{name}-{role}-{language}-{WIDTH}")
+                shot(page, f"{name}-{role}-{language}-{WIDTH}")
                 if page.evaluate("document.documentElement.scrollWidth > window.innerWidth"):
                     too_wide.append((role, language, path, page.evaluate(OVERFLOWING)))
                 if name == "tags":  # and the tags table is cards, not a table scrolling inside its box

@@ -1,18 +1,16 @@
 """Tracking workflows: sources (issue, revoke) and taking in a request's messages.
 
-A request's messages are stored in ONE transaction, through the same functions as
-``/api/v1/events`` and ``/api/v1/contacts``: ``events_validate`` and ``events_store`` (what
-``events_ingest`` does, idempotent on ``event_id``, rules applied by the worker) and
-``contacts_upsert``. The events are validated before anything is written; then visitors seen for
-the first time get their anonymous profile in a short transaction of their own (see
-``_visitors_prepare``), then the request's transaction stores the rest. What is added here is only what Segment's model
-needs on top: resolving ``userId``/``anonymousId`` to an email through the identities table, and
-holding a message whose visitor is not linked to an email yet until an identify links it.
+A request's messages go through the same functions as ``/api/v1/events`` and ``/api/v1/contacts``:
+``events_validate`` and ``events_store`` (what ``events_ingest`` does: idempotent on ``event_id``,
+rules applied by the worker) and ``contacts_upsert``. What is added here is only what Segment's
+model needs on top: resolving ``userId``/``anonymousId`` through the identities table to a contact
+or to the visitor's anonymous profile, and queueing the merge of a profile an identify links.
 
-Statements per request, whatever its size: one identity lookup, one receipts claim (identify,
-alias, group), one contacts upsert (two statements), one identities insert, one
-``events_store`` call; then, after commit, three small
-statements for the debugger (log rows, cap, hourly counts).
+Order: the events are validated before anything is written; visitors seen for the first time get
+their anonymous profile and link in a short transaction of their own (``_visitors_prepare``); then
+ONE transaction stores the rest — one identity lookup, one receipts claim (identify, alias, group),
+one contacts upsert, one identities insert, one ``events_store`` call — and after it one statement
+writes the debugger's rows, hourly counts and cap.
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -10,16 +9,8 @@ import pytest
 from playwright.sync_api import expect
 
 from contacts.models import Contact, ContactTag, Tag
+from tests.conftest import shot
 from tests.factories import ContactFactory, give_tag
-
-SHOTS = os.environ.get("MH_SHOTS")
-
-
-def shot(page, name: str) -> None:
-    """Screenshots for people reviewing the UI (MH_SHOTS=/tmp/shots)."""
-    if SHOTS:
-        Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=f"{SHOTS}/{name}.png", full_page=True)
 
 
 def chip_names(page) -> list[str]:

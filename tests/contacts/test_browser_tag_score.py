@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 from playwright.sync_api import expect
 
 from contacts.models import ContactTag, TagScoreChange
+from tests.conftest import shot
 from tests.factories import ContactFactory, give_tag
-
-SHOTS = os.environ.get("MH_SHOTS")
-
-
-def shot(page, name: str) -> None:
-    if SHOTS:
-        Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        for width in (1440, 390):
-            page.set_viewport_size({"width": width, "height": 900})
-            page.screenshot(path=f"{SHOTS}/{name}-{width}.png", full_page=True)
-        page.set_viewport_size({"width": 1440, "height": 900})
 
 
 @pytest.mark.browser
@@ -43,7 +30,7 @@ def test_marketer_sorts_contacts_by_the_kurtki_score(live_server, login_page, ma
     expect(page.get_by_test_id("sort-tag-score")).to_have_text(["9", "5", "2"])
     expect(page.get_by_test_id("sort-tag-note")).to_contain_text("highest “kurtki” score first")
     assert "sort=tag%3Akurtki" in page.url or "sort=tag:kurtki" in page.url  # a shareable URL
-    shot(page, "contacts-sorted-by-kurtki")
+    shot(page, "contacts-sorted-by-kurtki", widths=(1440, 390))
     # and a tag chip in a row sorts by that tag in one click
     page.goto(f"{live_server.url}/contacts/")
     page.locator("a.chip-link", has_text="buty").first.click()
@@ -65,7 +52,7 @@ def test_marketer_types_a_tag_score_on_the_card(live_server, login_page, markete
     chip.get_by_test_id("tag-score").click()
     field = chip.get_by_label("New score of kurtki")
     expect(field).to_be_visible()
-    shot(page, "card-typed-tag-score")
+    shot(page, "card-typed-tag-score", widths=(1440, 390))
     field.fill("12")
     field.press("Enter")
     # then one request sets it, the chip shows it, and the toast says so

@@ -3,25 +3,15 @@ on a laptop and on a phone (where the table becomes one card per lead)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 from playwright.sync_api import expect
 
 from automation.models import Rule
 from core.roles import SALES
 from leads.models import TemperatureSettings
+from tests.conftest import shot
 from tests.factories import ContactFactory, UserFactory, give_tag
 from tests.leads.factories import give_points
-
-SHOTS = os.environ.get("MH_SHOTS")
-
-
-def shot(page, name: str) -> None:
-    if SHOTS:
-        Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=f"{SHOTS}/{name}.png", full_page=True)
 
 
 @pytest.mark.browser

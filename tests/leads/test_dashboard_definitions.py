@@ -5,21 +5,13 @@ leads page (any status there vs open leads only here)."""
 from __future__ import annotations
 
 import pytest
-from django.core.cache import cache
 from django.urls import reverse
 
 from leads.models import ContactStage, TemperatureSettings
 from tests.factories import ContactFactory
 from tests.leads.factories import funnel_with_stages
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_cache")]
 
 
 def test_hot_leads_kpi_states_its_definition_and_the_open_count(sales_client):

@@ -3,22 +3,13 @@ preview. A marketer is refused by the server."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 from playwright.sync_api import expect
 
 from loyalty.models import ContactTier
+from tests.conftest import shot
 from tests.factories import ContactFactory, UserFactory, give_tag
 from tests.loyalty.factories import make_program
-
-SHOTS = Path(os.environ.get("MH_SHOTS_DIR", "/tmp/shots"))
-
-
-def shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"loyalty-{name}.png"), full_page=True)
 
 
 @pytest.mark.browser
@@ -41,7 +32,7 @@ def test_admin_raises_a_threshold_and_the_job_matches_the_preview(live_server, l
     preview = {key: page.get_by_test_id(f"preview-{key}").inner_text() for key in ("up", "down", "unchanged")}
     assert preview == {"up": "0", "down": "2", "unchanged": "3"}
     assert ContactTier.objects.filter(program=program, tier__name="Silver").count() == 3
-    shot(page, "editor-preview")
+    shot(page, "loyalty-editor-preview")
     # when saving
     page.get_by_test_id("save").click()
     # then the recompute job runs in the worker and reports the previewed numbers
@@ -49,7 +40,7 @@ def test_admin_raises_a_threshold_and_the_job_matches_the_preview(live_server, l
     result = {key: page.get_by_test_id(f"job-{key}").inner_text() for key in ("up", "down", "unchanged")}
     assert result == preview
     assert ContactTier.objects.filter(program=program, tier__name="Silver").count() == 1
-    shot(page, "overview-after-save")
+    shot(page, "loyalty-overview-after-save")
 
 
 @pytest.mark.browser
@@ -63,7 +54,7 @@ def test_marketer_reads_but_cannot_open_or_post_the_editor(live_server, login_pa
     page.goto(f"{live_server.url}/loyalty/")
     expect(page.get_by_test_id("programs")).to_contain_text("PURCHASE club")
     expect(page.get_by_text("Edit tiers")).to_have_count(0)
-    shot(page, "list-marketer")
+    shot(page, "loyalty-list-marketer")
     editor = page.goto(f"{live_server.url}/loyalty/{program.pk}/edit/")
     # then the server refuses, whatever the page shows
     assert editor.status == 403
