@@ -35,6 +35,8 @@ SEGMENT_REFRESH = LockNamespace("segment refresh", 7_310_004)
 LOYALTY_PROGRAM = LockNamespace("loyalty programme", 7_310_005)
 # The Tags page's counts snapshot.
 TAG_STATS = LockNamespace("tag statistics recount", 7_310_006)
+# The dashboard's figures snapshot (leads.dashboard).
+DASHBOARD = LockNamespace("dashboard figures", 7_310_021)
 # Creating the embedded broker's tables (kombu creates them on first use, unguarded).
 BROKER_SCHEMA = LockNamespace("broker tables", 7_310_007)
 # The outbox fan-out (one at a time; delivery itself is row-claimed).

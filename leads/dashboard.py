@@ -1,9 +1,13 @@
 """The home dashboard: KPIs and charts, each linking to the list behind it.
 
 At a million contacts every figure is one aggregate query that an index answers (score,
-created_at, (type, occurred_at) on events, (stage) on funnel rows); the expensive ones are
-cached for a minute (``DASHBOARD_CACHE_SECONDS``), and tag popularity on a huge contact-tag table
-comes from the planner's statistics (marked as an estimate) instead of a full count.
+created_at, (type, occurred_at) on events, (stage) on funnel rows), and tag popularity on a huge
+contact-tag table comes from the planner's statistics (marked as an estimate) instead of a full
+count. Together they still take from a few hundred milliseconds to seconds, so the page does not
+compute them: it reads the last ``DashboardSnapshot`` (one row, shared by every web process), and
+a snapshot older than ``DASHBOARD_FRESH_SECONDS`` asks the worker for a new one
+(``dashboard_refresh_task``) while the page shows the one it has, saying when it is from. Only
+the very first view (or the first after the thresholds change) computes while it waits.
 """
 
 from __future__ import annotations
@@ -12,8 +16,7 @@ from datetime import datetime, time, timedelta
 from urllib.parse import urlencode
 
 from django.contrib.humanize.templatetags.humanize import intcomma
-from django.core.cache import cache
-from django.db import connection
+from django.db import connection, models, transaction
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -23,12 +26,12 @@ from contacts.models import EVENT_TYPE_CHOICES, EVENT_TYPES
 from core.paging import table_rows_estimate
 from core.roles import MARKETER, SALES, has_role
 from leads import charts
-from leads.models import Funnel, TemperatureSettings
+from leads.models import DashboardSnapshot, Funnel, TemperatureSettings
 from leads.services import OPEN_STATUSES
 
 EVENT_TYPE_LABELS = dict(EVENT_TYPE_CHOICES)
 
-DASHBOARD_CACHE_SECONDS = 60
+DASHBOARD_FRESH_SECONDS = 60
 EXACT_TAG_COUNT_LIMIT = 500_000  # contact-tag rows; above this, top tags are estimated
 EVENT_DAYS = 30
 HISTOGRAM_BUCKETS = 12
@@ -207,14 +210,50 @@ def _active_rules() -> int:
         return cursor.fetchone()[0]
 
 
+def _key(thresholds: TemperatureSettings) -> str:
+    return f"{thresholds.warm}:{thresholds.hot}"
+
+
 def dashboard_data(*, use_cache: bool = True) -> dict:
-    """Everything the dashboard shows, as plain data (cached as a whole for a minute)."""
+    """Everything the dashboard shows, as plain data: the stored snapshot for the current
+    thresholds (a refresh requested when it is older than ``DASHBOARD_FRESH_SECONDS``), computed
+    now when there is none or ``use_cache`` is false."""
     thresholds = TemperatureSettings.current()
-    key = f"leads:dashboard:{thresholds.warm}:{thresholds.hot}"
-    if use_cache:
-        cached = cache.get(key)
-        if cached is not None:
-            return cached
+    snapshot = DashboardSnapshot.objects.filter(key=_key(thresholds)).first() if use_cache else None
+    if snapshot is None:
+        return dashboard_refresh(thresholds)
+    stale = timezone.now() - snapshot.computed_at > timedelta(seconds=DASHBOARD_FRESH_SECONDS)
+    if stale:
+        _refresh_request(snapshot.key)
+    return {**snapshot.data, "computed_at": snapshot.computed_at, "stale": stale}
+
+
+def _refresh_request(key: str) -> None:
+    """Ask the worker for new figures, once: the views that find the snapshot old in the same
+    minute ask together (a conditional UPDATE lets one of them through)."""
+    from leads.tasks import dashboard_refresh_task  # local import: leads.tasks imports this module
+
+    asked = DashboardSnapshot.objects.filter(key=key).filter(
+        models.Q(refresh_requested_at__isnull=True)
+        | models.Q(refresh_requested_at__lt=timezone.now() - timedelta(seconds=DASHBOARD_FRESH_SECONDS)),
+    ).update(refresh_requested_at=timezone.now())
+    if asked:
+        transaction.on_commit(lambda: dashboard_refresh_task.delay(), robust=True)
+
+
+def dashboard_refresh(thresholds: TemperatureSettings | None = None) -> dict:
+    """Compute the figures for the current thresholds and store them as their snapshot."""
+    thresholds = thresholds or TemperatureSettings.current()
+    data = _dashboard_compute(thresholds)
+    DashboardSnapshot.objects.update_or_create(
+        key=_key(thresholds),
+        defaults={"data": {k: v for k, v in data.items() if k != "computed_at"}, "computed_at": data["computed_at"],
+                  "refresh_requested_at": None},
+    )
+    return {**data, "stale": False}
+
+
+def _dashboard_compute(thresholds: TemperatureSettings) -> dict:
     now = timezone.now()
     # "This week" = the last 7 calendar days including today, as the contact list's created_after.
     week_start = datetime.combine(timezone.localdate(now) - timedelta(days=6), time.min, tzinfo=timezone.get_current_timezone())
@@ -243,7 +282,6 @@ def dashboard_data(*, use_cache: bool = True) -> dict:
         # the series' last 7 days: the same window as _traffic's (by calendar day, today included)
         "traffic": _traffic(now, sum(sum(values[-7:]) for values in event_series.values())),
     }
-    cache.set(key, data, DASHBOARD_CACHE_SECONDS)
     return data
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pghistory
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -269,3 +270,20 @@ class HotLead(models.Model):
 
     def __str__(self) -> str:
         return f"{self.contact_id} hot since {self.became_hot_at:%Y-%m-%d %H:%M}"
+
+
+class DashboardSnapshot(models.Model):
+    """The dashboard's figures as computed at ``computed_at`` (``leads.dashboard``), one row per
+    pair of temperature thresholds (``key``). Computing them reads every contact and a month of
+    events: too slow for every view of a large database, and each web process would repeat it.
+    The page reads this row; one older than a minute asks the worker for a new one
+    (``refresh_requested_at``, so that many views ask once) and the page says when its figures
+    are from."""
+
+    key = models.CharField(max_length=40, primary_key=True)
+    data = models.JSONField(encoder=DjangoJSONEncoder)
+    computed_at = models.DateTimeField()
+    refresh_requested_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"dashboard {self.key} at {self.computed_at:%Y-%m-%d %H:%M:%S}"

@@ -1,6 +1,7 @@
-"""Background work of the leads area: bulk funnel moves (a Job with progress), and the scheduled
-set-based jobs — growth counters refresh, lead-score decay and tag-score decay (both off by
-default; switched on in the temperature settings)."""
+"""Background work of the leads area: bulk funnel moves (a Job with progress), the dashboard's
+figures when a view finds them old, and the scheduled set-based jobs — growth counters refresh,
+lead-score decay and tag-score decay (both off by default; switched on in the temperature
+settings)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from django.utils.translation import gettext_lazy
 from contacts.filters import ContactFilterSet
 from contacts.models import Contact, Tag
 from contacts.signals import contacts_changed_send
+from core import locks
 from core.jobs import CHUNK_SIZE, Progress, id_chunks, job_run_chunks, job_task
 from core.models import Job
 from core.roles import MARKETER
+from leads.dashboard import dashboard_refresh
 from leads.funnels import stages_set
 from leads.models import Stage, TagDecayState, TemperatureSettings
 from leads.scoring import score_add
@@ -117,6 +120,17 @@ def score_trend_refresh(*, now: datetime | None = None) -> int:
 @shared_task(name="leads.tasks.score_trend_refresh_task")
 def score_trend_refresh_task() -> int:
     return score_trend_refresh()
+
+
+@shared_task(name="leads.tasks.dashboard_refresh_task")
+def dashboard_refresh_task() -> bool:
+    """New dashboard figures (asked for by a view that found them older than a minute); one
+    computation at a time: a request made while one runs is answered by it."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        if not locks.advisory_xact_try_lock(cursor, locks.DASHBOARD):
+            return False
+        dashboard_refresh()
+        return True
 
 
 # --- lead-score decay --------------------------------------------------------------------------------

@@ -26,16 +26,6 @@ PASSWORD = "test-password-123"
 
 
 # --- personas -----------------------------------------------------------------------------------
-@pytest.fixture
-def fresh_cache():
-    """An empty cache before and after the test (the dashboard keeps its figures for a minute)."""
-    from django.core.cache import cache
-
-    cache.clear()
-    yield
-    cache.clear()
-
-
 @pytest.fixture(autouse=True)
 def default_language():
     """Every test starts and ends in the default language (English), whatever a test activated."""

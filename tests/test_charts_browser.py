@@ -55,8 +55,7 @@ SHORT_MONTHS = {
 
 
 @pytest.mark.parametrize(("language", "other"), [("pl", "en"), ("en", "pl")])
-def test_chart_dates_are_written_in_the_readers_language(live_server, login_page, ingest_api, fresh_cache, language,
-                                                          other):
+def test_chart_dates_are_written_in_the_readers_language(live_server, login_page, ingest_api, language, other):
     # given views on each of the last ten days, and a marketer who reads the site in one language
     from datetime import timedelta
 

@@ -1,5 +1,6 @@
 """Browser: on a 390 px phone no main page scrolls sideways, in English and in Polish, whoever looks
-(the contact card with a long e-mail and a "why hot" summary, the segment editor, Hot leads, Contacts)."""
+(the dashboard and its charts, the contact card with a long e-mail and a "why hot" summary, the segment
+editor, Hot leads, Contacts)."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def test_main_pages_do_not_scroll_sideways_on_a_phone(live_server, login_page):
         {"type": "age", "op": "between", "value": [25, 35]},
         {"type": "segment", "segment_id": segment.pk},
     ]}, {"type": "purchase_total", "within_days": 365, "op": "gte", "value": 1000}]}]}, name="Deep")
-    pages = {"card": f"/contacts/{lead.pk}/", "hot-leads": "/leads/hot/", "contacts": "/contacts/",
+    pages = {"dashboard": "/", "card": f"/contacts/{lead.pk}/", "hot-leads": "/leads/hot/", "contacts": "/contacts/",
              "segment-new": "/segments/new/", "segment-edit": f"/segments/{segment.pk}/edit/",
              "segment-edit-deep": f"/segments/{deep.pk}/edit/", "segments": "/segments/", "tags": "/contacts/tags/"}
     too_wide: list[tuple] = []

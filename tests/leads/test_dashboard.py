@@ -14,7 +14,7 @@ from leads.models import TemperatureSettings
 from tests.factories import ContactFactory, give_tag
 from tests.leads.factories import funnel_with_stages
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_cache")]
+pytestmark = pytest.mark.django_db
 
 
 def test_kpis_and_charts(marketer_client):

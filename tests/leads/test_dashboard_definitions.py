@@ -11,7 +11,7 @@ from leads.models import ContactStage, TemperatureSettings
 from tests.factories import ContactFactory
 from tests.leads.factories import funnel_with_stages
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_cache")]
+pytestmark = pytest.mark.django_db
 
 
 def test_hot_leads_kpi_states_its_definition_and_the_open_count(sales_client):
