@@ -240,10 +240,12 @@ class Intake:
 def run_ingest(
     *, broker: str, broker_url: str | None, database_name: str, ingest_key: str, admin_key: str,
     emails: list[str], total: int, runs: int = 1, threads: int = 3, timeout: float = 900,
-    intake: Intake | None = None,
+    intake: Intake | None = None, before_run: Callable[[int], str] | None = None,
 ) -> list[IngestResult]:
     """Start web + worker for one broker, warm up with one batch, then measure ``total`` events
-    ``runs`` times, each from a settled system (new event ids each run)."""
+    ``runs`` times, each from a settled system (new event ids each run). ``before_run(number)``
+    prepares each run and names its variant (``IngestResult.broker``), so variants can alternate
+    on the same servers."""
     intake = intake or Intake()
     port = free_port()
     queue = f"bench-{uuid.uuid4().hex[:8]}"
@@ -285,9 +287,12 @@ def run_ingest(
         if _settle(120, webhooks, _webhooks_idle) is None:
             raise RuntimeError("webhook delivery did not catch up within 120s before the run")
 
-        results = [_measure_once(client, admin_key, worker, webhooks, intake.make(emails, total, f"{run_id}-{number}"),
-                                 broker=broker, total=total, threads=threads, timeout=timeout, path=intake.path)
-                   for number in range(runs)]
+        results = []
+        for number in range(runs):
+            variant = before_run(number) if before_run is not None else broker
+            results.append(_measure_once(client, admin_key, worker, webhooks,
+                                         intake.make(emails, total, f"{run_id}-{number}"), broker=variant,
+                                         total=total, threads=threads, timeout=timeout, path=intake.path))
         if intake.after is not None:
             intake.after_result = intake.after(port)
         return results

@@ -5,8 +5,8 @@ call at the receiver, p95 over 50 leads, while an ingestion client posts events 
 pace the rules engine keeps up with; the result carries the engine's queue length as sampled
 during the run, and the latency split into its legs).
 
-The receiver is a threaded HTTP/1.1 server in this process that answers 204 and records what
-arrived and when (wall clock). Loopback is allowed for the run (``MH_WEBHOOK_ALLOWED_NETS=127.0.0.0/8``).
+The receiver is a small asyncio HTTP/1.1 server in this process that answers 204 and records what
+arrived and when (wall clock); ``CountingReceiver`` only counts, in a process of its own. Loopback is allowed for the run (``MH_WEBHOOK_ALLOWED_NETS=127.0.0.0/8``).
 """
 
 from __future__ import annotations
@@ -29,13 +29,14 @@ LOG_DIR = ROOT / "bench" / "results"
 FANOUT_MESSAGES = 20_000
 HOT_LEADS = 50
 LOOPBACK = "127.0.0.0/8"
+BENCH_WEBHOOK = "bench"  # the description of the webhooks the bench makes
 
 
-class _ReceiverProtocol(asyncio.Protocol):
-    """HTTP/1.1 keep-alive, just enough for the sender: requests with Content-Length, 204 back."""
+class _Http204Protocol(asyncio.Protocol):
+    """HTTP/1.1 keep-alive, just enough for the sender: requests with Content-Length, 204 back;
+    ``received(head, body)`` sees each request."""
 
-    def __init__(self, receiver: Receiver) -> None:
-        self.receiver = receiver
+    def __init__(self) -> None:
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
 
@@ -45,28 +46,44 @@ class _ReceiverProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
-            length, webhook_id = 0, None
-            for line in self.buffer[:end].decode("latin-1").split("\r\n")[1:]:
-                name, _, value = line.partition(":")
-                name = name.strip().lower()
-                if name == "content-length":
+            head, length = self.buffer[:end], 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
                     length = int(value)
-                elif name == "webhook-id":
-                    webhook_id = value.strip()
             if len(self.buffer) < end + 4 + length:
                 return
             body, self.buffer = self.buffer[end + 4:end + 4 + length], self.buffer[end + 4 + length:]
-            arrived = time.time()
-            try:
-                payload = json.loads(body)
-            except ValueError:
-                payload = {}
-            payload["_webhook_id"] = webhook_id
-            with self.receiver.lock:
-                self.receiver.arrivals.append((arrived, payload))
-                self.receiver.received += 1
+            self.received(head, body)
             assert self.transport is not None
             self.transport.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+
+    def received(self, head: bytes, body: bytes) -> None:
+        raise NotImplementedError
+
+
+class _ReceiverProtocol(_Http204Protocol):
+    """Records every call's arrival time and body (with its ``webhook-id`` header)."""
+
+    def __init__(self, receiver: Receiver) -> None:
+        super().__init__()
+        self.receiver = receiver
+
+    def received(self, head: bytes, body: bytes) -> None:
+        arrived = time.time()
+        webhook_id = None
+        for line in head.decode("latin-1").split("\r\n")[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "webhook-id":
+                webhook_id = value.strip()
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = {}
+        payload["_webhook_id"] = webhook_id
+        with self.receiver.lock:
+            self.receiver.arrivals.append((arrived, payload))
+            self.receiver.received += 1
 
 
 class Receiver:
@@ -114,6 +131,57 @@ class Receiver:
         self.thread.join(10)
 
 
+class _CountingProtocol(_Http204Protocol):
+    """Counts the calls only (no body parsed)."""
+
+    def __init__(self, counter: Any) -> None:
+        super().__init__()
+        self.counter = counter
+
+    def received(self, head: bytes, body: bytes) -> None:
+        with self.counter.get_lock():
+            self.counter.value += 1
+
+
+def _counting_server(counter: Any, port: Any, ready: Any) -> None:
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(loop.create_server(lambda: _CountingProtocol(counter), "127.0.0.1", 0, backlog=128))
+    port.value = server.sockets[0].getsockname()[1]
+    ready.set()
+    loop.run_forever()
+
+
+class CountingReceiver:
+    """A loopback receiver in a process of its own that answers 204 and only counts the calls: for
+    figures about the sender's side (ingestion with webhooks), where a receiver sharing the bench
+    client's interpreter (and its lock) would slow the client down, which no real receiver does."""
+
+    def __init__(self) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self.counter = context.Value("q", 0)
+        port = context.Value("i", 0)
+        ready = context.Event()
+        self.process = context.Process(target=_counting_server, args=(self.counter, port, ready), daemon=True)
+        self.process.start()
+        if not ready.wait(30):
+            self.process.kill()
+            raise RuntimeError("the counting receiver did not start")
+        self.port = port.value
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def count(self) -> int:
+        return self.counter.value
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.join(10)
+
+
 def _worker_env(database_name: str, queue: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({"MH_DATABASE_NAME": database_name, "DEBUG": "0", "MH_CELERY_QUEUE": queue,
@@ -154,10 +222,14 @@ def _webhook(url: str, events: list[str]) -> Any:
     from django.conf import settings
 
     # local import: bench.run.main() sets Django up (the bench database) before this runs
+    from webhooks.models import Webhook
     from webhooks.services import validate_webhook, webhook_save
 
     settings.MH_WEBHOOK_ALLOWED_NETS = [LOOPBACK]
-    return webhook_save(None, validate_webhook({"url": url, "events": events, "description": "bench"}))
+    # An interrupted bench leaves its webhooks behind, pointing at a receiver that is gone: their
+    # retries would keep delivery from ever settling, so they go before a new one is made.
+    Webhook.objects.filter(description=BENCH_WEBHOOK).exclude(url=url).delete()
+    return webhook_save(None, validate_webhook({"url": url, "events": events, "description": BENCH_WEBHOOK}))
 
 
 def _cleanup(webhook_ids: list[int]) -> None:

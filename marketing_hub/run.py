@@ -36,7 +36,7 @@ STOP_TIMEOUT = 15.0
 # engine and the web server, so that calls to receivers give way to ingestion when the cores are
 # busy and use them when they are idle.
 WEBHOOK_QUEUE_DEFAULT = "webhooks"
-WEBHOOK_WORKER_NICE = 5
+WEBHOOK_WORKER_NICE = int(os.environ.get("MH_WEBHOOK_WORKER_NICE", "5"))
 
 
 def env_flag(name: str) -> bool:
