@@ -92,9 +92,12 @@ class IngestOut(Schema):
 
 
 class StatusOut(Schema):
-    pending: int = Field(..., description="accepted events whose effects are not applied yet (waiting + failed)")
+    pending: int = Field(..., description="waiting + failed + memberships_waiting: 0 means every accepted event's "
+                                          "effects are applied, saved-segment memberships included")
     waiting: int = Field(..., description="pending events the worker has still to process")
     failed: int = Field(..., description="events that failed repeatedly; retry them on the Events page")
+    memberships_waiting: int = Field(..., description="contacts whose saved-segment memberships wait to be "
+                                                     "re-evaluated after their events were applied")
 
 
 @router.post("/events", auth=events_auth, response={202: IngestOut, 429: DetailOut})
@@ -109,7 +112,8 @@ def events_post(request: HttpRequest, payload: EventBatchIn):
 
 @router.get("/events/status", response=StatusOut)
 def events_status_get(request: HttpRequest):
-    """``pending`` is 0 only when every accepted event's tags, scores, stages and tiers are applied."""
+    """``pending`` is 0 only when every accepted event's tags, scores, stages, tiers and saved-segment
+    memberships are applied."""
     return events_status()
 
 

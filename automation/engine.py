@@ -58,7 +58,7 @@ from core.locks import advisory_xact_lock, advisory_xact_try_lock
 from core.outbox import OUTBOX_TABLE
 from leads.funnels import stages_set
 from leads.scoring import score_add
-from segments.dirty import segments_dirty_enqueue
+from segments.dirty import segments_dirty_count, segments_dirty_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -634,13 +634,17 @@ def _events_process_loop(*, batch_size: int, time_budget: float) -> dict:
 
 
 def events_status() -> dict:
-    """``pending`` = accepted events whose effects are not applied: waiting or failed."""
+    """``pending`` = what accepted events still have to change: events waiting or failed, and the
+    contacts whose saved-segment memberships wait for the drain (``segments.dirty``) after their
+    events were applied. 0 means everything is current, memberships included."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FILTER (WHERE NOT failed), count(*) FILTER (WHERE failed) FROM automation_pendingevent"
         )
         waiting, failed = cursor.fetchone()
-    return {"pending": waiting + failed, "waiting": waiting, "failed": failed}
+    memberships = segments_dirty_count()
+    return {"pending": waiting + failed + memberships, "waiting": waiting, "failed": failed,
+            "memberships_waiting": memberships}
 
 
 def events_retry_failed(*, event_ids: list[str] | None = None) -> int:

@@ -71,6 +71,14 @@ def _segments_dirty_chunk(limit: int) -> int | None:
         return len(rows)
 
 
+def segments_dirty_count() -> int:
+    """Contacts whose saved-segment memberships wait for the drain (queue rows: a contact queued by
+    two batches counts twice until the drain merges them)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM automation_segmentdirtycontact")
+        return cursor.fetchone()[0]
+
+
 def segments_dirty_exists() -> bool:
     with connection.cursor() as cursor:
         cursor.execute("SELECT EXISTS (SELECT 1 FROM automation_segmentdirtycontact)")

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from automation.models import EventReceipt
 from contacts.models import Contact, Event, Suppression, email_hash
+from segments.dirty import segments_dirty_refresh
 from tests.automation.factories import event, make_rule, process_all, tags_of
 
 pytestmark = pytest.mark.django_db
@@ -144,10 +145,16 @@ def test_status_reports_pending_until_processed(ingest_api, admin_api):
     ingest_api.post("/api/v1/events", json={"events": [event(category="a"), event(category="b")]})
     # then
     assert admin_api.get("/api/v1/events/status").json()["pending"] == 2
-    # when
+    # when the engine applies them
     process_all()
-    # then
-    assert admin_api.get("/api/v1/events/status").json() == {"pending": 0, "waiting": 0, "failed": 0}
+    # then the contact's saved-segment memberships still wait: not everything is current yet
+    assert admin_api.get("/api/v1/events/status").json() == {"pending": 1, "waiting": 0, "failed": 0,
+                                                              "memberships_waiting": 1}
+    # when the memberships are re-evaluated
+    segments_dirty_refresh()
+    # then events/status reads 0
+    assert admin_api.get("/api/v1/events/status").json() == {"pending": 0, "waiting": 0, "failed": 0,
+                                                              "memberships_waiting": 0}
 
 
 def test_event_value_is_copied_out_and_partition_created(ingest_api):

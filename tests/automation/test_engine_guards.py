@@ -83,7 +83,7 @@ def test_batches_of_different_partitions_run_side_by_side(settings):
         other.close()
     assert engine_busy() is False
     assert events_process_batch(partition=0).applied_events == 6 - len(odd)
-    assert events_status()["pending"] == 0
+    assert events_status()["waiting"] == 0
 
 
 @pytest.mark.django_db(transaction=True)

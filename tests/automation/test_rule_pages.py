@@ -153,3 +153,18 @@ def test_events_page_lists_failed_and_retries(marketer_client):
     assert response.status_code == 302
     retried = PendingEvent.objects.get()
     assert not retried.failed and retried.attempts == 0 and retried.error == ""
+
+
+def test_events_page_counts_memberships_waiting_and_rules_page_says_no_events_wait(marketer_client):
+    # given two events applied by the engine, whose contact's saved-segment memberships still wait
+    with mock.patch("automation.tasks.events_process_enqueue"):
+        events_ingest([event("m-1", category="kurtki"), event("m-2", category="buty")])
+    process_all()
+    # when the event processing page and the rules page open
+    events_page = marketer_client.get("/automation/events/")
+    rules_page = marketer_client.get("/automation/rules/")
+    # then the events page counts the membership as pending (events/status is not 0 yet), and the
+    # rules page does not claim events are waiting
+    assert events_page.context["status"] == {"pending": 1, "waiting": 0, "failed": 0, "memberships_waiting": 1}
+    assert "Segment memberships waiting" in events_page.content.decode()
+    assert "waiting to be processed" not in rules_page.content.decode()

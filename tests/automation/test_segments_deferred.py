@@ -40,17 +40,18 @@ def test_events_queue_their_contacts_and_the_drain_updates_memberships():
     events_ingest([event(category="kurtki"), event(category="kurtki")])
     # when the engine applies the events
     process_all()
-    # then events/status reads 0 with the tag applied, and the contact waits in the queue
-    assert events_status()["pending"] == 0
+    # then the tag is applied and the contact waits in the queue: events/status is not 0 yet
+    assert events_status() == {"pending": 1, "waiting": 0, "failed": 0, "memberships_waiting": 1}
     assert SegmentDirtyContact.objects.count() == 1
     assert members(segment) == set()
     # when the queue is drained
     totals = segments_dirty_refresh()
-    # then the membership and the count follow, and the queue is empty
+    # then the membership and the count follow, the queue is empty and events/status reads 0
     assert totals["rows"] == 1
     assert members(segment) == {"anna@example.com"}
     assert Segment.objects.get(pk=segment.pk).count == 1
     assert not SegmentDirtyContact.objects.exists()
+    assert events_status()["pending"] == 0
 
 
 @pytest.mark.django_db
