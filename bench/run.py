@@ -22,6 +22,7 @@ import json
 import math
 import os
 import platform
+import signal
 import statistics
 import sys
 import time
@@ -807,6 +808,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--regenerate", action="store_true", help="drop and regenerate the bench database")
     parser.add_argument("--out", default=str(RESULTS / "latest.json"))
     args = parser.parse_args(argv)
+    # Stopped from outside (kill, a CI timeout): unwind, so each part's cleanup stops the servers and
+    # workers it started and removes its webhooks (without this they outlived the bench).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.contacts < 100:
         parser.error("--contacts must be at least 100")
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
