@@ -258,7 +258,9 @@ def measure_segments(runs: int, plans: dict) -> list[dict]:
             result = figure(case.name, app_ms, sql_ms, description=case.description, count=sql_count,
                             counts_agree=app_count == sql_count)
             if app_count != sql_count:
-                result["app_count"] = app_count
+                # two different answers are not a speed comparison: no ratio, and why
+                result.update(app_count=app_count, ratio=None,
+                              reason=f"the counts disagree: app {app_count}, hand-written SQL {sql_count}")
             say(f"{case.name}: app {app_ms:.1f} ms, SQL {sql_ms:.1f} ms, count {sql_count}"
                 + ("" if app_count == sql_count else f" (app counted {app_count}!)"))
             out.append(result)
@@ -966,7 +968,8 @@ def summary_lines(figures: list[dict]) -> list[str]:
     for figure in figures:
         name = figure.get("name", "?")
         if "ratio" in figure and figure.get("app_ms") is not None:
-            value = f"{figure['app_ms']} ms vs SQL {figure['sql_ms']} ms ({figure['ratio']}×)"
+            value = f"{figure['app_ms']} ms vs SQL {figure['sql_ms']} ms " + (
+                f"({figure['ratio']}×)" if figure["ratio"] is not None else f"(no ratio: {figure.get('reason', '')})")
         elif figure.get("value") is None:
             value = f"not measured: {figure.get('reason', '')}"[:70]
         else:
