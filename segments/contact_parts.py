@@ -1,6 +1,6 @@
 """What segments add to the contacts area (registered in ``SegmentsConfig.ready()``): the segment
 filter of the contact list, the card's segments panel, and saved counts kept right when a contact
-is erased."""
+is erased (and its queued membership work)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,10 @@ def segment_choices() -> list[tuple[str, str]]:
 
 def on_contacts_erasing(sender: object, *, contact_ids: list[int], **kwargs: object) -> None:
     """The saved segments' cached counts lose the erased members now, not at their next refresh
-    (the membership rows go with the contacts)."""
+    (the membership rows go with the contacts), and the contacts leave the memberships queue (it
+    has no constraint on the contact; events/status counts it)."""
     with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM automation_segmentdirtycontact WHERE contact_id = ANY(%s::bigint[])", [contact_ids])
         cursor.execute(
             """
             UPDATE segments_segment s SET count = greatest(s.count - m.erased, 0)

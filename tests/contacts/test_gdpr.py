@@ -87,5 +87,4 @@ def test_erase_removes_receipts_and_queued_events_too(admin_client):
     assert not EventReceipt.objects.exists() and not PendingEvent.objects.exists()
     from automation.engine import events_status
 
-    status = events_status()
-    assert status["waiting"] == status["failed"] == 0
+    assert events_status()["pending"] == 0  # its queued membership work went too
