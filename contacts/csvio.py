@@ -123,26 +123,30 @@ def _csv_cell(value) -> str:
     return text
 
 
+def csv_line(row: Iterable) -> str:
+    """One row as a CSV line: ``,`` between cells, every cell through ``csv_safe`` and quoted when
+    it holds either separator, a quote, a tab or a line break; CRLF at the end."""
+    cells = [_csv_cell(cell) for cell in row]
+    if cells == [""]:
+        cells = ['""']  # a lone empty cell, else the line would read as no cells at all
+    return ",".join(cells) + "\r\n"
+
+
 def csv_lines(rows: Iterable[Iterable]) -> Iterator[str]:
-    """Encode rows as CSV lines (for a StreamingHttpResponse): a UTF-8 BOM first, ``,`` between
-    cells, every cell through ``csv_safe`` and quoted when it holds either separator, a quote, a tab
-    or a line break."""
+    """Encode rows as CSV lines (for a StreamingHttpResponse): a UTF-8 BOM first, then ``csv_line``
+    of each row."""
     yield BOM
     for row in rows:
-        cells = [_csv_cell(cell) for cell in row]
-        if cells == [""]:
-            cells = ['""']  # a lone empty cell, else the line would read as no cells at all
-        yield ",".join(cells) + "\r\n"
+        yield csv_line(row)
 
 
 EXPORT_HEADER = ["email", "first_name", "last_name", "phone", "country", "city", "birth_date", "score",
                  "owner", "created_at", "last_activity_at", "tags"]
 
 
-def contacts_export_rows(queryset: QuerySet) -> Iterator[list]:
-    """Header + one row per contact, streamed from a server-side cursor in chunks (never all loaded).
-    Tags are ``name:score;…`` strongest first (``tags_format``), the import format, so an export
-    re-imports as is."""
+def contacts_export_values(queryset: QuerySet) -> QuerySet:
+    """The export's columns of the queryset's contacts, each row led by the contact's id, its tags
+    one JSON array per contact (``[["kurtki", 4], …]``, strongest first): one query."""
     pair = Func(F("tag__name"), F("score"), function="jsonb_build_array", output_field=JSONField())
     tags = (
         ContactTag.objects.filter(contact=OuterRef("pk"))
@@ -150,15 +154,41 @@ def contacts_export_rows(queryset: QuerySet) -> Iterator[list]:
         .annotate(pairs=JSONBAgg(pair, order_by=("-score", "tag__name")))
         .values("pairs")
     )
-    rows = queryset.annotate(tag_pairs=Subquery(tags, output_field=JSONField())).values_list(
-        "email", "first_name", "last_name", "phone", "country", "city", "birth_date", "score",
+    return queryset.annotate(tag_pairs=Subquery(tags, output_field=JSONField())).values_list(
+        "id", "email", "first_name", "last_name", "phone", "country", "city", "birth_date", "score",
         "owner__username", "created_at", "last_activity_at", "tag_pairs",
     )
+
+
+def contacts_export_row(values: tuple) -> list:
+    """A row of ``contacts_export_values`` as the cells under EXPORT_HEADER (the id dropped)."""
+    _contact_id, *cells, pairs = values
+    return [*(value.isoformat() if hasattr(value, "isoformat") else value for value in cells),
+            tags_format(pairs or [])]
+
+
+def contacts_export_rows(queryset: QuerySet) -> Iterator[list]:
+    """Header + one row per contact, streamed from a server-side cursor in chunks (never all loaded).
+    Tags are ``name:score;…`` strongest first (``tags_format``), the import format, so an export
+    re-imports as is."""
     yield EXPORT_HEADER
-    for row in rows.iterator(chunk_size=2000):
-        *values, pairs = row
-        yield [*(value.isoformat() if hasattr(value, "isoformat") else value for value in values),
-               tags_format(pairs or [])]
+    for values in contacts_export_values(queryset).iterator(chunk_size=2000):
+        yield contacts_export_row(values)
+
+
+EXPORT_HEAD = (BOM + csv_line(EXPORT_HEADER)).encode("utf-8")
+
+
+def contacts_export_chunk(queryset: QuerySet, *, after_id: int | None, size: int) -> tuple[bytes, int, int] | None:
+    """The CSV lines of the next ``size`` contacts of the queryset after ``after_id``, in id order
+    (one query, keyset on the primary key): (UTF-8 bytes, the last contact's id, rows), or None
+    when none are left. ``EXPORT_HEAD`` and the chunks joined are the bytes ``csv_lines`` of
+    ``contacts_export_rows`` gives for the queryset in id order."""
+    rows = list(contacts_export_values(queryset.filter(pk__gt=after_id or 0).order_by("pk"))[:size])
+    if not rows:
+        return None
+    text = "".join(csv_line(contacts_export_row(values)) for values in rows)
+    return text.encode("utf-8"), rows[-1][0], len(rows)
 
 
 _TAG_NAME_NEEDS_QUOTES = re.compile(r"[;|:\"\r\n]|^\s|\s$")

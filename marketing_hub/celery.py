@@ -97,6 +97,8 @@ app.conf.beat_schedule = {
     # core: enqueue again the jobs nobody is running (their worker died, their message was lost);
     # they resume from their last committed chunk.
     "core-jobs-sweep": {"task": "core.jobs.jobs_sweep_task", "schedule": 30.0},
+    # core: the jobs' download files (CSV exports) older than MH_EXPORT_RETENTION_DAYS are removed.
+    "core-job-files-cleanup": {"task": "core.tasks.job_files_cleanup_task", "schedule": 3600.0},
     # contacts: the Tags page's counts on a large database (a snapshot; small ones count live).
     "contacts-tag-stats": {"task": "contacts.tasks.tag_stats_refresh_task", "schedule": 300.0},
     # tracking: messages of visitors who never identified, after MH_ANONYMOUS_RETENTION_DAYS.

@@ -368,6 +368,14 @@ MH_TAG_STATS_LIVE_MAX_ROWS = env_int("MH_TAG_STATS_LIVE_MAX_ROWS", 300_000)
 # Tracking: messages of visitors who never identify are deleted after this many days without one.
 MH_ANONYMOUS_RETENTION_DAYS = env_int("MH_ANONYMOUS_RETENTION_DAYS", 90)
 
+# Files jobs write for download (the contact CSV export): the worker writes them and the web
+# process serves them, so with workers on other machines this is a directory they share. Beside the
+# embedded database's .pgdata/ by default; kept this many days, then removed (core.jobs.files).
+MH_EXPORT_DIR = Path(os.environ.get("MH_EXPORT_DIR", "").strip() or BASE_DIR / ".exports")
+MH_EXPORT_RETENTION_DAYS = env_int("MH_EXPORT_RETENTION_DAYS", 7)
+if MH_EXPORT_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured(f"MH_EXPORT_RETENTION_DAYS must be at least 1, got {MH_EXPORT_RETENTION_DAYS}")
+
 # Outbound webhooks: CIDRs a webhook URL may resolve to although they are loopback, private or
 # link-local (refused otherwise: the server must not be turned against its own network).
 MH_WEBHOOK_ALLOWED_NETS = env_list("MH_WEBHOOK_ALLOWED_NETS", [])

@@ -19,6 +19,6 @@ urlpatterns = [
     path("<int:segment_id>/edit/", views.segment_edit, name="edit"),
     path("<int:segment_id>/refresh/", views.segment_refresh_now, name="refresh"),
     path("<int:segment_id>/jobs/<int:job_id>/", views.segment_job, name="job"),
-    path("<int:segment_id>/export.csv", views.segment_export, name="export"),
+    path("<int:segment_id>/export/", views.segment_export, name="export"),
     path("<int:segment_id>/delete/", views.segment_delete, name="delete"),
 ]

@@ -1,6 +1,6 @@
 """Segment pages: the list, the visual builder (HTMX tree editor with a live count), a segment's
-page (members, size history, refresh job, CSV), templates, overlap, and the contact card's
-"why" panel."""
+page (members, size history, refresh job, CSV export), templates, overlap, and the contact card's
+"why" panel. The CSV export is a Job: the worker writes the file, the job's page offers the download."""
 
 from __future__ import annotations
 
@@ -13,19 +13,19 @@ from django.contrib import messages
 from django.contrib.humanize.templatetags.humanize import intcomma
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from contacts.csvio import contacts_export_rows, csv_lines
 from contacts.models import EVENT_TYPE_CHOICES, Contact, Tag, tag_key
 from contacts.tag_names import unknown_tag_warnings
 from core.charts import PRIMARY, PRIMARY_LIGHT, figure_dict
-from core.htmx import redirect_page, render_page
+from core.htmx import redirect_page, render_page, toast, wants_fragment
+from core.jobs import job_start
 from core.models import Job
 from core.roles import MARKETER, STAFF, has_role, role_required
 from leads.models import Stage
@@ -43,6 +43,7 @@ from segments.services import (
     segment_refresh_enqueue,
     segment_save,
 )
+from segments.tasks import segment_export_task
 from segments.validation import DefinitionError, definition_problems
 
 MEMBERS_PER_PAGE = 50
@@ -332,16 +333,23 @@ def segment_job(request: HttpRequest, segment_id: int, job_id: int) -> HttpRespo
     return render(request, "segments/detail.html#job", {"segment": segment, "job": job})
 
 
-@require_GET
+@require_POST
 @role_required(MARKETER)
-def segment_export(request: HttpRequest, segment_id: int) -> StreamingHttpResponse:
-    """The members as CSV (the contact list's export format, every cell formula-escaped)."""
+def segment_export(request: HttpRequest, segment_id: int) -> HttpResponse:
+    """Export the segment's members to CSV (the contact list's export format, every cell
+    formula-escaped) as a Job: the worker writes the file (``segments.tasks.segment_export_task``)
+    and the job's page offers it for download. htmx shows the job's progress on the segment's page;
+    a plain POST goes to the job's page."""
     segment = get_object_or_404(Segment, pk=segment_id)
-    members = segment_members_queryset(segment).order_by("email")
-    response = StreamingHttpResponse(csv_lines(contacts_export_rows(members)), content_type="text/csv; charset=utf-8")
-    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
-    response["Content-Disposition"] = f'attachment; filename="segment-{segment.pk}-{stamp}.csv"'
-    return response
+    # the job's title and link are stored: written in the language of the person who started it
+    title = _("Export segment “%(name)s” to CSV") % {"name": segment.name}
+    link = (_("Segment"), segment.name, reverse("segments:detail", kwargs={"segment_id": segment.pk}))
+    job = job_start(segment_export_task, title=title, params={"segment_id": segment.pk}, user=request.user, link=link)
+    if not wants_fragment(request):
+        return redirect("jobs:detail", job_id=job.pk)
+    response = render(request, "segments/detail.html#export_job", {
+        "job": job, "poll_url": reverse("jobs:progress", kwargs={"job_id": job.pk})})
+    return toast(response, _("Started: %(title)s") % {"title": title}, "info")
 
 
 @require_POST

@@ -36,6 +36,16 @@ def default_language():
     translation.deactivate()
 
 
+@pytest.fixture(autouse=True)
+def export_dir(tmp_path_factory, settings, monkeypatch) -> Path:
+    """Files jobs write for download (CSV exports) go to a directory of the test's own: this
+    process's setting, and the environment of a worker the test starts."""
+    directory = tmp_path_factory.mktemp("exports")
+    settings.MH_EXPORT_DIR = directory
+    monkeypatch.setenv("MH_EXPORT_DIR", str(directory))
+    return directory
+
+
 @pytest.fixture
 def marketer(db):
     return UserFactory(username="marketer", role=MARKETER)

@@ -2,32 +2,29 @@
 
 Filters come from ``ContactFilterSet`` (with the ones other areas register); the labels beside
 the score come from ``contacts.registry`` too. Sales read the list; bulk actions and the export
-are the Marketer's."""
+are the Marketer's. The export is a Job: the worker writes the file, its page offers the download."""
 
 from __future__ import annotations
 
 from urllib.parse import quote
 
-from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 
-from contacts.csvio import contacts_export_rows, csv_lines
 from contacts.filters import ContactFilterSet, owner_choices
 from contacts.forms import BulkActionForm
 from contacts.models import Contact
 from contacts.registry import SCORE_LABELS
 from contacts.selectors import top_tags_by_contact
-from contacts.tasks import bulk_apply, contacts_bulk_task
-from core.htmx import render_page, toast
+from contacts.tasks import bulk_apply, contacts_bulk_task, contacts_export_task
+from core.htmx import render_page, toast, wants_fragment
 from core.jobs import job_start
 from core.models import Job
 from core.paging import estimated_count
@@ -164,17 +161,38 @@ def bulk_status(request: HttpRequest, job_id: int) -> HttpResponse:
                   {"job": job, "poll_url": reverse("contacts:bulk_status", kwargs={"job_id": job.pk})})
 
 
-@require_GET
+@require_POST
 @role_required(MARKETER)
-def contact_export_csv(request: HttpRequest) -> StreamingHttpResponse:
-    """CSV of the filtered list, or of ``ids``; streamed, every cell formula-escaped."""
-    ids = [int(value) for value in request.GET.get("ids", "").split(",") if value.strip().isdigit()]
-    queryset: QuerySet[Contact]
+def contact_export(request: HttpRequest) -> HttpResponse:
+    """Export the contacts matching the list's filters (``query``, the list's own parameters) or the
+    ticked ones (``ids``) to CSV, as a Job: the worker writes the file and the job's page offers it
+    for download. htmx shows the job's progress above the list; a plain POST goes to the job's page."""
+    ids = list(dict.fromkeys(value.strip() for value in request.POST.getlist("ids") if value.strip().isdigit()))
+    ids = ids[:SELECTION_LIMIT]
+    params: dict[str, str] = {}
+    link = None
     if ids:
-        queryset = Contact.objects.filter(pk__in=ids[:SELECTION_LIMIT]).order_by("id")
+        params["ids"] = ",".join(ids)
+        target = ngettext("%(count)d selected contact", "%(count)d selected contacts", len(ids)) % {"count": len(ids)}
     else:
-        queryset = ContactFilterSet(request.GET, queryset=Contact.objects.all()).qs
-    response = StreamingHttpResponse(csv_lines(contacts_export_rows(queryset)), content_type="text/csv; charset=utf-8")
-    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
-    response["Content-Disposition"] = f'attachment; filename="contacts-{stamp}.csv"'
-    return response
+        # the list's parameters without the empty ones its form sends (they filter nothing), so the
+        # job's page shows what was exported
+        list_params = QueryDict(mutable=True)
+        for name, values in QueryDict(request.POST.get("query", "")).lists():
+            if name != "page" and any(values):
+                list_params.setlist(name, [value for value in values if value])
+        query = list_params.urlencode()
+        filtered = ContactFilterSet(QueryDict(query), queryset=Contact.objects.all()).is_filtered
+        if query:
+            params["query"] = query
+        target = _("all contacts matching the filters") if filtered else _("all contacts")
+        if filtered:
+            link = (_("Contacts"), _("The list with these filters"), f"{reverse('contacts:list')}?{query}")
+    # the job's title and link are stored: written in the language of the person who started it
+    title = _("Export %(target)s to CSV") % {"target": target}
+    job = job_start(contacts_export_task, title=title, params=params, user=request.user, link=link)
+    if not wants_fragment(request):
+        return redirect("jobs:detail", job_id=job.pk)
+    response = render(request, "includes/job_progress.html", {
+        "job": job, "poll_url": reverse("jobs:progress", kwargs={"job_id": job.pk})})
+    return toast(response, _("Started: %(title)s") % {"title": title}, "info")

@@ -12,4 +12,5 @@ urlpatterns = [
     path("<int:job_id>/progress/", views.job_progress, name="progress"),
     path("<int:job_id>/rerun/", views.job_rerun, name="rerun"),
     path("<int:job_id>/continue/", views.job_continue, name="continue"),
+    path("<int:job_id>/download/", views.job_download, name="download"),
 ]

@@ -1,15 +1,18 @@
-"""The Jobs pages: every area's background jobs, their progress and "run again"."""
+"""The Jobs pages: every area's background jobs, their progress, "run again", and the download of
+the file a job wrote (a CSV export) by whoever started it."""
 
 from __future__ import annotations
 
 import json
+from urllib.parse import unquote_plus
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.cache import patch_cache_control
 from django.utils.text import get_text_list
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
@@ -17,8 +20,9 @@ from django_htmx.http import HttpResponseStopPolling
 
 from core.htmx import render_page
 from core.jobs import JOB_TASKS, job_field_label, job_restart, job_resumable, job_resume, user_may_start
+from core.jobs.files import job_file
 from core.models import Job
-from core.roles import ADMIN, MARKETER, STAFF, role_label, role_required
+from core.roles import ADMIN, MARKETER, STAFF, has_role, role_label, role_required
 
 JOB_LIST_ROLES = (MARKETER, ADMIN)
 
@@ -43,8 +47,23 @@ def _shown(value: object) -> object:
 
 
 def _fields(values: dict, hidden: tuple[str, ...]) -> list[tuple[str, object]]:
-    """A job's result or parameters as (label, value) lines, internal keys left out."""
-    return [(job_field_label(key), _shown(value)) for key, value in values.items() if key not in hidden]
+    """A job's result or parameters as (label, value) lines, internal keys left out; a list's
+    filters (``query``) as people read them (``city=gdańsk``, not ``city=gda%C5%84sk``)."""
+    return [(job_field_label(key), unquote_plus(value) if key == "query" and isinstance(value, str) else _shown(value))
+            for key, value in values.items() if key not in hidden]
+
+
+def may_download(user: object, job: Job) -> bool:
+    """A job's file (contacts' data) is for whoever started the job, while their role may still
+    start such jobs, and for admins; everyone else may see the job's page but not its file."""
+    if has_role(user, ADMIN):
+        return True
+    return job.created_by_id is not None and job.created_by_id == getattr(user, "pk", None) and user_may_start(
+        user, job.kind)
+
+
+def _file_context(request: HttpRequest, job: Job) -> dict:
+    return {"job_file": job_file(job), "can_download": may_download(request.user, job)}
 
 
 @require_GET
@@ -57,8 +76,9 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         "can_restart": job.is_finished and user_may_start(request.user, job.kind),
         "can_resume": job_resumable(job) and user_may_start(request.user, job.kind),
         "rerun_roles": get_text_list([role_label(role) for role in getattr(JOB_TASKS.get(job.kind), "job_roles", ())], _("or")),
-        "result_fields": _fields(job.result or {}, ("rule_id",)),
+        "result_fields": _fields(job.result or {}, ("rule_id", "file")),
         "param_fields": _fields(job.params or {}, ("actions", "rule_id", "link")),
+        **_file_context(request, job),
     })
 
 
@@ -71,6 +91,7 @@ def job_progress(request: HttpRequest, job_id: int) -> HttpResponse:
         "job": job, "poll_url": reverse("jobs:progress", kwargs={"job_id": job.pk}),
         "result_url": reverse("jobs:detail", kwargs={"job_id": job.pk}),
         "result_label": _("Details"),
+        **_file_context(request, job),
     })
     if job.is_finished and request.htmx:
         # 286: htmx swaps this last render and stops polling; "<kind>-finished" lets the page
@@ -78,6 +99,27 @@ def job_progress(request: HttpRequest, job_id: int) -> HttpResponse:
         stop = HttpResponseStopPolling(response.content)
         stop["HX-Trigger"] = json.dumps({f"{job.kind}-finished": {"job": job.pk, "status": job.status}})
         return stop
+    return response
+
+
+@require_GET
+@role_required(*STAFF)
+def job_download(request: HttpRequest, job_id: int) -> HttpResponse:
+    """The file the job wrote, as an attachment: 404 for anyone but its starter and admins (the
+    page does not say whose file exists); back to the job's page once the file has expired."""
+    job = get_object_or_404(Job, pk=job_id)
+    found = job_file(job)
+    if found is None or not may_download(request.user, job):
+        raise Http404
+    try:
+        if not found.available:
+            raise FileNotFoundError(found.path)
+        handle = found.path.open("rb")
+    except FileNotFoundError:
+        messages.warning(request, _("The file has expired; run the job again for a new one."))
+        return redirect("jobs:detail", job_id=job.pk)
+    response = FileResponse(handle, as_attachment=True, filename=found.name, content_type=found.content_type)
+    patch_cache_control(response, private=True, no_store=True)
     return response
 
 

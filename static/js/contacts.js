@@ -1,5 +1,5 @@
-/* Contacts list: show only the bulk fields the chosen action needs; "Export selected" builds the
- * export URL from the ticked rows. CSP-safe: no inline code, hooks by data-attributes. */
+/* Contacts list: show only the bulk fields the chosen action needs. CSP-safe: no inline code,
+ * hooks by data-attributes. */
 (function () {
   "use strict";
 
@@ -17,15 +17,6 @@
 
   document.addEventListener("change", function (event) {
     if (event.target.matches("[data-bulk-action]")) syncBulkFields(event.target.form);
-  });
-
-  document.addEventListener("click", function (event) {
-    var button = event.target.closest("[data-export-selected]");
-    if (!button) return;
-    var ids = Array.prototype.map.call(
-      button.form.querySelectorAll("input[name=ids]:checked"), function (box) { return box.value; });
-    if (!ids.length) return;
-    window.location.href = button.getAttribute("data-export-selected") + "?ids=" + ids.join(",");
   });
 
   function init(root) { syncBulkFields(root); }

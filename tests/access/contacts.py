@@ -51,7 +51,8 @@ ACCESS = {
     "contacts:list": {"roles": BOTH},
     "contacts:bulk": {"roles": {MARKETER}, "method": "post"},
     "contacts:bulk_status": {"roles": {MARKETER}, "kwargs": _job_kwargs},
-    "contacts:export": {"roles": {MARKETER}},
+    # starts the CSV export job (the file is downloaded from the job's page: jobs:download)
+    "contacts:export": {"roles": {MARKETER}, "method": "post"},
     "contacts:tags": {"roles": {MARKETER}},
     "contacts:tag_autocomplete": {"roles": BOTH},
     "contacts:tag_stats_recount": {"roles": {MARKETER}, "method": "post"},

@@ -40,6 +40,7 @@ ACCESS = {
     "segments:edit": {"roles": WRITERS, "kwargs": lambda: {"segment_id": _segment_id()}},
     "segments:refresh": {"roles": WRITERS, "method": "post", "kwargs": lambda: {"segment_id": _segment_id()}},
     "segments:job": {"roles": READERS, "kwargs": _segment_job},
-    "segments:export": {"roles": WRITERS, "kwargs": lambda: {"segment_id": _segment_id()}},
+    # starts the CSV export job (the file is downloaded from the job's page: jobs:download)
+    "segments:export": {"roles": WRITERS, "method": "post", "kwargs": lambda: {"segment_id": _segment_id()}},
     "segments:delete": {"roles": WRITERS, "method": "post", "kwargs": lambda: {"segment_id": _segment_id()}},
 }

@@ -7,7 +7,6 @@ import re
 
 import pytest
 from django.db import connection, transaction
-from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,6 +29,7 @@ from contacts.csvio import (
 from contacts.models import Contact, ContactImport, ContactTag, Tag, TagScoreChange, tag_key
 from contacts.scoring import tag_scores_set, tags_ensure
 from contacts.services import clean_text, contacts_upsert
+from tests.contacts.exports import export_csv
 from tests.factories import ContactFactory, give_tag
 
 # Separators of both kinds, quotes, line breaks, formula starters, Polish letters, digits.
@@ -182,8 +182,8 @@ def test_a_formula_never_opens_a_cell_whichever_separator_the_spreadsheet_uses(m
     contact = ContactFactory(email="jan@example.com", first_name="Jan;=1+1", city="Kraków")
     give_tag(contact, "=2+3", 2)
     give_tag(contact, "a;=b", 1)
-    # when the list is exported through the view
-    raw = b"".join(marketer_client.get(reverse("contacts:export")).streaming_content)
+    # when the list is exported through the list's button and its job
+    raw = export_csv(marketer_client)
     # then the file starts with a UTF-8 BOM and holds Kraków in UTF-8
     assert raw.startswith(BOM.encode("utf-8")) and "Kraków".encode() in raw
     # and no cell, split on ';' or ',', starts with '=' (nor right after a quote)
@@ -204,7 +204,7 @@ def test_a_formula_never_opens_a_cell_whichever_separator_the_spreadsheet_uses(m
 @pytest.mark.django_db
 def test_a_phone_number_round_trips_unguarded(marketer_client):
     ContactFactory(email="ola@example.com", phone="+48 763 901 750")
-    raw = b"".join(marketer_client.get(reverse("contacts:export")).streaming_content)
+    raw = export_csv(marketer_client)
     # the cell is written as is (no apostrophe), and imports back unchanged
     assert b",+48 763 901 750," in raw
     Contact.objects.all().delete()
@@ -215,13 +215,14 @@ def test_a_phone_number_round_trips_unguarded(marketer_client):
 @pytest.mark.django_db
 def test_a_segment_export_is_guarded_the_same_way(marketer_client):
     from segments.services import segment_refresh
+    from tests.segments.exports import segment_export_csv
     from tests.segments.factories import make_segment
 
     contact = ContactFactory(email="jan@example.com", first_name="Jan;=1+1")
     give_tag(contact, "kurtki", 5)
     segment = make_segment({"type": "has_tag", "tag": "kurtki"})
     segment_refresh(segment.pk)
-    raw = b"".join(marketer_client.get(reverse("segments:export", args=[segment.pk])).streaming_content)
+    raw = segment_export_csv(marketer_client, segment)
     assert raw.startswith(BOM.encode("utf-8"))
     cells = _raw_cells(raw.decode("utf-8-sig"))
     assert "jan@example.com" in cells and not [cell for cell in cells if cell.lstrip('"').startswith("=")]
