@@ -42,7 +42,7 @@ from contacts.models import (
     tag_key,
 )
 from contacts.registry import CONTACT_PARTS
-from contacts.signals import contacts_erasing
+from contacts.signals import contacts_changed_send, contacts_erasing
 from core.outbox import OutboxMessage
 from core.paging import table_rows_estimate
 from core.roles import MARKETER, has_role
@@ -251,7 +251,9 @@ def consents_record(cursor, *, contact_ids: list[int], channels: list[str], gran
                     user_id: int | None = None) -> int:
     """Set consent states (parallel arrays); every actual change is appended to the history.
 
-    A state given again unchanged is not a change and writes nothing. Returns the changes made.
+    A state given again unchanged is not a change and writes nothing. The contacts whose consent
+    changed are announced (``contacts_changed``, deferred): segments "for sending" need email
+    consent, so their memberships follow. Returns the changes made.
     """
     if not contact_ids:
         return 0
@@ -281,11 +283,14 @@ def consents_record(cursor, *, contact_ids: list[int], channels: list[str], gran
             SELECT 'consent.changed', contact_id, jsonb_build_object('channel', channel, 'granted', granted, 'source', %s::text)
             FROM changed ORDER BY contact_id
         )
-        SELECT count(*) FROM changed
+        SELECT count(*), array_agg(DISTINCT contact_id) FROM changed
         """,
         [list(contact_ids), list(channels), list(granted), source[:100], source[:100], user_id, source[:100]],
     )
-    return cursor.fetchone()[0]
+    changes, changed_ids = cursor.fetchone()
+    if changes:
+        contacts_changed_send(changed_ids, deferred=True, sender=consents_record)
+    return changes
 
 
 # --- owner (the lead's holder) ------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from core.models import Job
+from segments.dirty import segments_dirty_count, segments_dirty_refresh
 from segments.models import Segment, SegmentMember, SegmentSize
 from segments.services import segment_members_refresh_for_contacts, segment_refresh, segments_refresh_due
 from segments.tasks import segment_refresh_task
@@ -152,3 +153,24 @@ def test_scheduled_refresh_picks_due_segments_only():
     refreshed = segments_refresh_due()
     # then
     assert refreshed == [stale.pk]
+
+
+@pytest.mark.parametrize("where", ["card", "api"])
+def test_a_consent_withdrawn_takes_the_contact_out_of_segments_for_sending(where, marketer_client, admin_api):
+    # given a contact with email consent in a refreshed segment "for sending"
+    contact = ContactFactory(email="leaving@example.com")
+    give_tag(contact, "kurtki", 5)
+    consent(contact, "email", True)
+    segment = make_segment(KURTKI_3, for_sending=True)
+    segment_refresh(segment.pk)
+    assert members(segment) == {"leaving@example.com"}
+    # when the consent is withdrawn on the contact's card, or through the API
+    if where == "card":
+        response = marketer_client.post(f"/contacts/{contact.pk}/consents/", {"channel": "email", "granted": "no"})
+    else:
+        response = admin_api.post("/api/v1/contacts", json={"email": contact.email, "consents": {"email": False}})
+    assert response.status_code in (200, 201)
+    # then its memberships are queued for the worker's drain, which takes it out (no full refresh)
+    assert segments_dirty_count() == 1
+    segments_dirty_refresh()
+    assert members(segment) == set()
