@@ -62,8 +62,9 @@ class IngestResult:
     suppressed: int = 0
     created_contacts: int = 0
     # with ``stored_ids=True``: the ids of the events stored now (the rest were duplicates or
-    # suppressed), and the emails whose events were dropped because their person was erased
-    stored_ids: set[str] = field(default_factory=set)
+    # suppressed) with their contacts' ids, and the emails whose events were dropped because
+    # their person was erased
+    stored_ids: dict[str, int] = field(default_factory=dict)
     suppressed_emails: set[str] = field(default_factory=set)
 
 
@@ -236,7 +237,7 @@ WITH input AS (
     INSERT INTO automation_event (id, event_id, contact_id, type, occurred_at, received_at, properties, value)
     SELECT r.event_pk, r.event_id, r.contact_id, i.type, i.occurred_at, %(now)s, i.properties, i.value
     FROM receipts r JOIN input i ON i.event_id = r.event_id
-    RETURNING event_id
+    RETURNING event_id, contact_id
 )
 SELECT count(*), {stored_ids} FROM events
 """
@@ -296,10 +297,11 @@ def _store(events: list[CleanEvent], now: datetime, *, stored_ids: bool = False)
         kept = [event for event in events if event.email not in suppressed_emails]
         result.suppressed = len(events) - len(kept)
         if kept:
-            sql = _STORE_SQL.format(stored_ids="array_agg(event_id)" if stored_ids else "NULL")
+            sql = _STORE_SQL.format(stored_ids="array_agg(event_id), array_agg(contact_id)" if stored_ids
+                                    else "NULL, NULL")
             cursor.execute(sql, {"events": _events_json(kept), "now": now})
-            result.accepted, ids = cursor.fetchone()
-            result.stored_ids = set(ids or ())
+            result.accepted, ids, contact_ids = cursor.fetchone()
+            result.stored_ids = dict(zip(ids or (), contact_ids or (), strict=True))
         result.duplicates = len(kept) - result.accepted
         if result.accepted:
             # looked up at call time (module attribute): tests swap the enqueue for a stub
@@ -310,7 +312,8 @@ def _store(events: list[CleanEvent], now: datetime, *, stored_ids: bool = False)
 def events_ingest(items: list[Any], *, now: datetime | None = None, profiles: bool = False,
                   stored_ids: bool = False) -> IngestResult:
     """Validate (raising IngestValidationError, nothing stored) and store a batch of events.
-    ``stored_ids``: the result names the events stored now and the erased people's emails.
+    ``stored_ids``: the result names the events stored now (with their contacts) and the erased
+    people's emails.
     ``profiles``: the batch may name anonymous profiles (the tracking intake)."""
     now = now or timezone.now()
     return events_store(events_validate(items, now=now, profiles=profiles), now=now, stored_ids=stored_ids)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -75,6 +76,96 @@ class Message:
     @property
     def email(self) -> str:
         return self.contact_fields.get("email", "")
+
+
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+class _NotPlain(ValueError):
+    """The body is not a plain JSON object read by ``body_load``'s walk (json.loads decides)."""
+
+
+def _array_with_sizes(text: str, index: int) -> tuple[list, list[int], int]:
+    """The JSON array starting at ``text[index]`` (``[``), each element's size in UTF-8 bytes as
+    written, and the index after the array."""
+    items: list = []
+    sizes: list[int] = []
+    index = _SPACE.match(text, index + 1).end()  # type: ignore[union-attr]
+    if text.startswith("]", index):
+        return items, sizes, index + 1
+    while True:
+        start = index
+        try:
+            item, index = _DECODER.scan_once(text, index)
+        except StopIteration:
+            raise _NotPlain from None
+        items.append(item)
+        written = text[start:index]
+        sizes.append(len(written) if written.isascii() else len(written.encode()))
+        index = _SPACE.match(text, index).end()  # type: ignore[union-attr]
+        separator = text[index:index + 1]
+        index = _SPACE.match(text, index + 1).end()  # type: ignore[union-attr]
+        if separator == "]":
+            return items, sizes, index
+        if separator != ",":
+            raise _NotPlain
+
+
+def _object_with_batch_sizes(text: str) -> tuple[dict, list[int] | None]:
+    index = _SPACE.match(text, 0).end()  # type: ignore[union-attr]
+    if not text.startswith("{", index):
+        raise _NotPlain
+    body: dict = {}
+    sizes: list[int] | None = None
+    index = _SPACE.match(text, index + 1).end()  # type: ignore[union-attr]
+    if text.startswith("}", index):
+        index += 1
+    else:
+        while True:
+            if not text.startswith('"', index):
+                raise _NotPlain
+            key, index = json.decoder.scanstring(text, index + 1)  # type: ignore[attr-defined]
+            index = _SPACE.match(text, index).end()  # type: ignore[union-attr]
+            if not text.startswith(":", index):
+                raise _NotPlain
+            index = _SPACE.match(text, index + 1).end()  # type: ignore[union-attr]
+            if key == "batch" and text.startswith("[", index):
+                body[key], sizes, index = _array_with_sizes(text, index)
+            else:
+                try:
+                    body[key], index = _DECODER.scan_once(text, index)
+                except StopIteration:
+                    raise _NotPlain from None
+                if key == "batch":
+                    sizes = None
+            index = _SPACE.match(text, index).end()  # type: ignore[union-attr]
+            separator = text[index:index + 1]
+            index = _SPACE.match(text, index + 1).end()  # type: ignore[union-attr]
+            if separator == "}":
+                break
+            if separator != ",":
+                raise _NotPlain
+    if index != len(text):
+        raise _NotPlain
+    return body, sizes
+
+
+def body_load(raw: bytes) -> tuple[Any, list[int] | None]:
+    """The request's JSON (as ``json.loads`` reads it, ValueError alike) and, for an object with a
+    ``batch`` array, each message's size in bytes as the client wrote it: the 32 KB limit is
+    checked on what was sent, without encoding every message again (a tenth of the intake's
+    time). None when the sizes are not known (another body, or not plain UTF-8)."""
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        return json.loads(raw), None  # UTF-16/32 or a BOM: json.loads detects them, or says why not
+    if text.startswith("\ufeff"):
+        return json.loads(raw), None
+    try:
+        return _object_with_batch_sizes(text)
+    except (_NotPlain, ValueError, IndexError):
+        return json.loads(text), None  # not a plain object: whatever json.loads makes of it (or its error)
 
 
 def message_key(source_id: int, message_id: str) -> str:
@@ -236,10 +327,11 @@ def _text_id(value: Any) -> str | None:
 
 def messages_validate(
     raw_messages: list[Any], *, source_id: int, browser: bool, received_at: dt.datetime,
-    request_sent_at: Any = None, endpoint_type: str | None = None,
+    request_sent_at: Any = None, endpoint_type: str | None = None, sizes: list[int] | None = None,
 ) -> list[Message]:
     """Check every message; raise TrackValidationError listing every problem with its index,
-    TooLarge when one message is above 32 KB."""
+    TooLarge when one message is above 32 KB (``sizes``: each message's size as sent, from
+    ``body_load``; else the size of its JSON)."""
     errors: list[dict] = []
     clean: list[Message] = []
     batch_sent_at = _parse_time(request_sent_at)
@@ -255,7 +347,8 @@ def messages_validate(
         if not isinstance(raw, dict):
             errors.append({"index": index, "field": "body", "message": "must be an object"})
             continue
-        if len(json.dumps(raw, ensure_ascii=False, default=str).encode()) > MAX_MESSAGE_BYTES:
+        size = sizes[index] if sizes is not None else len(json.dumps(raw, ensure_ascii=False, default=str).encode())
+        if size > MAX_MESSAGE_BYTES:
             raise TooLarge(f"A message may be at most {MAX_MESSAGE_BYTES // 1024} KB (message {index}).")
         message_type = raw.get("type", endpoint_type)
         if endpoint_type and message_type != endpoint_type:

@@ -15,7 +15,6 @@ writes the debugger's rows, hourly counts and cap.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import logging
@@ -122,6 +121,7 @@ class _Links:
         self.merges: set[tuple[int, int]] = set()  # (anonymous profile, contact) to merge
         self.labels: dict[int, str] = {}  # anonymous profile → the visitor id the timeline names
         self.erased: set[tuple[str, str]] = set()  # ids an identify named for an erased person
+        self.user_emails: dict[str, str] = {}  # a userId → the valid address it is ("" when it is none)
         if user_ids or anonymous_ids:
             self._read(user_ids, anonymous_ids)
 
@@ -166,8 +166,11 @@ class _Links:
                 return self.known[(kind, value)]
         # A shop that uses the email as its userId needs no identify first.
         if message.user_id and "@" in message.user_id:
-            email = normalize_email(message.user_id)
-            if email_is_valid(email):
+            email = self.user_emails.get(message.user_id)
+            if email is None:
+                email = normalize_email(message.user_id)
+                email = self.user_emails[message.user_id] = email if email_is_valid(email) else ""
+            if email:
                 return None, email, False
         return None, "", False
 
@@ -305,6 +308,11 @@ def _visitors_prepare(messages: list[Message]) -> None:
         return
     emails = {value: anonymous_email(Identity.KIND_ANONYMOUS, value) for value in new}
     with transaction.atomic():
+        # Committed without waiting for the disk: the request's own (synchronous) commit comes
+        # after it and makes it durable too (the log is flushed in order), and a crash before that
+        # answers the request with no 200 — a profile left behind is found and used by the retry.
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
         profiles = anonymous_profiles_ensure(list(emails.values()))
         rows = [(value, profiles[email]) for value, email in emails.items() if email in profiles]
         with connection.cursor() as cursor:
@@ -380,7 +388,10 @@ def _apply(source: Source, messages: list[Message], now: dt.datetime, events: di
             outcome.reason = "reached the visitor's anonymous profile"
         if message.type in EVENT_MESSAGE_TYPES:
             outcome.event_id = message.key
-            event_items.append(dataclasses.replace(events[message.key], email=email))
+            # each key's event is this request's own and goes out once (repeats are duplicates)
+            event = events[message.key]
+            event.email = email
+            event_items.append(event)
             event_outcomes.append(outcome)
             continue
         if message.type == "identify":
@@ -405,7 +416,9 @@ def _apply(source: Source, messages: list[Message], now: dt.datetime, events: di
             if event.event_id not in ingest.stored_ids and event.email not in ingest.suppressed_emails:
                 # its messageId was stored before: it became no event and reached nobody now
                 outcome.status, outcome.reason, outcome.event_id, outcome.contact_id = MessageLog.DUPLICATE, "", "", None
-        _fill_contact_ids(event_outcomes[-MessageLog.LOG_KEEP:])  # only the debugger's rows need them
+            elif outcome.contact_id is None:
+                # named by its email alone: its id came back with the stored events
+                outcome.contact_id = ingest.stored_ids.get(event.event_id)
     result.accepted = sum(1 for o in outcomes if o.status == MessageLog.ACCEPTED)
     result.duplicates = sum(1 for o in outcomes if o.status == MessageLog.DUPLICATE)
     return result
@@ -484,19 +497,6 @@ def _ensure_profiles(work: list[Outcome], links: _Links) -> None:
                             (Identity.KIND_ANONYMOUS, message.previous_id)):
             links.link(kind, value, contact_id, email, True)
         links.labels.setdefault(contact_id, message.anonymous_id or message.user_id)
-
-
-def _fill_contact_ids(outcomes: list[Outcome]) -> None:
-    """Contacts created by the ingestion itself: look their ids up for the debugger."""
-    missing = {o.event_id for o in outcomes if o.contact_id is None and o.event_id}
-    if not missing:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT event_id, contact_id FROM automation_eventreceipt WHERE event_id = ANY(%s)", [list(missing)])
-        by_key = dict(cursor.fetchall())
-    for outcome in outcomes:
-        if outcome.contact_id is None and outcome.event_id:
-            outcome.contact_id = by_key.get(outcome.event_id)
 
 
 def messages_ingest(source: Source, messages: list[Message], *, now: dt.datetime | None = None) -> TrackResult:

@@ -37,6 +37,7 @@ from tracking.intake import (
     MAX_REQUEST_BYTES,
     TooLarge,
     TrackValidationError,
+    body_load,
     messages_validate,
     received_now,
 )
@@ -108,8 +109,10 @@ def intake(request: HttpRequest, endpoint: str) -> HttpResponse:
         if source is not None:
             log_request(source, rejected=[{"reason": f"request of {length:,} bytes: above {MAX_REQUEST_BYTES // 1024} KB"}])
         return _error(413, f"A request may be at most {MAX_REQUEST_BYTES // 1024} KB.")
+    sizes: list[int] | None = None
     try:
-        body = json.loads(_body(request) or b"null")
+        raw_body = _body(request)
+        body, sizes = body_load(raw_body or b"null")
     except TooLarge as exc:
         return _error(413, str(exc))
     except (ValueError, UnicodeDecodeError):
@@ -137,10 +140,11 @@ def intake(request: HttpRequest, endpoint: str) -> HttpResponse:
             return JsonResponse({"errors": [{"field": "batch", "message": "must be a list of messages"}]}, status=400)
     else:
         raw_messages = [body]
+        sizes = [len(raw_body)]  # the message is the body
     try:
         clean = messages_validate(raw_messages, source_id=source.pk, browser=source.is_browser, received_at=received_at,
                                   request_sent_at=body.get("sentAt") if endpoint_type is None else None,
-                                  endpoint_type=endpoint_type)
+                                  endpoint_type=endpoint_type, sizes=sizes)
         result = messages_ingest(source, clean, now=received_at)
     except TooLarge as exc:
         log_request(source, rejected=[{"reason": str(exc)}])
