@@ -3,6 +3,7 @@ events still waiting for the rules engine and the rules' guard rows move with th
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from contacts.merging import rows_delete, rows_move
@@ -10,13 +11,24 @@ from contacts.merging import rows_delete, rows_move
 _TABLES = ("automation_event", "automation_eventreceipt", "automation_pendingevent", "automation_matrixapplication")
 
 
-def on_contacts_merge_prepare(sender: Any, *, cursor: Any, profile_ids: list[int], **kwargs: Any) -> None:
+def on_contacts_merge_prepare(sender: Any, *, cursor: Any, profile_ids: list[int], wait: bool = True,
+                              **kwargs: Any) -> set[int]:
     """The engine claims queued events, then locks their contacts: a merge takes the profiles'
-    queued events first (a batch that claimed them already is waited for; later ones skip them)."""
+    queued events first (a batch that claimed them already is waited for — or, with ``wait=False``,
+    its profiles are returned as busy; later batches skip them)."""
+    lock = "FOR UPDATE" if wait else "FOR UPDATE SKIP LOCKED"
     cursor.execute(
-        "SELECT 1 FROM automation_pendingevent WHERE contact_id = ANY(%s::bigint[]) ORDER BY event_pk FOR UPDATE",
+        f"SELECT contact_id FROM automation_pendingevent WHERE contact_id = ANY(%s::bigint[]) ORDER BY event_pk {lock}",
         [profile_ids],
     )
+    if wait:
+        return set()
+    locked = Counter(row[0] for row in cursor.fetchall())
+    cursor.execute(
+        "SELECT contact_id, count(*) FROM automation_pendingevent WHERE contact_id = ANY(%s::bigint[]) GROUP BY contact_id",
+        [profile_ids],
+    )
+    return {contact_id for contact_id, queued in cursor.fetchall() if locked[contact_id] < queued}
 
 
 def on_contacts_merging(sender: Any, *, cursor: Any, pairs_sql: str, params: dict, **kwargs: Any) -> None:

@@ -131,10 +131,16 @@ def _merge_enqueue() -> None:
     profiles_merge_task.delay()
 
 
+MERGE_RETRY_SECONDS = 1.0
+
+
 def profiles_merge_due(*, limit: int = MERGE_CHUNK) -> int:
     """Merge up to ``limit`` queued profiles, oldest first, in one transaction with the removal
     of their queue rows (a worker killed mid-way leaves them queued: the merge happens once, later).
-    Queue rows another worker holds are skipped. Returns how many queue rows were done."""
+    Queue rows another worker holds are skipped, and so are merges whose profile or contact another
+    transaction is writing (a rules engine's batch, a request storing events): they stay queued
+    and are tried again in a second, so the worker never sits waiting for the engine's batches.
+    Returns how many queue rows were done."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             """
@@ -146,45 +152,74 @@ def profiles_merge_due(*, limit: int = MERGE_CHUNK) -> int:
         rows = cursor.fetchall()
         if not rows:
             return 0
-        profiles_merge([(p, c) for p, c, _ in rows], label={p: label for p, _, label in rows})
-        cursor.execute("DELETE FROM contacts_profilemerge WHERE profile_id = ANY(%s::bigint[])", [[p for p, _, _ in rows]])
-        return len(rows)
+        _, busy = _merge([(p, c) for p, c, _ in rows], label={p: label for p, _, label in rows}, wait=False)
+        done = [p for p, _, _ in rows if p not in busy]
+        cursor.execute("DELETE FROM contacts_profilemerge WHERE profile_id = ANY(%s::bigint[])", [done])
+        if busy:
+            transaction.on_commit(_merge_retry_later)
+        return len(done)
+
+
+def _merge_retry_later() -> None:
+    from contacts.tasks import profiles_merge_task  # local import: contacts.tasks imports this module
+
+    profiles_merge_task.apply_async(countdown=MERGE_RETRY_SECONDS)
 
 
 def profiles_merge(pairs: Sequence[tuple[int, int]], *, label: dict[int, str] | None = None) -> list[Merged]:
     """Merge each anonymous profile into its contact (``(profile_id, contact_id)`` pairs), in the
-    caller's transaction. ``label``: profile id → the visitor id to name on the timeline.
-    Returns what was merged (pairs already merged or not mergeable are left out)."""
+    caller's transaction, waiting for rows other transactions hold. ``label``: profile id → the
+    visitor id to name on the timeline. Returns what was merged (pairs already merged or not
+    mergeable are left out)."""
+    return _merge(pairs, label=label, wait=True)[0]
+
+
+def _merge(pairs: Sequence[tuple[int, int]], *, label: dict[int, str] | None, wait: bool) -> tuple[list[Merged], set[int]]:
+    """``profiles_merge``; with ``wait=False`` the pairs whose profile or contact another
+    transaction holds are left alone and named (the second value: their profiles)."""
     pairs = sorted({(int(p), int(c)) for p, c in pairs if p != c})
     if not pairs:
-        return []
+        return [], set()
     label = label or {}
+    skip = "" if wait else " SKIP LOCKED"
     with transaction.atomic(), connection.cursor() as cursor:
         ids = sorted({pk for pair in pairs for pk in pair})
-        contacts_merge_prepare.send(sender=Merged, cursor=cursor, profile_ids=sorted({p for p, _ in pairs}))
+        prepared = contacts_merge_prepare.send(sender=Merged, cursor=cursor, profile_ids=sorted({p for p, _ in pairs}),
+                                               wait=wait)
+        busy_ids: set[int] = {int(pk) for _, response in prepared for pk in (response or ())}
         # In id order, as the rules engine locks contacts; then the profiles (deleted below) for
-        # update: a request still writing events to one holds it FOR KEY SHARE and is waited for,
-        # while the contacts stay open to such writes (no deadlock between the two).
+        # update: a request still writing events to one holds it FOR KEY SHARE and is waited for
+        # (or skipped), while the contacts stay open to such writes (no deadlock between the two).
         cursor.execute(
-            "SELECT id, is_anonymous FROM contacts_contact WHERE id = ANY(%s::bigint[]) ORDER BY id FOR NO KEY UPDATE",
+            f"SELECT id, is_anonymous FROM contacts_contact WHERE id = ANY(%s::bigint[]) ORDER BY id FOR NO KEY UPDATE{skip}",
             [ids],
         )
         found = dict(cursor.fetchall())
+        if not wait and len(found) < len(ids):
+            # skipped: held by another transaction (those that do not exist any more are no merge)
+            cursor.execute("SELECT id FROM contacts_contact WHERE id = ANY(%s::bigint[])", [sorted(set(ids) - set(found))])
+            busy_ids |= {row[0] for row in cursor.fetchall()}
+        candidates = sorted(p for p, _ in pairs if found.get(p))
         cursor.execute(
-            "SELECT id FROM contacts_contact WHERE id = ANY(%s::bigint[]) AND is_anonymous ORDER BY id FOR UPDATE",
-            [sorted(p for p, _ in pairs if found.get(p))],
+            f"SELECT id FROM contacts_contact WHERE id = ANY(%s::bigint[]) AND is_anonymous ORDER BY id FOR UPDATE{skip}",
+            [candidates],
         )
-        found.update({pk: False for pk in set(p for p, _ in pairs if found.get(p)) - {row[0] for row in cursor.fetchall()}})
+        locked = {row[0] for row in cursor.fetchall()}
+        if not wait:
+            busy_ids |= set(candidates) - locked  # a request still writing to the profile
+        found.update(dict.fromkeys(set(candidates) - locked - busy_ids, False))
+        busy = {p for p, c in pairs if p in busy_ids or c in busy_ids}
         # A profile merges once, into one contact; a contact that is itself being merged away is no target.
         taken: set[int] = set()
         kept: list[tuple[int, int]] = []
         for profile_id, contact_id in pairs:
-            if found.get(profile_id) is True and contact_id in found and profile_id not in taken:
+            if (profile_id not in busy and found.get(profile_id) is True and profile_id in locked
+                    and contact_id in found and profile_id not in taken):
                 kept.append((profile_id, contact_id))
                 taken.add(profile_id)
         kept = [(p, c) for p, c in kept if c not in taken]
         if not kept:
-            return []
+            return [], busy
         profiles = [p for p, _ in kept]
         contacts = [c for _, c in kept]
         merged = {p: Merged(profile_id=p, contact_id=c) for p, c in kept}
@@ -289,7 +324,7 @@ def profiles_merge(pairs: Sequence[tuple[int, int]], *, label: dict[int, str] | 
         cursor.execute("DELETE FROM contacts_contact WHERE id = ANY(%s::bigint[])", [profiles])
         # deferred, as after a batch of the rules engine: tiers now, memberships by the segments' drain
         contacts_changed_send(contacts, deferred=True, sender=Merged)
-    return list(merged.values())
+    return list(merged.values()), busy
 
 
 def anonymous_profiles_purge(*, before: dt.datetime) -> int:

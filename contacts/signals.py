@@ -17,9 +17,11 @@ saved counts) correct those figures while the rows still exist.
 ``cursor``, ``pairs_sql`` (a SELECT of ``(profile_id, contact_id)`` rows) and its ``params``: each
 area moves its rows of the profiles to the contacts. ``contacts_purging`` is sent before anonymous
 profiles are deleted (retention), with ``cursor`` and ``contact_ids``: each area deletes its rows.
-``contacts_merge_prepare`` (``cursor``, ``profile_ids``) comes first, before the contacts are
-locked: an area whose workers lock its rows before contacts (the rules engine's queue) locks the
+``contacts_merge_prepare`` (``cursor``, ``profile_ids``, ``wait``) comes first, before the contacts
+are locked: an area whose workers lock its rows before contacts (the rules engine's queue) locks the
 profiles' rows there, in the same order as they do, so the two never wait for each other in a circle.
+With ``wait=False`` rows another transaction holds are not waited for: the receiver returns the
+profiles it could not lock whole (their merge waits for a later run).
 """
 
 from __future__ import annotations

@@ -272,3 +272,48 @@ def test_a_refused_batch_leaves_no_profile_for_its_new_visitor():
     assert not Identity.objects.filter(value="never-stored").exists()
     assert not Contact.all_objects.filter(is_anonymous=True).exists()
     assert not Event.objects.exists()
+
+
+@pytest.mark.parametrize("held", ["contact", "profile", "queued events"])
+def test_a_merge_whose_rows_another_transaction_holds_waits_in_the_queue_not_in_the_worker(held):
+    # given a visitor that identified as an existing contact (its merge queued)
+    _, key = server_source()
+    visitor = "busy-" + held.replace(" ", "-")
+    profile = _anonymous_visitor(key, visitor)
+    contact = Contact.objects.create(email=f"{visitor}@example.com")
+    contact.add_tag("kurtki", 2)
+    identify = message("identify", anonymousId=visitor, traits={"email": contact.email})
+    assert post("/v1/identify", identify, key=key).status_code == 200
+    assert ProfileMerge.objects.filter(profile_id=profile.pk).exists()
+    # and another connection in the middle of a transaction on one of its rows: the rules engine's
+    # batch locking the contact or having claimed the profile's queued events, or a request still
+    # storing events for the profile
+    other = psycopg.connect(_test_database_url(), autocommit=False)
+    if held == "queued events":
+        assert other.execute("SELECT count(*) FROM automation_pendingevent WHERE contact_id = %s",
+                             [profile.pk]).fetchone()[0] == 5
+        other.execute("SELECT 1 FROM automation_pendingevent WHERE contact_id = %s ORDER BY event_pk FOR UPDATE",
+                      [profile.pk])
+    else:
+        lock = "FOR NO KEY UPDATE" if held == "contact" else "FOR KEY SHARE"
+        other.execute(f"SELECT 1 FROM contacts_contact WHERE id = %s {lock}",
+                      [contact.pk if held == "contact" else profile.pk])
+    try:
+        # when the worker runs the merge queue
+        with mock.patch("contacts.merging._merge_retry_later") as retry:
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = '5s'")  # waiting would fail the test, not hang it
+            assert profiles_merge_due() == 0
+            # then it took nothing, left the merge queued, and asked to be run again
+            assert ProfileMerge.objects.filter(profile_id=profile.pk).exists()
+            assert Contact.all_objects.filter(pk=profile.pk).exists()
+            assert retry.call_count == 1
+    finally:
+        other.rollback()
+        other.close()
+    # when the rows are free again, the next run merges the visitor once
+    assert merge_queued() == 1
+    assert Event.objects.filter(contact=contact, type="product_view").count() == 5
+    assert ContactTag.objects.get(contact=contact, tag__key="kurtki").score == 6
+    assert not ProfileMerge.objects.exists()
+    assert not Contact.all_objects.filter(pk=profile.pk).exists()
