@@ -267,9 +267,12 @@ def segment_refresh(segment_id: int, *, now: dt.datetime | None = None, progress
     """Recompute a saved segment's membership over all contacts and record its size.
 
     ONE statement evaluates the definition once (a materialised CTE) and writes only the
-    differences: new members inserted (anti-join against the current members, ``ON CONFLICT``
-    as the guard against the incremental hook), departed members deleted (anti-join), and
-    returns the size. No temporary table, no index build, no ANALYZE, no second evaluation.
+    differences: the entering and leaving contacts are two set differences (``EXCEPT``) of the
+    definition's contacts and the current members, new members inserted (``ON CONFLICT`` as the
+    guard against the incremental hook), departed ones deleted by id, and returns the size. No
+    temporary table, no index build, no ANALYZE, no second evaluation — and no join whose plan
+    hangs on the membership table's statistics (analysed while empty, they made anti-joins
+    nested loops that rescanned the members, or the rows being inserted, for every contact).
     Refreshes of one segment are serialised by an advisory lock; the incremental hook may run
     alongside (it touches only its own contacts). Returns the member count, or None when the
     segment is gone.
@@ -296,23 +299,25 @@ def segment_refresh(segment_id: int, *, now: dt.datetime | None = None, progress
             cursor.execute(
                 f"""
                 WITH target (id) AS MATERIALIZED ({members_sql}),
+                current AS MATERIALIZED (
+                    SELECT contact_id FROM segments_segmentmember WHERE segment_id = %s
+                ),
                 inserted AS (
                     INSERT INTO segments_segmentmember (segment_id, contact_id, added_at)
-                    SELECT %s, t.id, %s FROM target t
-                    WHERE NOT EXISTS (SELECT 1 FROM segments_segmentmember m
-                                      WHERE m.segment_id = %s AND m.contact_id = t.id)
+                    SELECT %s, e.id, %s FROM (SELECT id FROM target EXCEPT SELECT contact_id FROM current) e
+                    ORDER BY e.id
                     ON CONFLICT DO NOTHING
                     RETURNING contact_id
                 ),
                 removed AS (
                     DELETE FROM segments_segmentmember m WHERE m.segment_id = %s
-                    AND NOT EXISTS (SELECT 1 FROM target t WHERE t.id = m.contact_id)
+                    AND m.contact_id = ANY(ARRAY(SELECT contact_id FROM current EXCEPT SELECT id FROM target))
                     RETURNING m.contact_id
                 ),
                 told AS ({_OUTBOX_MOVES_SQL.format(segment="%s")})
                 SELECT (SELECT count(*) FROM target), (SELECT count(*) FROM inserted), (SELECT count(*) FROM removed)
                 """,
-                [*params, segment_id, now, segment_id, segment_id, segment_id, segment_id],
+                [*params, segment_id, segment_id, now, segment_id, segment_id, segment_id],
             )
             count, added, removed = cursor.fetchone()
         if progress:

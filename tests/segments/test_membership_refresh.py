@@ -4,7 +4,9 @@ incremental refresh the rules engine calls for the contacts a batch changed."""
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 
+from contacts.models import ContactTag
 from core.models import Job
 from segments.dirty import segments_dirty_count, segments_dirty_refresh
 from segments.models import Segment, SegmentMember, SegmentSize
@@ -174,3 +176,43 @@ def test_a_consent_withdrawn_takes_the_contact_out_of_segments_for_sending(where
     assert segments_dirty_count() == 1
     segments_dirty_refresh()
     assert members(segment) == set()
+
+
+def _nested_loops_outside_the_definition(plan: dict) -> list[str]:
+    """The nested-loop joins of a plan, except inside the definition's own CTE (``target``)."""
+    if plan.get("Subplan Name") == "CTE target":
+        return []
+    found = [plan.get("Subplan Name") or plan["Node Type"]] if plan["Node Type"] == "Nested Loop" else []
+    for child in plan.get("Plans", []):
+        found += _nested_loops_outside_the_definition(child)
+    return found
+
+
+def test_a_refresh_plans_no_join_on_the_members_whatever_their_statistics_say():
+    # given a segment of 200 contacts refreshed once, after the membership table's statistics were
+    # taken while it was empty (a new install's autovacuum, or ANALYZE before the first refresh)
+    for index in range(200):
+        give_tag(ContactFactory(email=f"m{index}@example.com"), "kurtki", 5)
+    segment = make_segment(KURTKI_3)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE segments_segmentmember")
+    segment_refresh(segment.pk)
+    # when it is refreshed again (100 leave, 100 stay), the statement captured and explained
+    ContactTag.objects.filter(contact__email__in=[f"m{i}@example.com" for i in range(100)]).delete()
+    statements: list = []
+
+    def capture(execute, sql, params, many, context):
+        if "segments_segmentmember" in sql and "target" in sql:
+            statements.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(capture):
+        assert segment_refresh(segment.pk) == 100
+    # then the members moved, and the statement's plan has no nested loop over the members (with
+    # such statistics the anti-joins became nested loops rescanning them for every contact)
+    assert members(segment) == {f"m{i}@example.com" for i in range(100, 200)}
+    [(sql, params)] = statements
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+        plan = cursor.fetchone()[0][0]["Plan"]
+    assert _nested_loops_outside_the_definition(plan) == []
