@@ -56,11 +56,20 @@ WITH input AS (
         SET stage_id = EXCLUDED.stage_id, entered_at = EXCLUDED.entered_at
         WHERE cs.stage_id <> EXCLUDED.stage_id
     RETURNING cs.contact_id, cs.funnel_id, cs.stage_id
+), closed AS (
+    -- the stay each move ends: the contact's one open transition in this funnel (the statement's
+    -- snapshot does not hold the rows ``logged`` inserts)
+    UPDATE leads_stagetransition t SET left_at = %(now)s
+    FROM moved m
+    WHERE t.contact_id = m.contact_id AND t.funnel_id = m.funnel_id AND t.left_at IS NULL
 ), logged AS (
     INSERT INTO leads_stagetransition
-        (contact_id, funnel_id, from_stage_id, to_stage_id, cause, rule_id, user_id, event_pk, created_at)
+        (contact_id, funnel_id, from_stage_id, to_stage_id, cause, rule_id, user_id, event_pk, created_at,
+         previous_entry_at)
     SELECT m.contact_id, m.funnel_id, cur.from_stage_id, m.stage_id, %(cause)s, r.rule_id, %(user_id)s,
-           r.event_pk, %(now)s
+           r.event_pk, %(now)s,
+           (SELECT max(p.created_at) FROM leads_stagetransition p
+            WHERE p.contact_id = m.contact_id AND p.funnel_id = m.funnel_id AND p.to_stage_id = m.stage_id)
     FROM moved m
     JOIN current cur ON cur.contact_id = m.contact_id AND cur.funnel_id = m.funnel_id
     JOIN resolved r ON r.contact_id = m.contact_id AND r.funnel_id = m.funnel_id
@@ -134,10 +143,12 @@ def stages_set(
         "event_pks": event_pks,
         "cause": cause,
         "user_id": user_id,
-        "now": timezone.now(),
     }
     with transaction.atomic(savepoint=False):
         cursor.execute(_LOCK_SQL, [sorted(set(contact_ids))])
+        # read the clock once the rows are ours, so a contact's moves are stamped in the order
+        # they are written (the stay a move ends is the one open when it is written)
+        params["now"] = timezone.now()
         cursor.execute(_STAGES_SET_SQL, params)
         moved = [row[0] for row in cursor.fetchall()]
         if len(moved) < count:
@@ -149,6 +160,36 @@ def stages_set(
                     ", ".join(f"{funnel!r}/{stage!r}" for funnel, stage in unknown[:20]),
                 )
     return moved
+
+
+# The writers' bookkeeping recomputed from the history itself, for writes that change a contact's
+# history other than by appending a move (profiles merged into a contact, removed stages whose moves
+# went with them) and for bulk loaders. Only rows whose values differ are rewritten.
+_STAYS_RECOMPUTE_SQL = """
+UPDATE leads_stagetransition t SET left_at = w.left_at, previous_entry_at = w.previous_entry_at
+FROM (
+    SELECT id,
+           lead(created_at) OVER (PARTITION BY contact_id, funnel_id ORDER BY created_at, id) AS left_at,
+           lag(created_at) OVER (PARTITION BY contact_id, funnel_id, to_stage_id ORDER BY created_at, id)
+               AS previous_entry_at
+    FROM leads_stagetransition
+    WHERE (%(contact_ids)s::bigint[] IS NULL OR contact_id = ANY(%(contact_ids)s::bigint[]))
+      AND (%(funnel_id)s::bigint IS NULL OR funnel_id = %(funnel_id)s::bigint)
+) w
+WHERE t.id = w.id
+  AND (t.left_at IS DISTINCT FROM w.left_at OR t.previous_entry_at IS DISTINCT FROM w.previous_entry_at)
+"""
+
+
+def transition_stays_recompute(cursor, *, contact_ids: Sequence[int] | None = None,
+                               funnel_id: int | None = None) -> int:
+    """Recompute ``left_at`` and ``previous_entry_at`` of these contacts' moves (all contacts when
+    ``contact_ids`` is None; one funnel's when ``funnel_id`` is given). Returns the rows changed."""
+    cursor.execute(_STAYS_RECOMPUTE_SQL, {
+        "contact_ids": list(contact_ids) if contact_ids is not None else None,
+        "funnel_id": funnel_id,
+    })
+    return cursor.rowcount
 
 
 def stage_find(funnel_name: str, stage_name: str) -> Stage | None:
@@ -191,32 +232,25 @@ WITH anonymous AS (
 ), counts AS (
     SELECT stage_id, count(*) AS n FROM leads_contactstage
     WHERE funnel_id = %(funnel_id)s AND contact_id NOT IN (SELECT id FROM anonymous) GROUP BY stage_id
-), entered AS (
-    SELECT to_stage_id AS stage_id, count(DISTINCT contact_id) AS n
-    FROM leads_stagetransition
-    WHERE funnel_id = %(funnel_id)s AND created_at >= %(start)s AND created_at < %(end)s
-      AND contact_id NOT IN (SELECT id FROM anonymous)
-    GROUP BY to_stage_id
-), stays AS (
-    -- every entry into a stage, and when it ended: the contact's next transition in this funnel,
-    -- or now when it is still there
-    SELECT t.to_stage_id AS stage_id, t.created_at AS entered_at,
-           extract(epoch FROM coalesce(
-               lead(t.created_at) OVER (PARTITION BY t.contact_id ORDER BY t.created_at, t.id), %(now)s
-           ) - t.created_at) / 86400.0 AS days
-    FROM leads_stagetransition t
-    WHERE t.funnel_id = %(funnel_id)s AND t.contact_id NOT IN (SELECT id FROM anonymous)
-), medians AS (
-    SELECT s.stage_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY s.days) AS median_days
-    FROM stays s
-    WHERE s.entered_at >= %(start)s AND s.entered_at < %(end)s
-    GROUP BY s.stage_id
+), ranged AS (
+    -- the moves into each stage in the range, each the start of a stay. A contact's move counts
+    -- as an entry when its previous entry into the stage lies before the range (or there was
+    -- none): once per contact, without ordering anyone's history here.
+    SELECT t.to_stage_id AS stage_id,
+           count(*) FILTER (WHERE t.previous_entry_at IS NULL OR t.previous_entry_at < %(start)s) AS entered,
+           percentile_cont(0.5) WITHIN GROUP (
+               ORDER BY extract(epoch FROM coalesce(t.left_at, %(now)s) - t.created_at) / 86400.0
+           ) AS median_days
+    FROM stages st
+    JOIN leads_stagetransition t ON t.funnel_id = %(funnel_id)s AND t.to_stage_id = st.id
+    WHERE t.created_at >= %(start)s AND t.created_at < %(end)s
+      AND t.contact_id NOT IN (SELECT id FROM anonymous)
+    GROUP BY t.to_stage_id
 )
-SELECT st.name, coalesce(c.n, 0), coalesce(e.n, 0), m.median_days
+SELECT st.name, coalesce(c.n, 0), coalesce(r.entered, 0), r.median_days
 FROM stages st
 LEFT JOIN counts c ON c.stage_id = st.id
-LEFT JOIN entered e ON e.stage_id = st.id
-LEFT JOIN medians m ON m.stage_id = st.id
+LEFT JOIN ranged r ON r.stage_id = st.id
 ORDER BY st.position
 """
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from contacts.merging import rows_delete, rows_move
+from leads.funnels import transition_stays_recompute
 from leads.models import TemperatureSettings
 from leads.notifications import hot_transitions_notify
 
@@ -59,6 +60,9 @@ def on_contacts_merging(sender: Any, *, cursor: Any, pairs_sql: str, params: dic
                 contact_ids=params["profiles"])
     rows_move(cursor, ("leads_scorechange", "leads_stagetransition", "leads_leadstatuschange"),
               pairs_sql=pairs_sql, params=params)
+    # the profile's moves now interleave with the contact's: their stays end at other moves
+    cursor.execute(f"SELECT DISTINCT contact_id FROM ({pairs_sql}) m", params)
+    transition_stays_recompute(cursor, contact_ids=[row[0] for row in cursor.fetchall()])
 
 
 def on_contacts_purging(sender: Any, *, cursor: Any, contact_ids: list[int], **kwargs: Any) -> None:

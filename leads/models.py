@@ -163,11 +163,21 @@ class StageTransition(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     event_pk = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Kept by the writers (``leads.funnels``) so that the report reads plain ranges instead of
+    # ordering every contact's history on each view: when the stay this move began ended (the
+    # contact's next move in this funnel; empty while it lasts), and when the contact last entered
+    # the same stage before (empty the first time), which makes "distinct contacts who entered in
+    # [start, end)" a count of the moves in the range whose previous entry lies before start.
+    left_at = models.DateTimeField(null=True, blank=True)
+    previous_entry_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [
             models.Index(fields=["funnel", "created_at"], name="transition_funnel_idx"),
             models.Index(fields=["contact", "funnel", "created_at"], name="transition_contact_idx"),
+            # the report: one index-only range scan per stage
+            models.Index(fields=["funnel", "to_stage", "created_at"], include=["contact", "left_at", "previous_entry_at"],
+                         name="transition_report_idx"),
         ]
 
     def __str__(self) -> str:

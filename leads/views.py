@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 from django.contrib import messages
 from django.contrib.humanize.templatetags.humanize import intcomma
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -26,7 +26,7 @@ from leads.api import day_range, funnel_create
 from leads.dashboard import contact_list_url
 from leads.filters import HotLeadFilter, hot_leads_base
 from leads.forms import BulkMoveForm, FunnelForm, LeadUpdateForm, StageMoveForm, ThresholdsForm
-from leads.funnels import cause_label, contact_stage_set, funnel_report
+from leads.funnels import cause_label, contact_stage_set, funnel_report, transition_stays_recompute
 from leads.model_check import model_check_context
 from leads.models import (
     ContactStage,
@@ -583,7 +583,16 @@ def funnel_edit(request: HttpRequest, funnel_id: int) -> HttpResponse:
                 funnel.name = form.cleaned_data["name"].strip()
                 funnel.description = form.cleaned_data["description"].strip()
                 funnel.save(update_fields=["name", "description"])
+                # the moves into and out of removed stages go with them: the stays around them
+                # now end at other moves
+                touched = list(
+                    StageTransition.objects.filter(Q(to_stage__in=removed) | Q(from_stage__in=removed))
+                    .values_list("contact_id", flat=True).distinct().order_by()
+                )
                 Stage.objects.filter(pk__in=[stage.pk for stage in removed]).delete()
+                if touched:
+                    with connection.cursor() as cursor:
+                        transition_stays_recompute(cursor, contact_ids=touched, funnel_id=funnel.pk)
                 # Park positions out of the way first: (funnel, position) is unique.
                 for offset, stage in enumerate(Stage.objects.filter(funnel=funnel).order_by("pk")):
                     Stage.objects.filter(pk=stage.pk).update(position=10_000 + offset)
