@@ -39,6 +39,7 @@ class IngestResult:
     errors: int
     settled_seconds: float | None = None
     webhooks_settled_seconds: float | None = None
+    cpu_seconds: dict[str, float] | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -54,7 +55,63 @@ class IngestResult:
             # behind for the next run to pay for)
             "webhooks_settled_seconds": (None if self.webhooks_settled_seconds is None
                                          else round(self.webhooks_settled_seconds, 2)),
+            # first POST → pending 0: CPU seconds of the web server, the worker, webhook delivery
+            # and the database's backends (where a variant's extra time goes)
+            "cpu_seconds": self.cpu_seconds,
         }
+
+
+def _process_cpu() -> dict[int, tuple[int, str, float]]:
+    """pid → (parent pid, command line, CPU seconds used so far), from /proc (Linux; empty elsewhere)."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    out: dict[int, tuple[int, str, float]] = {}
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return out
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        out[int(entry.name)] = (int(fields[1]), command, (int(fields[11]) + int(fields[12])) / ticks)
+    return out
+
+
+class CpuMeter:
+    """CPU seconds by role between two readings: the process trees of ``roles`` (name → root pid)
+    and, as ``database``, the PostgreSQL backends serving ``database_name`` when the server runs
+    on this machine. Backends that ended between the readings are not counted (the app's
+    connections are persistent, so few do)."""
+
+    def __init__(self, roles: dict[str, int], database_name: str) -> None:
+        self.roles = roles
+        self.database_name = database_name
+        self.start = self._read()
+
+    def _read(self) -> dict[int, tuple[str, float]]:
+        processes = _process_cpu()
+        role_of: dict[int, str] = {}
+        for role, root in self.roles.items():
+            tree = {root}
+            for _ in range(3):  # gunicorn and Celery prefork: master → workers
+                tree |= {pid for pid, (parent, _, _) in processes.items() if parent in tree}
+            role_of.update(dict.fromkeys(tree, role))
+        marker = f" {self.database_name} "
+        for pid, (_, command, _) in processes.items():
+            if pid not in role_of and command.startswith("postgres:") and marker in f"{command} ":
+                role_of[pid] = "database"
+        return {pid: (role, processes[pid][2]) for pid, role in role_of.items()}
+
+    def used(self) -> dict[str, float]:
+        now = self._read()
+        totals: dict[str, float] = dict.fromkeys([*self.roles, "database"], 0.0)
+        for pid, (role, seconds) in now.items():
+            before = self.start.get(pid)
+            totals[role] += seconds - (before[1] if before is not None and before[0] == role else 0.0)
+        return {role: round(value, 1) for role, value in totals.items()}
 
 
 def webhook_worker(env: dict[str, str], log: Any) -> subprocess.Popen:
@@ -235,18 +292,22 @@ class Intake:
     make: Callable[[list[str], int, str], list[dict]] = make_batches
     after: Callable[[int], dict] | None = None
     after_result: dict | None = None
+    key: str | None = None  # posted with this key instead of run_ingest's ingest_key
 
 
 def run_ingest(
     *, broker: str, broker_url: str | None, database_name: str, ingest_key: str, admin_key: str,
     emails: list[str], total: int, runs: int = 1, threads: int = 3, timeout: float = 900,
     intake: Intake | None = None, before_run: Callable[[int], str] | None = None,
+    intakes: dict[str, Intake] | None = None,
 ) -> list[IngestResult]:
     """Start web + worker for one broker, warm up with one batch, then measure ``total`` events
     ``runs`` times, each from a settled system (new event ids each run). ``before_run(number)``
     prepares each run and names its variant (``IngestResult.broker``), so variants can alternate
-    on the same servers."""
+    on the same servers; a variant named in ``intakes`` posts through that intake (the others
+    through ``intake``)."""
     intake = intake or Intake()
+    intakes = intakes or {}
     port = free_port()
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     env = dict(os.environ)
@@ -272,11 +333,12 @@ def run_ingest(
         _wait_http(port, web)
         client = Client(port, ingest_key)
         run_id = uuid.uuid4().hex[:10]
-        # warm-up: imports, connections, partitions, the worker's first task
-        warm = intake.make(emails, 1000, run_id + "w")
-        status, body = client.request("POST", intake.path, warm[0])
-        if status not in (200, 202):
-            raise RuntimeError(f"POST {intake.path} answered {status}: {body}")
+        # warm-up: imports, connections, partitions, the worker's first task (through every intake)
+        for warm_intake in [intake, *intakes.values()]:
+            warm = warm_intake.make(emails, 1000, run_id + "w")
+            status, body = client.request("POST", warm_intake.path, warm[0], key=warm_intake.key)
+            if status not in (200, 202):
+                raise RuntimeError(f"POST {warm_intake.path} answered {status}: {body}")
         # a worker that cannot reach its broker never drains: give up early, the log says why
         _drain(client, admin_key, 90, worker)
         # Start from a quiet system: memberships queued by earlier runs (whose workers were stopped
@@ -290,11 +352,15 @@ def run_ingest(
         results = []
         for number in range(runs):
             variant = before_run(number) if before_run is not None else broker
+            run_intake = intakes.get(variant, intake)
+            meter = CpuMeter({"web": web.pid, "worker": worker.pid, "webhooks": webhooks.pid}, database_name)
             results.append(_measure_once(client, admin_key, worker, webhooks,
-                                         intake.make(emails, total, f"{run_id}-{number}"), broker=variant,
-                                         total=total, threads=threads, timeout=timeout, path=intake.path))
-        if intake.after is not None:
-            intake.after_result = intake.after(port)
+                                         run_intake.make(emails, total, f"{run_id}-{number}"), broker=variant,
+                                         total=total, threads=threads, timeout=timeout, path=run_intake.path,
+                                         key=run_intake.key, meter=meter))
+        for each in [intake, *intakes.values()]:
+            if each.after is not None:
+                each.after_result = each.after(port)
         return results
     finally:
         for process in (web, worker, webhooks):
@@ -312,7 +378,7 @@ def run_ingest(
 
 def _measure_once(client: Client, admin_key: str, worker: subprocess.Popen, webhooks: subprocess.Popen,
                   batches: list[dict], *, broker: str, total: int, threads: int, timeout: float,
-                  path: str = "/api/v1/events") -> IngestResult:
+                  path: str = "/api/v1/events", key: str | None = None, meter: CpuMeter | None = None) -> IngestResult:
     """POST ``batches`` from ``threads`` clients; time until events/status reads 0, then until the
     segments' dirty queue is empty as well, then until webhook delivery has caught up (which also
     leaves the next run a settled system)."""
@@ -327,7 +393,7 @@ def _measure_once(client: Client, admin_key: str, worker: subprocess.Popen, webh
                 index = next(cursor, None)
             if index is None:
                 return
-            code, _ = client.request("POST", path, batches[index])
+            code, _ = client.request("POST", path, batches[index], key=key)
             if code not in (200, 202):
                 with lock:
                     errors += 1
@@ -341,10 +407,11 @@ def _measure_once(client: Client, admin_key: str, worker: subprocess.Popen, webh
     posted = time.perf_counter() - started
     _drain(client, admin_key, timeout, worker)
     elapsed = time.perf_counter() - started
+    cpu = meter.used() if meter is not None else None
     settle = _settle(timeout, worker)
     after = time.perf_counter() - started
     delivered = _settle(min(timeout, 120), webhooks, _webhooks_idle)
     return IngestResult(broker=broker, events=total, seconds=elapsed, post_seconds=posted,
                         events_per_s=total / elapsed, errors=errors,
                         settled_seconds=None if settle is None else elapsed + settle,
-                        webhooks_settled_seconds=None if delivered is None else after + delivered)
+                        webhooks_settled_seconds=None if delivered is None else after + delivered, cpu_seconds=cpu)

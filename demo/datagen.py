@@ -6,21 +6,32 @@ small arrays (names, cities, categories, prices) that the SQL indexes into. Rand
 the row number (``hashint8extended(n, salt)``), so a given ``contacts`` always yields the same rows
 (timestamps count back from the hour the data was generated).
 
-What is generated, in order:
+What is generated, in order — the same shop for the demo and for the benchmark, at any size:
 
-1. reference data: ~200 tags (shop categories, PURCHASE, newsletter and a long tail), the starter
-   rules (``automation.starter.install_starter_rules``),
-   one funnel, one loyalty programme, temperature settings;
+1. reference data: ~200 tags (shop categories, PURCHASE, newsletter and a long tail), the demo
+   users, the starter rules (``automation.starter.install_starter_rules``) and two stage rules
+   (``set_stage``: every order moves the contact to Customer, a contact-form request to SQL), one
+   funnel, one loyalty programme, temperature settings;
 2. contacts (names/cities from Faker pl_PL, countries mostly PL, birth dates, properties);
 3. ~20 events per contact over the last 365 days (exponentially distributed per contact, 5% never
    active), one ``done`` receipt per event;
-4. the rules applied to those events **in SQL with the app's own condition compiler** — the lead
-   score ledger, rule-given tags (and, for the demo, rule applications and tag-score history), so
-   scores and tags are what the rules would have given;
-5. a long tail of manually assigned / imported tags (Zipf-like popularity, skewed scores);
-6. ``score`` = sum of the ledger, ``last_activity_at`` = last event, consents with their history,
-   funnel stages with transitions, loyalty tiers;
-7. for the demo: users, owners and lead statuses for hot leads, notes, saved segments.
+4. the rules applied to those events **in SQL with the app's own condition compiler**: the lead
+   score ledger, the rules' guard rows (``RuleApplication``, one per rule firing), rule-given tags
+   and the stage rules' moves, so scores, tags and stages are what the rules would have given;
+5. a long tail of manually assigned / imported tags (Zipf-like popularity, skewed scores); every
+   tag change, by rule or by hand, in the tag-score history (``TagScoreChange``);
+6. ``score`` = sum of the ledger, ``last_activity_at`` = last event; owners (the two sales users)
+   for ~60% of hot and ~12% of warm leads, their lead statuses with the history of every status
+   change; notes (1–3) on most worked leads and on ~2% of the other contacts; consents with their
+   history;
+7. the funnel: New → Engaged → MQL → SQL by activity and temperature (moves made through the API)
+   until the first stage-rule firing, from then on the stage rules' moves, each a
+   ``StageTransition``; loyalty tiers;
+8. 20 saved segments of the shapes shops build (broad, rare, nested, segment of segment, event
+   counts with and without a dedicated index, tags, temperature, tiers, stages, geography, age),
+   their memberships filled by the app's own full refresh (``segments.services.segment_refresh``).
+   They are at most ``SEGMENT_INCREMENTAL_MAX_SEGMENTS``, so the rules engine re-evaluates all of
+   them for the contacts of every batch of events, as in a real shop.
 
 For large runs (``bulk=True``) the indexes and foreign keys of the big tables are dropped before the
 load and rebuilt after it (one sort per index instead of 20M random inserts); the definitions are
@@ -41,10 +52,12 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.utils import timezone
 from faker.providers.address.pl_PL import Provider as Address
 from faker.providers.person.pl_PL import Provider as Person
 
 from automation.models import EventReceipt, Rule, RuleApplication
+from automation.rules import rule_save, validate_rule
 from automation.starter import install_starter_rules
 from contacts.models import Consent, ConsentChange, Contact, ContactTag, Event, Note, Tag, TagScoreChange, tag_key
 from core.conditions import compile_conditions
@@ -62,6 +75,7 @@ from leads.tasks import score_trend_refresh
 from loyalty.models import ContactTier, Program, Tier
 from segments.models import Segment
 from segments.services import segment_refresh
+from segments.validation import validate_definition
 
 log = logging.getLogger("demo.datagen")
 
@@ -125,9 +139,44 @@ LONG_TAIL_BASE = [
 CITIES_EXTRA_TAGS = ["Warszawa", "Kraków", "Wrocław", "Poznań", "Gdańsk", "Łódź", "Katowice", "Lublin", "Szczecin"]
 STAGES = ["New", "Engaged", "MQL", "SQL", "Customer"]
 FUNNEL_NAME = "Lejek sprzedażowy"
+# The funnel's entry rules (``set_stage`` actions, applied by the rules engine like any rule): every
+# order makes a customer; asking for contact through the form makes a sales-qualified lead, which
+# moves a past customer back to SQL until the next order (the engine records backward moves too).
+STAGE_RULES: list[dict[str, Any]] = [
+    {
+        "name": "Zamówienie → etap Customer",
+        "description": "Każde zamówienie przenosi kontakt do etapu Customer w lejku sprzedażowym.",
+        "trigger": {"event_type": "purchase", "where": []},
+        "actions": [{"type": "set_stage", "funnel": FUNNEL_NAME, "stage": "Customer"}],
+    },
+    {
+        "name": "Formularz kontaktowy → etap SQL",
+        "description": "Prośba o kontakt przez formularz to lead dla działu sprzedaży.",
+        "trigger": {"event_type": "form_submit", "where": [{"property": "name", "op": "eq", "value": "kontakt"}]},
+        "actions": [{"type": "set_stage", "funnel": FUNNEL_NAME, "stage": "SQL"}],
+    },
+]
 PROGRAM_NAME = "Klub Stylu"
 TIERS = [("Brązowy", 0, 5), ("Srebrny", 6, 7), ("Złoty", 15, 10)]
 PALETTE = ["#4f46e5", "#0891b2", "#059669", "#d97706", "#dc2626", "#7c3aed", "#db2777", "#475569"]
+
+# {tag}: the contact's favourite category, {size}: their preferred size.
+NOTE_TEXTS = [
+    "Rozmowa telefoniczna: interesuje się kolekcją {tag}, prosi o ofertę na e-mail.",
+    "Klientka pytała o dostępność rozmiaru {size}. Odezwać się po dostawie.",
+    "Wysłano kod rabatowy 10% na {tag}. Sprawdzić, czy użyty.",
+    "Umówione spotkanie w salonie w przyszłym tygodniu.",
+    "Zainteresowana pierścionkiem zaręczynowym — budżet ok. 5000 zł.",
+    "Nie odbiera telefonu, spróbować ponownie za kilka dni.",
+    "Zwrot zamówienia (rozmiar {size} za mały) — wysłano instrukcję i etykietę.",
+    "Prosi o powiadomienie, gdy wrócą {tag} w rozmiarze {size}.",
+    "Reklamacja przyjęta, wymiana w toku.",
+    "Zmiana adresu dostawy na prośbę klienta.",
+]
+LOST_REASONS = [
+    "Przegrana z konkurencją (cena)", "Brak budżetu w tym sezonie", "Nie odpowiada od miesiąca",
+    "Kupiła w salonie stacjonarnym innej marki", "Rezygnacja po zwrocie",
+]
 
 # Tables whose indexes/foreign keys are rebuilt around a bulk load.
 BULK_TABLES = [
@@ -135,13 +184,16 @@ BULK_TABLES = [
     "leads_scorechange", "automation_ruleapplication", "contacts_consent", "contacts_consentchange",
     "leads_contactstage", "leads_stagetransition", "loyalty_contacttier", "contacts_tagscorechange",
 ]
-TEMP_TABLES = ["mh_gen_contact", "mh_tag_delta", "mh_match", "mh_score", "mh_stage"]
+TEMP_TABLES = ["mh_gen_contact", "mh_tag_delta", "mh_match", "mh_score", "mh_stage", "mh_stage_hit", "mh_stage_move",
+               "mh_lead"]
 # Tables the generator fills (for ANALYZE/VACUUM and for the reset).
 GENERATED_TABLES = BULK_TABLES + [
     "contacts_tag", "contacts_note", "leads_leadstatuschange", "automation_rule", "leads_funnel",
     "leads_stage", "loyalty_program", "loyalty_tier", "segments_segment", "leads_temperaturesettings",
     "leads_scoretrend",
 ]
+# Written after the load by the segments' own refresh; vacuumed with the generated tables.
+MEMBERSHIP_TABLES = ["segments_segmentmember", "segments_segmentsize", "core_outboxmessage"]
 
 
 def _feminine(surname: str) -> str:
@@ -319,12 +371,19 @@ def _reference_data(anchor: datetime) -> dict[str, Any]:
         ],
         ignore_conflicts=True,
     )
+    ensure_demo_users()
+    users = {u.username: u for u in get_user_model().objects.filter(username__in=["sales", "sales2", "marketer"])}
     install_starter_rules()
     funnel, _ = Funnel.objects.get_or_create(
         name=FUNNEL_NAME, defaults={"description": "Od pierwszej wizyty do zakupu.", "created_at": created}
     )
     for position, stage in enumerate(STAGES, start=1):
         Stage.objects.get_or_create(funnel=funnel, name=stage, defaults={"position": position})
+    # validated and saved as the rule editor saves them (the stages must exist first)
+    existing_rules = set(Rule.objects.filter(name__in=[r["name"] for r in STAGE_RULES]).values_list("name", flat=True))
+    for definition in STAGE_RULES:
+        if definition["name"] not in existing_rules:
+            rule_save(Rule(created_at=created), validate_rule({**definition, "active": True}), user=users["marketer"])
     program, _ = Program.objects.get_or_create(
         name=PROGRAM_NAME,
         defaults={
@@ -337,7 +396,7 @@ def _reference_data(anchor: datetime) -> dict[str, Any]:
         Tier.objects.get_or_create(
             program=program, name=tier_name, defaults={"min": minimum, "benefits": {"discount_percent": discount}}
         )
-    return {"funnel": funnel, "program": program}
+    return {"funnel": funnel, "program": program, "users": users}
 
 
 # --- The generator --------------------------------------------------------------------------------
@@ -355,11 +414,13 @@ def generate(
     echo: Callable[[str], None] | None = None,
     now: datetime | None = None,
 ) -> GenerationReport:
-    """Generate the shop for ``contacts`` contacts into an EMPTY contacts table, in one transaction.
+    """Generate the shop for ``contacts`` contacts into an EMPTY contacts table, in one transaction,
+    then fill the saved segments' memberships in a second one.
 
-    ``demo`` adds what people look at (tag/rule history, owners, notes, segments); the benchmark
-    leaves the per-change history out. ``bulk`` (default: ≥ 10,000 contacts) rebuilds indexes after
-    the load. Returns timings and row counts.
+    The demo and the benchmark get the same shop (``demo`` says which one asks); ``bulk``
+    (default: ≥ 10,000 contacts) rebuilds indexes after the load. ``now`` (default: the clock)
+    anchors the generated times and is when the saved segments are evaluated. Returns timings and
+    row counts.
     """
     if contacts < 1:
         raise ValueError("contacts must be at least 1")
@@ -379,35 +440,53 @@ def generate(
             run.run("partitions", "SELECT mh_ensure_event_partitions(%s::timestamptz - interval '13 months', %s::timestamptz)", [anchor, anchor])
             if bulk:
                 with _without_indexes(run, BULK_TABLES):
-                    _generate_rows(run, contacts=contacts, demo=demo, anchor=anchor, ref=ref)
+                    _generate_rows(run, contacts=contacts, anchor=anchor, ref=ref)
             else:
-                _generate_rows(run, contacts=contacts, demo=demo, anchor=anchor, ref=ref)
+                _generate_rows(run, contacts=contacts, anchor=anchor, ref=ref)
             _set_sequences(run)
             run.run("functions", "DROP TABLE IF EXISTS " + ", ".join(f"pg_temp.{t}" for t in TEMP_TABLES))
         # the hot-leads growth counters, derived by the leads area's own set-based function
         score_trend_refresh(now=anchor)
-        if demo:
-            _demo_objects(anchor)
-    analyze_started = time.perf_counter()
-    vacuum_analyze()
-    report.steps["vacuum analyze"] = time.perf_counter() - analyze_started
+        segment_ids = _segments_save(author=ref["users"]["marketer"], now=now or timezone.now())
+    # The memberships are evaluated on the committed, vacuumed and analysed shop (statistics for
+    # the planner, the visibility map for index-only scans). Not the membership table: analysed
+    # while empty, it makes the refresh's anti-join probe it with a nested loop that rescans the
+    # rows the same statement inserts (quadratic: 128 s instead of 0.3 s for 75,000 members at 100k).
+    with _timed(report, "vacuum analyze", echo):
+        vacuum_analyze(GENERATED_TABLES)
+    with _timed(report, "segment memberships", echo):
+        _segments_fill(segment_ids, now=now)
+    with _timed(report, "vacuum analyze", echo):
+        vacuum_analyze(MEMBERSHIP_TABLES)
     report.seconds = time.perf_counter() - started
     report.rows = row_counts()
     return report
 
 
-def vacuum_analyze() -> None:
-    """VACUUM (for index-only scans: the visibility map) and ANALYZE the generated tables."""
-    command = "ANALYZE" if connection.in_atomic_block else "VACUUM (ANALYZE)"  # VACUUM needs autocommit
+@contextmanager
+def _timed(report: GenerationReport, step: str, echo: Callable[[str], None] | None):
+    started = time.perf_counter()
+    yield
+    elapsed = time.perf_counter() - started
+    report.steps[step] = report.steps.get(step, 0.0) + elapsed
+    if echo and elapsed > 1:
+        echo(f"  {step}: {elapsed:.1f}s")
+
+
+def vacuum_analyze(tables: list[str] | None = None) -> None:
+    """VACUUM (for index-only scans: the visibility map) and ANALYZE ``tables`` (default: every
+    table the generator writes); inside a transaction only ANALYZE (VACUUM needs autocommit)."""
+    command = "ANALYZE" if connection.in_atomic_block else "VACUUM (ANALYZE)"
     with connection.cursor() as cursor:
-        for table in GENERATED_TABLES:
+        for table in tables or GENERATED_TABLES + MEMBERSHIP_TABLES:
             cursor.execute(f"{command} {table}")
 
 
 def row_counts() -> dict[str, int]:
     with connection.cursor() as cursor:
         counts = {}
-        for table in BULK_TABLES + ["contacts_tag", "contacts_note", "automation_rule", "segments_segment"]:
+        for table in BULK_TABLES + ["contacts_tag", "contacts_note", "leads_leadstatuschange", "automation_rule",
+                                    "segments_segment", "segments_segmentmember"]:
             cursor.execute(f"SELECT count(*) FROM {table}")
             counts[table] = cursor.fetchone()[0]
         return counts
@@ -442,7 +521,7 @@ def _set_sequences(run: _Runner) -> None:
     )
 
 
-def _generate_rows(run: _Runner, *, contacts: int, demo: bool, anchor: datetime, ref: dict[str, Any]) -> None:
+def _generate_rows(run: _Runner, *, contacts: int, anchor: datetime, ref: dict[str, Any]) -> None:
     # ON COMMIT DROP does not fire when the caller's transaction goes on (tests): drop them first.
     run.run("functions", "DROP TABLE IF EXISTS " + ", ".join(f"pg_temp.{t}" for t in TEMP_TABLES))
     lists = _name_lists()
@@ -585,7 +664,9 @@ def _generate_rows(run: _Runner, *, contacts: int, demo: bool, anchor: datetime,
     run.run("receipts", rc_sql, rc_defaults)
 
     # 3. The rules, applied to the events with the app's own condition compiler.
-    _apply_rules(run, anchor=anchor, demo=demo)
+    funnel = ref["funnel"]
+    stage_positions = {(funnel.name.lower(), stage.name.lower()): stage.position for stage in funnel.stages.all()}
+    _apply_rules(run, stage_positions=stage_positions)
 
     # 4. The long tail of hand-assigned / imported tags: ~4 per contact, Zipf-popular, skewed scores.
     tail = long_tail_tags()
@@ -619,19 +700,58 @@ def _generate_rows(run: _Runner, *, contacts: int, demo: bool, anchor: datetime,
            GROUP BY d.contact_id, t.id HAVING sum(d.delta) > 0""",
     )
     run.run("contact tags", ct_sql, ct_defaults)
-    if demo:
-        ch_sql, ch_defaults = _insert_select(
-            TagScoreChange,
-            {"contact_id": "d.contact_id", "tag_id": "t.id", "delta": "d.delta",
-             "score_after": "sum(d.delta) OVER (PARTITION BY d.contact_id, t.id ORDER BY d.at, d.event_pk)",
-             "source": "d.source", "rule_id": "d.rule_id", "event_pk": "d.event_pk", "created_at": "d.at"},
-            "FROM mh_tag_delta d JOIN contacts_tag t ON t.key = d.tag_key",
-        )
-        run.run("tag history", ch_sql, ch_defaults)
+    # Every change in the history with the score it left. ROWS, not the default RANGE: two changes
+    # at the same moment each leave their own running sum.
+    change_order = "d.at, d.event_pk, d.rule_id, d.delta, d.source"
+    ch_sql, ch_defaults = _insert_select(
+        TagScoreChange,
+        {"contact_id": "d.contact_id", "tag_id": "t.id", "delta": "d.delta",
+         "score_after": f"sum(d.delta) OVER (PARTITION BY d.contact_id, t.id ORDER BY {change_order} ROWS UNBOUNDED PRECEDING)",
+         "source": "d.source", "rule_id": "d.rule_id", "event_pk": "d.event_pk", "created_at": "d.at"},
+        f"FROM mh_tag_delta d JOIN contacts_tag t ON t.key = d.tag_key ORDER BY d.contact_id, t.id, {change_order}",
+    )
+    run.run("tag history", ch_sql, ch_defaults)
 
-    # 5. Contacts, with score = sum of the ledger and last_activity_at = the last event.
+    # 5. Contacts, with score = sum of the ledger and last_activity_at = the last event; the leads
+    #    sales works on: owners for ~60% of hot and ~12% of warm leads, claimed up to three months
+    #    ago, each status reached through the ones before it (new → contacted → qualified → won, or
+    #    → lost with a reason), the changes spread between the claim and now.
     temperature = _temperature_thresholds(run)
     p["warm"], p["hot"] = temperature
+    users = ref["users"]
+    p.update(sales=users["sales"].pk, sales2=users["sales2"].pk, marketer=users["marketer"].pk, reasons=LOST_REASONS)
+    run.run(
+        "leads",
+        """
+        CREATE TEMP TABLE mh_lead ON COMMIT DROP AS
+        SELECT l.*, CASE l.status WHEN 'contacted' THEN ARRAY['contacted']
+                                  WHEN 'qualified' THEN ARRAY['contacted', 'qualified']
+                                  WHEN 'won' THEN ARRAY['contacted', 'qualified', 'won']
+                                  WHEN 'lost' THEN ARRAY['contacted', 'lost']
+                                  ELSE ARRAY[]::text[] END AS path
+        FROM (
+            SELECT c.id AS contact_id,
+                   CASE WHEN pg_temp.mh_u(c.id, 81) < 0.55 THEN %(sales)s ELSE %(sales2)s END AS owner_id,
+                   CASE WHEN pg_temp.mh_u(c.id, 82) < 0.12 THEN 'new'
+                        WHEN pg_temp.mh_u(c.id, 82) < 0.45 THEN 'contacted'
+                        WHEN pg_temp.mh_u(c.id, 82) < 0.70 THEN 'qualified'
+                        WHEN pg_temp.mh_u(c.id, 82) < 0.88 THEN 'won'
+                        ELSE 'lost' END AS status,
+                   %(anchor)s::timestamptz
+                       - least(c.created_days * 0.9, 2 + 88 * power(pg_temp.mh_u(c.id, 83), 1.5)) * interval '1 day'
+                       AS claimed_at,
+                   %(reasons)s[1 + floor(pg_temp.mh_u(c.id, 84) * cardinality(%(reasons)s))::int] AS lost_reason
+            FROM mh_gen_contact c
+            JOIN mh_score sc ON sc.contact_id = c.id
+            WHERE (sc.score >= %(hot)s AND pg_temp.mh_u(c.id, 80) < 0.60)
+               OR (sc.score >= %(warm)s AND sc.score < %(hot)s AND pg_temp.mh_u(c.id, 80) < 0.12)
+        ) l
+        """,
+        p,
+    )
+    run.run("leads", "ALTER TABLE mh_lead ADD PRIMARY KEY (contact_id)")
+    # the moment of the lead's j-th status change (of n): evenly between the claim and now
+    change_at = "ld.claimed_at + (%(anchor)s::timestamptz - ld.claimed_at) * ({j}::float8 / (cardinality(ld.path) + 1))"
     co_sql, co_defaults = _insert_select(
         Contact,
         {
@@ -650,15 +770,19 @@ def _generate_rows(run: _Runner, *, contacts: int, demo: bool, anchor: datetime,
                 'preferred_size', %(sizes)s[1 + floor(pg_temp.mh_u(c.id, 47) * 5)::int],
                 'loyalty_card', pg_temp.mh_u(c.id, 48) < 0.3)""",
             "score": "coalesce(sc.score, 0)",
-            "lead_status": "'new'",
-            "lead_status_reason": "''",
+            "owner_id": "ld.owner_id",
+            "lead_status": "coalesce(ld.status, 'new')",
+            "lead_status_reason": "CASE WHEN ld.status = 'lost' THEN ld.lost_reason ELSE '' END",
+            "lead_status_changed_at": f"CASE WHEN cardinality(ld.path) > 0 THEN {change_at.format(j='cardinality(ld.path)')} END",
             "last_activity_at": "CASE WHEN c.n_events > 0 THEN %(anchor)s::timestamptz - c.lo * interval '1 day' END",
             "created_at": "%(anchor)s::timestamptz - c.created_days * interval '1 day'",
-            "updated_at": "%(anchor)s::timestamptz - least(c.lo, c.created_days) * interval '1 day'",
+            "updated_at": f"""greatest(%(anchor)s::timestamptz - least(c.lo, c.created_days) * interval '1 day',
+                                       CASE WHEN cardinality(ld.path) > 0 THEN {change_at.format(j='cardinality(ld.path)')} END)""",
         },
         """
         FROM mh_gen_contact c
         LEFT JOIN mh_score sc ON sc.contact_id = c.id
+        LEFT JOIN mh_lead ld ON ld.contact_id = c.id
         CROSS JOIN LATERAL (SELECT
             CASE WHEN c.female THEN %(first_f)s[1 + floor(pg_temp.mh_u(c.id, 50) * cardinality(%(first_f)s))::int]
                  ELSE %(first_m)s[1 + floor(pg_temp.mh_u(c.id, 50) * cardinality(%(first_m)s))::int] END AS first,
@@ -673,6 +797,42 @@ def _generate_rows(run: _Runner, *, contacts: int, demo: bool, anchor: datetime,
         """,
     )
     run.run("contacts", _positional(co_sql, len(co_defaults)), _with_defaults(co_defaults, p))
+    ls_sql, ls_defaults = _insert_select(
+        LeadStatusChange,
+        {"contact_id": "ld.contact_id", "from_status": "CASE WHEN j = 1 THEN 'new' ELSE ld.path[j - 1] END",
+         "to_status": "ld.path[j]", "reason": "CASE WHEN ld.path[j] = 'lost' THEN ld.lost_reason ELSE '' END",
+         "user_id": "ld.owner_id", "created_at": change_at.format(j="j")},
+        "FROM mh_lead ld, generate_series(1, cardinality(ld.path)) AS j ORDER BY ld.contact_id, j",
+    )
+    run.run("leads", _positional(ls_sql, len(ls_defaults)), _with_defaults(ls_defaults, p))
+    # Notes: 1–3 by the owner on a worked lead (between the claim and its last change), and 1–3 by
+    # sales or marketing on ~2% of the other contacts (service matters, any time since signup).
+    note_sql, note_defaults = _insert_select(
+        Note,
+        {"contact_id": "n.contact_id", "author_id": "n.author_id",
+         "text": """replace(replace(%(notes)s[1 + floor(pg_temp.mh_u(n.contact_id * 8 + k, 87) * cardinality(%(notes)s))::int],
+                        '{tag}', %(cat)s[c.fav1]), '{size}', %(sizes)s[1 + floor(pg_temp.mh_u(c.id, 47) * 5)::int])""",
+         "created_at": "n.since + (n.until - n.since) * pg_temp.mh_u(n.contact_id * 8 + k, 89)",
+         "updated_at": "n.since + (n.until - n.since) * pg_temp.mh_u(n.contact_id * 8 + k, 89)"},
+        f"""
+        FROM (
+            SELECT ld.contact_id, ld.owner_id AS author_id, ld.claimed_at AS since,
+                   {change_at.format(j="cardinality(ld.path)")} AS until
+            FROM mh_lead ld WHERE cardinality(ld.path) > 0
+            UNION ALL
+            SELECT g.id, CASE floor(pg_temp.mh_u(g.id, 86) * 3)::int WHEN 0 THEN %(sales)s WHEN 1 THEN %(sales2)s
+                              ELSE %(marketer)s END,
+                   %(anchor)s::timestamptz - g.created_days * interval '1 day', %(anchor)s::timestamptz
+            FROM mh_gen_contact g
+            WHERE pg_temp.mh_u(g.id, 85) < 0.02 AND NOT EXISTS (SELECT 1 FROM mh_lead x WHERE x.contact_id = g.id)
+        ) n
+        JOIN mh_gen_contact c ON c.id = n.contact_id,
+        generate_series(1, 1 + floor(3 * pg_temp.mh_u(n.contact_id, 88))::int) AS k
+        ORDER BY n.contact_id, k
+        """,
+    )
+    p["notes"] = NOTE_TEXTS
+    run.run("notes", _positional(note_sql, len(note_defaults)), _with_defaults(note_defaults, p))
 
     # 6. Consents (email for 75%, sms for 35%) with their history: given at signup, some withdrawn later.
     for channel, salt, rate, source in (("email", 60, 0.75, "formularz rejestracji"), ("sms", 70, 0.35, "checkout")):
@@ -703,10 +863,11 @@ def _generate_rows(run: _Runner, *, contacts: int, demo: bool, anchor: datetime,
         )
         run.run("consents", _positional(cs_sql, len(cs_defaults)), _with_defaults(cs_defaults, q))
 
-    # 7. The funnel: Customer after 3 orders, SQL after one or when hot, MQL if warm, Engaged if active
-    #    in 90 days, else New;
-    #    transitions walk from New to the current stage between signup and last activity.
-    funnel = ref["funnel"]
+    # 7. The funnel. Until a stage rule first fires for a contact, it climbs by activity and
+    #    temperature, moved through the API: New at signup, Engaged if active in 90 days, MQL if
+    #    warm, SQL if hot, evenly between signup and the last activity. From the first firing on,
+    #    the stage rules move it (each firing that changes the stage is a transition), as the
+    #    engine would have when those events came in.
     stage_ids = list(funnel.stages.order_by("position").values_list("id", flat=True))
     q = {"funnel": funnel.id, "stages": stage_ids, "anchor": anchor, "warm": temperature[0], "hot": temperature[1]}
     run.run(
@@ -714,8 +875,7 @@ def _generate_rows(run: _Runner, *, contacts: int, demo: bool, anchor: datetime,
         """
         CREATE TEMP TABLE mh_stage ON COMMIT DROP AS
         SELECT c.id AS contact_id,
-               CASE WHEN b.purchases >= 3 THEN 5
-                    WHEN b.purchases >= 1 OR coalesce(sc.score, 0) >= %(hot)s THEN 4
+               CASE WHEN coalesce(sc.score, 0) >= %(hot)s THEN 4
                     WHEN coalesce(sc.score, 0) >= %(warm)s THEN 3
                     WHEN c.n_events > 0 AND c.lo <= 90 THEN 2
                     ELSE 1 END AS pos,
@@ -723,26 +883,57 @@ def _generate_rows(run: _Runner, *, contacts: int, demo: bool, anchor: datetime,
                %(anchor)s::timestamptz - least(c.lo, c.created_days) * interval '1 day' AS until
         FROM mh_gen_contact c
         LEFT JOIN mh_score sc ON sc.contact_id = c.id
-        LEFT JOIN (SELECT contact_id, count(*) AS purchases FROM automation_event WHERE type = 'purchase' GROUP BY contact_id) b
-            ON b.contact_id = c.id
         """,
         q,
     )
+    # Every step, then only those that change the stage (ordered by time; on a tie the API move
+    # first, rule firings by event).
+    run.run(
+        "funnel",
+        """
+        CREATE TEMP TABLE mh_stage_move ON COMMIT DROP AS
+        SELECT * FROM (
+            SELECT t.*, lag(t.stage_pos) OVER (PARTITION BY t.contact_id ORDER BY t.at, t.src, t.ord) AS from_pos
+            FROM (
+                SELECT s.contact_id, k AS stage_pos, x.at, 0 AS src, k::bigint AS ord,
+                       NULL::bigint AS rule_id, NULL::bigint AS event_pk
+                FROM mh_stage s
+                LEFT JOIN (SELECT contact_id, min(at) AS first_at FROM mh_stage_hit GROUP BY contact_id) h
+                     ON h.contact_id = s.contact_id
+                CROSS JOIN generate_series(1, s.pos) AS k
+                CROSS JOIN LATERAL (SELECT s.since + (s.until - s.since) * ((k - 1)::float8 / s.pos) AS at) x
+                WHERE k = 1 OR h.first_at IS NULL OR x.at < h.first_at
+                UNION ALL
+                SELECT contact_id, stage_pos, at, 1, event_pk, rule_id, event_pk FROM mh_stage_hit
+            ) t
+        ) m
+        WHERE m.from_pos IS DISTINCT FROM m.stage_pos
+        """,
+    )
     st_sql, st_defaults = _insert_select(
         StageTransition,
-        {"contact_id": "s.contact_id", "funnel_id": "%(funnel)s",
-         "from_stage_id": "CASE WHEN k > 1 THEN %(stages)s[k - 1] END",
-         "to_stage_id": "%(stages)s[k]",
-         "cause": "CASE WHEN k = 1 THEN 'api' ELSE 'rule' END",
-         "created_at": "s.since + (s.until - s.since) * ((k - 1)::float8 / s.pos)"},
-        "FROM mh_stage s, generate_series(1, s.pos) AS k",
+        {"contact_id": "m.contact_id", "funnel_id": "%(funnel)s",
+         "from_stage_id": "%(stages)s[m.from_pos]",
+         "to_stage_id": "%(stages)s[m.stage_pos]",
+         "cause": "CASE WHEN m.rule_id IS NULL THEN 'api' ELSE 'rule' END",
+         "rule_id": "m.rule_id", "event_pk": "m.event_pk",
+         "created_at": "m.at", "left_at": "m.left_at", "previous_entry_at": "m.previous_entry_at"},
+        # each stay's end (the contact's next move) and the stage's previous entry, as the app's
+        # writer stores them (``leads.funnels``), in the order the rows get their ids
+        """FROM (SELECT mv.*,
+                       lead(mv.at) OVER (PARTITION BY mv.contact_id ORDER BY mv.at, mv.src, mv.ord) AS left_at,
+                       lag(mv.at) OVER (PARTITION BY mv.contact_id, mv.stage_pos ORDER BY mv.at, mv.src, mv.ord)
+                           AS previous_entry_at
+                FROM mh_stage_move mv) m
+           ORDER BY m.contact_id, m.at, m.src, m.ord""",
     )
     run.run("funnel", _positional(st_sql, len(st_defaults)), _with_defaults(st_defaults, q))
     cst_sql, cst_defaults = _insert_select(
         ContactStage,
-        {"contact_id": "s.contact_id", "funnel_id": "%(funnel)s", "stage_id": "%(stages)s[s.pos]",
-         "entered_at": "s.since + (s.until - s.since) * ((s.pos - 1)::float8 / s.pos)"},
-        "FROM mh_stage s",
+        {"contact_id": "m.contact_id", "funnel_id": "%(funnel)s", "stage_id": "%(stages)s[m.stage_pos]",
+         "entered_at": "m.at"},
+        """FROM (SELECT DISTINCT ON (contact_id) * FROM mh_stage_move
+                 ORDER BY contact_id, at DESC, src DESC, ord DESC) m""",
     )
     run.run("funnel", _positional(cst_sql, len(cst_defaults)), _with_defaults(cst_defaults, q))
 
@@ -813,10 +1004,11 @@ def _template_sql(template: str) -> tuple[str, list[str]]:
     return f"CASE WHEN {guard} THEN NULL ELSE {body} END", keys
 
 
-def _apply_rules(run: _Runner, *, anchor: datetime, demo: bool) -> None:
+def _apply_rules(run: _Runner, *, stage_positions: dict[tuple[str, str], int]) -> None:
     """What the rules engine would have done with these events, set-based: for each active rule,
-    the matching events (the first one per contact for once-per-contact rules), its points in the
-    ledger (capped by max_points_per_contact) and its tag deltas."""
+    the matching events (the first one per contact for once-per-contact rules), its guard rows,
+    its points in the ledger (capped by max_points_per_contact), its tag deltas (``mh_tag_delta``)
+    and its stage moves (``mh_stage_hit``, positions in the generated funnel)."""
     run.run(
         "rules",
         """
@@ -824,6 +1016,8 @@ def _apply_rules(run: _Runner, *, anchor: datetime, demo: bool) -> None:
             at timestamptz, event_pk bigint, rule_id bigint, source text) ON COMMIT DROP;
         CREATE TEMP TABLE mh_match (rule_id bigint, event_pk bigint, contact_id bigint, at timestamptz,
             tag_names text[]) ON COMMIT DROP;
+        CREATE TEMP TABLE mh_stage_hit (contact_id bigint, at timestamptz, event_pk bigint, rule_id bigint,
+            stage_pos int) ON COMMIT DROP;
         """,
     )
     rules = list(Rule.objects.filter(active=True).order_by("id"))
@@ -840,17 +1034,18 @@ def _apply_rules(run: _Runner, *, anchor: datetime, demo: bool) -> None:
             select = f"SELECT DISTINCT ON (m.contact_id) m.* FROM ({select}) m ORDER BY m.contact_id, m.occurred_at, m.id"
         run.run("rules", f"INSERT INTO mh_match {select}", [rule.event_type, *where_params])
         total = sum(points)
+        cap = rule.max_points_per_contact
+        # a capped rule stops firing once its points reach the cap (no guard row, no points after)
+        matches = f"mh_match m WHERE m.rule_id = {rule.id}"
+        if cap is not None and total > 0:
+            matches = f"""(SELECT *, row_number() OVER (PARTITION BY contact_id ORDER BY at, event_pk) AS n
+                           FROM mh_match WHERE rule_id = {rule.id}) m WHERE m.n * {total} <= {int(cap)}"""
         for action_points in points:
-            cap = rule.max_points_per_contact
-            limit = ""
-            if cap is not None and action_points > 0:
-                limit = f"WHERE m.n * {total} <= {int(cap)}"
             sc_sql, sc_defaults = _insert_select(
                 ScoreChange,
                 {"contact_id": "m.contact_id", "delta": str(action_points), "rule_id": str(rule.id),
                  "event_pk": "m.event_pk", "reason": "%s", "created_at": "m.at"},
-                f"""FROM (SELECT *, row_number() OVER (PARTITION BY contact_id ORDER BY at, event_pk) AS n
-                          FROM mh_match WHERE rule_id = {rule.id}) m {limit}""",
+                f"FROM {matches}",
             )
             # the reason placeholder comes first in the SELECT list, before the defaults
             run.run("ledger", sc_sql, [rule.name[:200], *sc_defaults])
@@ -864,16 +1059,26 @@ def _apply_rules(run: _Runner, *, anchor: datetime, demo: bool) -> None:
                     WHERE m.rule_id = {rule.id} AND x.name IS NOT NULL AND x.name <> ''""",
                 [scores],
             )
-        if demo:
-            ra_sql, ra_defaults = _insert_select(
-                RuleApplication,
-                {"rule_id": "m.rule_id", "event_pk": "m.event_pk", "contact_id": "m.contact_id",
-                 "points": str(total), "applied_at": "m.at + interval '3 seconds'",
-                 # the engine marks once-per-contact applications (a partial unique index guards them)
-                 **({"once": "true" if rule.once_per_contact else "false"} if _has_column(RuleApplication, "once") else {})},
-                f"FROM mh_match m WHERE m.rule_id = {rule.id}",
+        ra_sql, ra_defaults = _insert_select(
+            RuleApplication,
+            {"rule_id": "m.rule_id", "event_pk": "m.event_pk", "contact_id": "m.contact_id",
+             "points": str(total), "applied_at": "m.at + interval '3 seconds'",
+             # the engine marks once-per-contact applications (a partial unique index guards them)
+             **({"once": "true" if rule.once_per_contact else "false"} if _has_column(RuleApplication, "once") else {})},
+            f"FROM {matches}",
+        )
+        run.run("rule applications", ra_sql, ra_defaults)
+        # Moves to a stage of the generated funnel; of several set_stage actions the last wins, as
+        # in the engine. A rule naming another funnel moves nobody here.
+        stages = [a for a in actions if a.get("type") == "set_stage"]
+        position = stage_positions.get((str(stages[-1]["funnel"]).strip().lower(),
+                                        str(stages[-1]["stage"]).strip().lower())) if stages else None
+        if position is not None:
+            run.run(
+                "rules",
+                f"""INSERT INTO mh_stage_hit (contact_id, at, event_pk, rule_id, stage_pos)
+                    SELECT m.contact_id, m.at, m.event_pk, m.rule_id, {int(position)} FROM {matches}""",
             )
-            run.run("rule applications", ra_sql, ra_defaults)
         run.run("rules", f"DELETE FROM mh_match WHERE rule_id = {rule.id}")
     run.run(
         "ledger",
@@ -883,75 +1088,138 @@ def _apply_rules(run: _Runner, *, anchor: datetime, demo: bool) -> None:
     run.run("ledger", "ALTER TABLE mh_score ADD PRIMARY KEY (contact_id)")
 
 
-# --- Demo-only objects (a few hundred rows, ORM is fine) ------------------------------------------
-NOTE_TEXTS = [
-    "Rozmowa telefoniczna: interesuje się kolekcją {tag}, prosi o ofertę na e-mail.",
-    "Klientka pytała o dostępność rozmiaru {size}. Odezwać się po dostawie.",
-    "Wysłano kod rabatowy 10% na {tag}. Sprawdzić, czy użyty.",
-    "Umówione spotkanie w salonie w przyszłym tygodniu.",
-    "Zainteresowana pierścionkiem zaręczynowym — budżet ok. 5000 zł.",
-    "Nie odbiera telefonu, spróbować ponownie za kilka dni.",
-]
-SEGMENTS = [
-    ("Fani kurtek z zgodą na e-mail", "Do kampanii kurtkowej: tag kurtki ≥ 3 i zgoda na e-mail.",
-     {"all": [{"type": "tag_score", "tag": "kurtki", "op": "gte", "value": 3},
-              {"type": "consent", "channel": "email", "value": True}]}),
-    ("Zainteresowani diamentami", "Oglądali diamenty w ostatnich 30 dniach lub mają tag diamenty.",
-     {"any": [{"type": "event_count", "event_type": "page_view",
-               "where": [{"property": "url", "op": "contains", "value": "/diamenty"}],
-               "within_days": 30, "op": "gte", "value": 1},
-              {"type": "tag_score", "tag": "diamenty", "op": "gte", "value": 2}]}),
-    ("Gorące leady z Polski", "Gorące kontakty z Polski: dla działu sprzedaży.",
-     {"all": [{"type": "temperature", "value": "hot"}, {"type": "attribute", "name": "country", "op": "eq", "value": "PL"}]}),
-    ("Uśpieni (ponad rok bez aktywności)", "Grupa negatywna: wykluczać z kampanii.",
-     {"all": [{"type": "inactive_days", "value": 365}]}),
-    ("Stali klienci z Warszawy", "Co najmniej 3 zamówienia, Warszawa.",
-     {"all": [{"type": "tag_score", "tag": "PURCHASE", "op": "gte", "value": 3},
-              {"type": "attribute", "name": "city", "op": "eq", "value": "Warszawa"}]}),
+# --- Saved segments (20 rows, ORM; memberships by the segments' own set-based refresh) ------------
+@dataclass(frozen=True)
+class SavedSegment:
+    name: str
+    description: str
+    # The API contract's condition tree; ``{"type": "segment", "segment_id": "<name>"}`` names a
+    # segment listed before it (the id is filled in when it is saved).
+    definition: dict[str, Any]
+    for_sending: bool = False
+
+
+def _tag_at_least(tag: str, value: int) -> dict[str, Any]:
+    return {"type": "tag_score", "tag": tag, "op": "gte", "value": value}
+
+
+def _in_segment(name: str) -> dict[str, Any]:
+    return {"type": "segment", "segment_id": name}
+
+
+EMAIL_CONSENT = {"type": "consent", "channel": "email", "value": True}
+CUSTOMER_STAGE = {"type": "stage", "funnel": FUNNEL_NAME, "stage": "Customer"}
+
+# What a shop's marketing and sales keep: broad audiences, rare high-value groups, campaign
+# audiences nesting all/any/not and other segments. Referenced segments come first.
+SEGMENTS: list[SavedSegment] = [
+    SavedSegment("Zgoda na e-mail", "Wszyscy, do których wolno wysłać e-mail.", EMAIL_CONSENT),
+    SavedSegment("Aktywni w ostatnich 90 dniach", "Jakakolwiek aktywność w ciągu ostatnich 90 dni.",
+                 {"not": {"type": "inactive_days", "value": 90}}),
+    SavedSegment("Uśpieni (ponad rok bez aktywności)", "Grupa negatywna: wykluczać z kampanii.",
+                 {"all": [{"type": "inactive_days", "value": 365}]}),
+    SavedSegment("Ciepłe leady", "Wynik między progiem ciepłym a gorącym: do dogrzania kampanią.",
+                 {"type": "temperature", "value": "warm"}),
+    SavedSegment("Gorące leady z Polski", "Gorące kontakty z Polski: dla działu sprzedaży.",
+                 {"all": [{"type": "temperature", "value": "hot"},
+                          {"type": "attribute", "name": "country", "op": "eq", "value": "PL"}]}),
+    SavedSegment("Kolekcjonerzy diamentów", "Tag diamenty z wynikiem co najmniej 5.", _tag_at_least("diamenty", 5)),
+    SavedSegment("Zamówienia za ponad 5 000 zł", "Suma wszystkich zamówień co najmniej 5 000 zł.",
+                 {"type": "purchase_total", "op": "gte", "value": 5000}),
+    SavedSegment("Fani kurtek ze zgodą na e-mail", "Do kampanii kurtkowej: tag kurtki ≥ 3 i zgoda na e-mail.",
+                 {"all": [_tag_at_least("kurtki", 3), EMAIL_CONSENT]}),
+    SavedSegment("Stali klienci z Warszawy", "Co najmniej 3 zamówienia, Warszawa.",
+                 {"all": [_tag_at_least("PURCHASE", 3), {"type": "attribute", "name": "city", "op": "eq", "value": "Warszawa"}]}),
+    SavedSegment("Zainteresowani diamentami", "Oglądali diamenty w ostatnich 30 dniach lub mają tag diamenty.",
+                 {"any": [{"type": "event_count", "event_type": "page_view",
+                           "where": [{"property": "url", "op": "contains", "value": "/diamenty"}],
+                           "within_days": 30, "op": "gte", "value": 1},
+                          _tag_at_least("diamenty", 2)]}),
+    SavedSegment("Oglądają sukienki (30 dni)", "Co najmniej 3 wyświetlenia sukienek w ostatnich 30 dniach.",
+                 {"type": "event_count", "event_type": "product_view",
+                  "where": [{"property": "category", "op": "eq", "value": "sukienki"}],
+                  "within_days": 30, "op": "gte", "value": 3}),
+    SavedSegment("Użytkownicy aplikacji", "Co najmniej dwa otwarcia aplikacji mobilnej (zdarzenie własne app_open).",
+                 {"type": "event_count", "event_type": "custom",
+                  "where": [{"property": "name", "op": "eq", "value": "app_open"}], "op": "gte", "value": 2}),
+    SavedSegment("Porzucone koszyki bez zakupu (30 dni)", "Porzucili koszyk w ostatnich 30 dniach i od tej pory nic nie kupili.",
+                 {"all": [{"type": "event_count", "event_type": "cart_abandon", "within_days": 30, "op": "gte", "value": 1},
+                          {"not": {"type": "event_count", "event_type": "purchase", "within_days": 30, "op": "gte",
+                                   "value": 1}}]}),
+    SavedSegment("Klub Stylu: Złoty", "Najwyższy poziom programu lojalnościowego.",
+                 {"type": "tier", "program": PROGRAM_NAME, "tier": "Złoty"}),
+    SavedSegment("Kupujący w wieku 25–40 lat z Polski", "Co najmniej jedno zamówienie, wiek 25–40, Polska.",
+                 {"all": [{"type": "age", "op": "between", "value": [25, 40]},
+                          {"type": "attribute", "name": "country", "op": "eq", "value": "PL"},
+                          _tag_at_least("PURCHASE", 1)]}),
+    SavedSegment("Klienci 60+", "Etap Customer w lejku, wiek co najmniej 60 lat.",
+                 {"all": [CUSTOMER_STAGE, {"type": "age", "op": "gte", "value": 60}]}),
+    SavedSegment("Klienci z Niemiec, Czech i Słowacji", "Do kampanii w językach sąsiadów.",
+                 {"type": "attribute", "name": "country", "op": "in", "value": ["DE", "CZ", "SK"]}),
+    SavedSegment("Do odzyskania: kupowali, od pół roku cisza", "Co najmniej 2 zamówienia, 180 dni bez aktywności, zgoda na e-mail.",
+                 {"all": [_tag_at_least("PURCHASE", 2), {"type": "inactive_days", "value": 180},
+                          _in_segment("Zgoda na e-mail")]}),
+    SavedSegment("Biżuteria i elegancja: zaangażowani", "Biżuteria albo elegancki styl, wynik ≥ 100, aktywni i bez reklamacji.",
+                 {"all": [{"any": [_tag_at_least("biżuteria złota", 2), _tag_at_least("biżuteria srebrna", 3),
+                                   {"all": [{"type": "has_tag", "tag": "Styl: elegancki"}, _tag_at_least("sukienki", 2)]}]},
+                          {"type": "score", "op": "gte", "value": 100},
+                          {"not": {"any": [{"type": "inactive_days", "value": 180},
+                                           {"type": "has_tag", "tag": "Reklamacja"}]}}]}),
+    SavedSegment("Diamenty: kampania premium", "Zainteresowani diamentami, ciepli lub lepsi, bez uśpionych; do wysyłki.",
+                 {"all": [_in_segment("Zainteresowani diamentami"),
+                          {"any": [_in_segment("Ciepłe leady"), {"type": "temperature", "value": "hot"},
+                                   {"type": "tier", "program": PROGRAM_NAME, "tier": "Złoty"}]},
+                          {"not": _in_segment("Uśpieni (ponad rok bez aktywności)")}]},
+                 for_sending=True),
 ]
 
 
-def _demo_objects(anchor: datetime) -> None:
-    """Users, owners and lead statuses for hot leads, notes, saved segments."""
-    ensure_demo_users()
-    users = {u.username: u for u in get_user_model().objects.filter(username__in=["sales", "sales2", "marketer"])}
-    hot = TemperatureSettings.current().hot
-    statuses = ["contacted", "qualified", "won", "lost", "contacted", "qualified"]
-    candidates = list(Contact.objects.filter(score__gte=hot).order_by("-score", "id")[:400])
-    changes, notes, owned = [], [], []
-    for i, contact in enumerate(candidates):
-        if i % 3 == 2:
-            continue  # a third of the hot leads wait to be claimed
-        owner = users["sales"] if i % 2 == 0 else users["sales2"]
-        status = statuses[i % len(statuses)]
-        when = anchor - timedelta(days=1 + i % 20, hours=i % 7)
-        contact.owner = owner
-        contact.lead_status = status
-        contact.lead_status_changed_at = when
-        contact.lead_status_reason = "Przegrana z konkurencją (cena)" if status == "lost" else ""
-        owned.append(contact)
-        changes.append(LeadStatusChange(contact=contact, from_status="new", to_status=status, user=owner,
-                                        reason=contact.lead_status_reason, created_at=when))
-        for k in range(1 + i % 3):
-            text = NOTE_TEXTS[(i + k) % len(NOTE_TEXTS)].format(tag="kurtki" if i % 2 else "sukienki", size=SIZES[i % 5])
-            stamp = when - timedelta(days=k * 3)
-            notes.append(Note(contact=contact, author=owner, text=text, created_at=stamp, updated_at=stamp))
-    Contact.objects.bulk_update(owned, ["owner", "lead_status", "lead_status_changed_at", "lead_status_reason"])
-    LeadStatusChange.objects.bulk_create(changes)
-    Note.objects.bulk_create(notes)
-    for name, description, definition in SEGMENTS:
-        Segment.objects.get_or_create(
-            name=name, defaults={"description": description, "definition": definition, "created_by": users["marketer"]}
+def _with_segment_ids(node: Any, ids: dict[str, int]) -> Any:
+    if isinstance(node, dict):
+        if node.get("type") == "segment" and isinstance(node.get("segment_id"), str):
+            return {**node, "segment_id": ids[node["segment_id"]]}
+        return {key: _with_segment_ids(value, ids) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_with_segment_ids(item, ids) for item in node]
+    return node
+
+
+def _segments_save(*, author, now: datetime) -> list[int]:
+    """Save ``SEGMENTS``, validated as the builder validates them; returns their ids in order."""
+    ids: dict[str, int] = {}
+    for spec in SEGMENTS:
+        definition = _with_segment_ids(spec.definition, ids)
+        validate_definition(definition)
+        segment, _ = Segment.objects.get_or_create(
+            name=spec.name,
+            defaults={"description": spec.description, "definition": definition, "for_sending": spec.for_sending,
+                      "created_by": author, "created_at": now, "updated_at": now},
         )
+        ids[spec.name] = segment.pk
+    return list(ids.values())
 
 
-def demo_segments_refresh() -> list[str]:
-    """Refresh the saved segments' membership (the names of those refreshed)."""
-    done = []
-    for segment in Segment.objects.order_by("pk"):
-        segment_refresh(segment.pk)
-        done.append(segment.name)
-    return done
+def _segments_fill(segment_ids: list[int], *, now: datetime | None) -> None:
+    """Fill the memberships with the app's own full refresh (one set-based statement per segment),
+    in one transaction.
+
+    The refresh tells the world of every member who entered (an outbox row each); the generated
+    shop's past was told long ago, so those rows are dropped — left, webhook delivery would start
+    by fanning out one message per membership (millions at a million contacts)."""
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('statement_timeout'), coalesce(max(id), 0) FROM core_outboxmessage")
+            timeout, outbox_before = cursor.fetchone()
+        for segment_id in segment_ids:
+            segment_refresh(segment_id, now=now)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "DELETE FROM core_outboxmessage WHERE id > %s AND type IN ('segment.entered', 'segment.exited') "
+                "AND segment_id = ANY(%s::bigint[])",
+                [outbox_before, segment_ids],
+            )
+            # the refresh bounds its statement with SET LOCAL, which outlives its savepoint
+            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [timeout])
 
 
 def summary(report: GenerationReport) -> str:

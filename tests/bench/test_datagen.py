@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection
 
-from automation.models import EventReceipt, PendingEvent, Rule
-from contacts.models import Consent, Contact, ContactTag, Event, Note, Tag
+from automation.models import EventReceipt, PendingEvent, Rule, RuleApplication
+from contacts.models import Consent, Contact, ContactTag, Event, Note, Tag, TagScoreChange
 from demo import datagen
 from demo.management.commands.seed_demo import reset_generated_data
 from leads.models import ContactStage, ScoreChange, StageTransition
 from loyalty.models import ContactTier
-from segments.models import Segment
+from segments.models import Segment, SegmentMember
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 
@@ -97,7 +97,7 @@ def test_funnel_consents_and_demo_objects_exist(generated):
     assert StageTransition.objects.count() >= 300
     assert Consent.objects.filter(channel="email", granted=True).count() > 150
     assert _scalar("SELECT count(*) FROM contacts_consent c WHERE NOT EXISTS (SELECT 1 FROM contacts_consentchange h WHERE h.contact_id = c.contact_id AND h.channel = c.channel)") == 0
-    assert Segment.objects.count() >= 5
+    assert Segment.objects.count() == len(datagen.SEGMENTS) == 20
     assert Note.objects.exists()
     assert Contact.objects.filter(owner__username__in=["sales", "sales2"]).exists()
     assert Rule.objects.filter(active=True).exists()
@@ -106,10 +106,16 @@ def test_funnel_consents_and_demo_objects_exist(generated):
 def test_generation_is_deterministic_for_a_given_size(db):
     # given two generations of the same size at the same moment
     def snapshot():
-        contacts = list(Contact.objects.order_by("id").values_list("email", "city", "score", "birth_date"))
+        contacts = list(Contact.objects.order_by("id").values_list(
+            "email", "city", "score", "birth_date", "owner__username", "lead_status", "lead_status_changed_at"))
         events = list(Event.objects.order_by("id").values_list("event_id", "type", "occurred_at", "properties")[:2000])
         tags = list(ContactTag.objects.order_by("contact_id", "tag__key").values_list("contact_id", "tag__key", "score"))
-        return contacts, events, tags
+        history = sorted(TagScoreChange.objects.values_list("contact_id", "tag__key", "delta", "score_after", "created_at"))
+        notes = sorted(Note.objects.values_list("contact_id", "author__username", "text", "created_at"))
+        moves = sorted(StageTransition.objects.values_list("contact_id", "to_stage__name", "cause", "created_at"))
+        guards = RuleApplication.objects.count()
+        members = sorted(SegmentMember.objects.values_list("segment__name", "contact_id"))
+        return contacts, events, tags, history, notes, moves, guards, members
 
     datagen.generate(contacts=120, now=NOW)
     first = snapshot()
