@@ -8,6 +8,11 @@ compute them: it reads the last ``DashboardSnapshot`` (one row, shared by every 
 a snapshot older than ``DASHBOARD_FRESH_SECONDS`` asks the worker for a new one
 (``dashboard_refresh_task``) while the page shows the one it has, saying when it is from. Only
 the very first view (or the first after the thresholds change) computes while it waits.
+
+The snapshot also holds the charts, built once per language when it is computed: building the
+Plotly figures (graph_objects validates and copies every property) took about 50 of the 65 ms a
+view spent at 100k contacts, and a view serves the same figures until the next snapshot. Their
+labels and hover texts are translated, so each language gets its own copy.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib.humanize.templatetags.humanize import intcomma
 from django.db import connection, models, transaction
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from contacts.models import EVENT_TYPE_CHOICES, EVENT_TYPES
@@ -245,6 +251,7 @@ def dashboard_refresh(thresholds: TemperatureSettings | None = None) -> dict:
     """Compute the figures for the current thresholds and store them as their snapshot."""
     thresholds = thresholds or TemperatureSettings.current()
     data = _dashboard_compute(thresholds)
+    data["figures"] = _figures_by_language(data)
     DashboardSnapshot.objects.update_or_create(
         key=_key(thresholds),
         defaults={"data": {k: v for k, v in data.items() if k != "computed_at"}, "computed_at": data["computed_at"],
@@ -292,7 +299,7 @@ def _signed(value: int) -> str:
 def dashboard_context(request: HttpRequest) -> dict:
     """The context ``marketing_hub.views.dashboard`` renders ``marketing_hub/dashboard.html`` with."""
     data = dashboard_data()
-    warm, hot = data["warm"], data["hot"]
+    hot = data["hot"]
     contacts = data["contacts"]
     temps = contacts["temperatures"]
     hot_url = _url("leads:hot") if has_role(request.user, SALES, MARKETER) else contact_list_url(temperature="hot")
@@ -318,6 +325,24 @@ def dashboard_context(request: HttpRequest) -> dict:
         {"label": _("Active rules"), "value": intcomma(data["active_rules"]), "icon": "zap",
          "href": _url("automation:rules") if manager else ""},
     ]
+    # Built when the snapshot was computed; a snapshot stored before its language was offered
+    # (or before snapshots kept charts) gets them built now.
+    figures = data.get("figures", {}).get(translation.get_language()) or dashboard_figures(data)
+    return {
+        "kpis": kpis,
+        "figures": figures,
+        "dash": data,
+        "funnel_url": _url("leads:funnels") if data["funnel"] is None else reverse("leads:funnel_detail", kwargs={"funnel_id": data["funnel"]["id"]}),
+        "events_url": events_url,
+        "hot_url": hot_url,
+    }
+
+
+def dashboard_figures(data: dict) -> dict:
+    """The dashboard's charts (Plotly dicts ready for ``includes/chart.html``) from its figures,
+    labelled in the active language. They depend on nothing else: not the viewer, not the time."""
+    warm, hot = data["warm"], data["hot"]
+    temps = data["contacts"]["temperatures"]
     temperature_links = [contact_list_url(temperature=name) for name in ("cold", "warm", "hot")]
     # The contact list has no score-range filter; the hot-leads list does (all staff may open it).
     bucket_links = []
@@ -340,7 +365,7 @@ def dashboard_context(request: HttpRequest) -> dict:
             labelled_buckets.append((f"{low}–{high - 1}" if high - low > 1 else str(low), count, low))
     tag_names = [name for name, _ in data["top_tags"]]
     funnel_links = [contact_list_url(stage=stage_id) for stage_id, _, _ in data["funnel_stages"]]
-    figures = {
+    return {
         "temperature": charts.temperature_bars(temps, links=temperature_links),
         "scores": charts.score_buckets(labelled_buckets, warm=warm, hot=hot, links=bucket_links),
         "tags": charts.horizontal_bars(tag_names, [n for _, n in data["top_tags"]],
@@ -356,11 +381,12 @@ def dashboard_context(request: HttpRequest) -> dict:
             {EVENT_TYPE_LABELS.get(name, name): values for name, values in data["event_series"].items()},
         ) if data["event_series"] else None,
     }
-    return {
-        "kpis": kpis,
-        "figures": figures,
-        "dash": data,
-        "funnel_url": _url("leads:funnels") if data["funnel"] is None else reverse("leads:funnel_detail", kwargs={"funnel_id": data["funnel"]["id"]}),
-        "events_url": events_url,
-        "hot_url": hot_url,
-    }
+
+
+def _figures_by_language(data: dict) -> dict[str, dict]:
+    """``dashboard_figures`` in every language the site offers, keyed by language code."""
+    figures = {}
+    for code, _name in settings.LANGUAGES:
+        with translation.override(code):
+            figures[code] = dashboard_figures(data)
+    return figures

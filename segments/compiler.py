@@ -675,14 +675,7 @@ def count_driver(definition: Any, compiler: Compiler):
 
     Correct because each driver row is unique per contact (a tag / channel / funnel / programme
     row per contact; one group per contact) and its contact always exists (foreign key)."""
-    children = [definition]
-    flattened: list[Any] = []
-    while children:
-        node = children.pop(0)
-        if isinstance(node, dict) and "all" in node:
-            children = list(node["all"]) + children
-        else:
-            flattened.append(node)
+    flattened = top_level_conditions(definition)
     if not flattened or not compiler.keyed_only({"all": flattened}):
         return None
 
@@ -779,11 +772,35 @@ def iter_leaves(node: Any):
 EMAIL_CONSENT = {"type": "consent", "channel": "email", "value": True}
 
 
+def top_level_conditions(definition: Any) -> list[Any]:
+    """The conditions every member must pass: the definition's AND opened up, nested ANDs too
+    (``{"all": [a, {"all": [b, c]}]}`` gives a, b, c); anything else is one condition."""
+    pending, conditions = [definition], []
+    while pending:
+        node = pending.pop(0)
+        if isinstance(node, dict) and "all" in node:
+            pending = list(node["all"] or []) + pending
+        else:
+            conditions.append(node)
+    return conditions
+
+
+def _is_email_consent(node: Any) -> bool:
+    return (isinstance(node, dict) and node.get("type") == "consent" and node.get("value") is True
+            and isinstance(node.get("channel"), str) and node["channel"].strip().lower() == "email")
+
+
 def effective_definition(segment) -> Any:
     """What a saved segment selects: its definition, AND email consent when it is meant for
-    sending (the "exclude no-consent contacts" switch)."""
+    sending (the "exclude no-consent contacts" switch).
+
+    Not added when the definition's top-level AND already requires email consent: the same
+    condition twice is the same set, but PostgreSQL builds (and hash-joins) the consent subquery
+    once per copy — about three times the count's time at 100k contacts. Consent under OR / NOT
+    does not require it of every member, so the switch still adds it there."""
     definition = segment.definition
-    if getattr(segment, "for_sending", False):
+    if getattr(segment, "for_sending", False) and not any(
+            _is_email_consent(node) for node in top_level_conditions(definition)):
         return {"all": [definition, EMAIL_CONSENT]}
     return definition
 
