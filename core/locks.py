@@ -37,6 +37,8 @@ LOYALTY_PROGRAM = LockNamespace("loyalty programme", 7_310_005)
 TAG_STATS = LockNamespace("tag statistics recount", 7_310_006)
 # The dashboard's figures snapshot (leads.dashboard).
 DASHBOARD = LockNamespace("dashboard figures", 7_310_021)
+# One funnel's report snapshots (leads.funnels; id: the funnel's id).
+FUNNEL_REPORT = LockNamespace("funnel report figures", 7_310_022)
 # Creating the embedded broker's tables (kombu creates them on first use, unguarded).
 BROKER_SCHEMA = LockNamespace("broker tables", 7_310_007)
 # The outbox fan-out (one at a time; delivery itself is row-claimed).

@@ -297,3 +297,23 @@ class DashboardSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"dashboard {self.key} at {self.computed_at:%Y-%m-%d %H:%M:%S}"
+
+
+class FunnelReportSnapshot(models.Model):
+    """A funnel report (``leads.funnels.funnel_report``) for one range as computed at
+    ``computed_at``: the preset ranges ("7", "30", "90", "365" days to the day it was computed),
+    all time ("all") and wide custom ranges ("2025-01-01..2025-12-31"). A wide range's exact
+    medians read every stay that began in it, seconds at a million contacts, so the page reads
+    this row; one older than a minute asks the worker for a new one (``refresh_requested_at``,
+    so that many views ask once). A row without ``computed_at`` is a first computation asked
+    for and not done yet."""
+
+    pk = models.CompositePrimaryKey("funnel_id", "range_key")
+    funnel = models.ForeignKey(Funnel, on_delete=models.CASCADE, related_name="+")
+    range_key = models.CharField(max_length=30)
+    data = models.JSONField(encoder=DjangoJSONEncoder, null=True, blank=True)
+    computed_at = models.DateTimeField(null=True, blank=True)
+    refresh_requested_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"funnel {self.funnel_id} report {self.range_key} at {self.computed_at}"

@@ -1,7 +1,7 @@
 """Background work of the leads area: bulk funnel moves (a Job with progress), the dashboard's
-figures when a view finds them old, and the scheduled set-based jobs — growth counters refresh,
-lead-score decay and tag-score decay (both off by default; switched on in the temperature
-settings)."""
+and the funnel reports' figures when a view finds them old, and the scheduled set-based jobs —
+growth counters refresh, lead-score decay and tag-score decay (both off by default; switched on in
+the temperature settings)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from core.jobs import CHUNK_SIZE, Progress, id_chunks, job_run_chunks, job_task
 from core.models import Job
 from core.roles import MARKETER
 from leads.dashboard import dashboard_refresh
-from leads.funnels import stages_set
+from leads.funnels import funnel_report_snapshots_refresh, stages_set
 from leads.models import Stage, TagDecayState, TemperatureSettings
 from leads.scoring import score_add
 
@@ -131,6 +131,14 @@ def dashboard_refresh_task() -> bool:
             return False
         dashboard_refresh()
         return True
+
+
+@shared_task(name="leads.tasks.funnel_report_refresh_task")
+def funnel_report_refresh_task(funnel_id: int) -> int | None:
+    """New figures for the ranges of a funnel's report that views found older than a minute (or
+    had never computed); one refresh per funnel at a time: a request made while one runs is
+    answered by it. Returns the snapshots computed, None when another refresh was running."""
+    return funnel_report_snapshots_refresh(funnel_id)
 
 
 # --- lead-score decay --------------------------------------------------------------------------------

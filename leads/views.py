@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -22,11 +22,17 @@ from core.jobs import job_start
 from core.paging import CappedPaginator
 from core.roles import ADMIN, MARKETER, SALES, STAFF, has_role, role_required
 from leads import charts
-from leads.api import day_range, funnel_create
-from leads.dashboard import contact_list_url
+from leads.api import funnel_create
 from leads.filters import HotLeadFilter, hot_leads_base
 from leads.forms import BulkMoveForm, FunnelForm, LeadUpdateForm, StageMoveForm, ThresholdsForm
-from leads.funnels import cause_label, contact_stage_set, funnel_report, transition_stays_recompute
+from leads.funnels import (
+    cause_label,
+    contact_stage_set,
+    funnel_report_figures,
+    funnel_report_read,
+    report_range,
+    transition_stays_recompute,
+)
 from leads.model_check import model_check_context
 from leads.models import (
     ContactStage,
@@ -525,15 +531,17 @@ def funnel_detail(request: HttpRequest, funnel_id: int) -> HttpResponse:
     elif start and end and start > end:
         error = _("The end date is before the start date.")
         start = end = None
-    start_at, end_at = day_range(start, end)
-    stages = funnel_report(funnel, start=start_at, end=end_at)
-    first_entered = stages[0]["entered"] if stages else 0
-    for row in stages:
-        row["overall"] = round(100 * row["entered"] / first_entered, 1) if first_entered else None
+    # wide ranges come from a snapshot the worker keeps (leads.funnels), short custom ones live
+    shown = funnel_report_read(funnel, report_range(preset=preset, start=start, end=end, today=today))
+    stages = shown["stages"]
+    for row in stages or ():
         row["conversion_percent"] = (
             round(100 * row["conversion_to_next"], 1) if row["conversion_to_next"] is not None else None
         )
-    stage_links = [contact_list_url(stage=stage.pk) for stage in funnel.stages.all()]
+    figure = shown["figures"].get(translation.get_language()) if stages else None
+    if stages and figure is None:
+        figure = funnel_report_figures(stages, [stage.pk for stage in funnel.stages.all()])
+    computed_at = shown["computed_at"]
     recent = list(
         StageTransition.objects.filter(funnel=funnel)
         .select_related("contact", "from_stage", "to_stage", "user", "rule")
@@ -545,9 +553,13 @@ def funnel_detail(request: HttpRequest, funnel_id: int) -> HttpResponse:
     context = {
         "funnel": funnel,
         "stages": stages,
-        "figure": charts.funnel_chart(stages, links=stage_links) if stages else None,
-        "start": start,
-        "end": end,
+        "figure": figure,
+        "start": shown["start"],
+        "end": shown["end"],
+        "computed_at": computed_at,
+        # a snapshot from an earlier day names its day
+        "computed_today": computed_at is not None and timezone.localdate(computed_at) == today,
+        "stale": shown["stale"],
         "preset": preset,
         "error": error,
         "recent": recent,
