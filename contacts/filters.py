@@ -13,7 +13,7 @@ from functools import cached_property
 import django_filters
 from django import forms
 from django.contrib.auth import get_user_model
-from django.db.models import Exists, F, FilteredRelation, OuterRef, Q, QuerySet
+from django.db.models import DurationField, Exists, F, FilteredRelation, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import Lower
 from django.forms import BoundField
 from django.utils import timezone
@@ -47,6 +47,20 @@ SORT_ORDER = {
     "last_activity": (F("last_activity_at").asc(nulls_first=True), "id"),
     "-created": ("-created_at", "-id"),
     "created": ("created_at", "id"),
+}
+# The same orders by expressions no index serves. For a filter matching few contacts the planner
+# otherwise may walk the sort's index from the top and test every contact until a page is found:
+# ~15,000 tests (~120 ms) for a 700-contact tag whose contacts score low, ~10× that at 1M. Started
+# from the filter's own index, the few matching rows are read and sorted (~6 ms).
+_UNINDEXED = Value(0)
+_NO_TIME = Value(dt.timedelta(0), output_field=DurationField())
+SORT_ORDER_FROM_FILTERS = {
+    "-score": ((F("score") + _UNINDEXED).desc(), "id"),
+    "score": ((F("score") + _UNINDEXED).asc(), "-id"),
+    "-last_activity": ((F("last_activity_at") + _NO_TIME).desc(nulls_last=True), "-id"),
+    "last_activity": ((F("last_activity_at") + _NO_TIME).asc(nulls_first=True), "id"),
+    "-created": ((F("created_at") + _NO_TIME).desc(), "-id"),
+    "created": ((F("created_at") + _NO_TIME).asc(), "id"),
 }
 # ``sort=tag:<name>``: the contacts that have the tag, its score highest first. The join on one
 # tag id walks contacttag_tag_score_idx (tag, score) backwards; ties are ordered by contact id.
@@ -207,19 +221,29 @@ class ContactFilterSet(django_filters.FilterSet):
 
     @property
     def qs(self) -> QuerySet:
-        queryset = super().qs
+        return self._sorted(super().qs, from_filters=False)
+
+    def qs_few(self) -> QuerySet:
+        """``qs`` for when the filters match few contacts (a page's worth to a few thousand):
+        the same rows in the same order, planned from the filters instead of the sort's index."""
+        return self._sorted(super().qs, from_filters=True)
+
+    def _sorted(self, queryset: QuerySet, *, from_filters: bool) -> QuerySet:
         if not self.sort_tag_name:
-            return queryset.order_by(*SORT_ORDER[self.sort_value])
+            orders = SORT_ORDER_FROM_FILTERS if from_filters else SORT_ORDER
+            return queryset.order_by(*orders[self.sort_value])
         if self.sort_tag_id is None:
             return queryset.none()  # an unknown tag: nobody has it (the page says so)
         # An inner join on the one (contact, tag) row: the tag id is a constant so the planner can
         # read contacttag_tag_score_idx in score order and stop after a page.
-        return (
+        queryset = (
             queryset.annotate(sort_tag=FilteredRelation("contact_tags", condition=Q(contact_tags__tag_id=self.sort_tag_id)))
             .filter(sort_tag__score__isnull=False)
             .annotate(sort_tag_score=F("sort_tag__score"))
-            .order_by("-sort_tag_score", "id")
         )
+        if from_filters:
+            return queryset.order_by((F("sort_tag_score") + _UNINDEXED).desc(), "id")
+        return queryset.order_by("-sort_tag_score", "id")
 
     @property
     def is_filtered(self) -> bool:

@@ -6,14 +6,19 @@ are the Marketer's. The export is a Job: the worker writes the file, its page of
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
+from django.contrib.humanize.templatetags.humanize import intcomma
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.html import format_html
-from django.utils.safestring import mark_safe
+from django.utils.dateformat import format as format_date
+from django.utils.formats import get_format, localize
+from django.utils.html import conditional_escape, format_html
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
@@ -46,6 +51,10 @@ def _list_context(request: HttpRequest, data: QueryDict) -> dict:
     # Exact up to COUNT_CAP (a LIMITed count is cheap); beyond, the planner's estimate, labelled as
     # one, so counting never dominates the page time.
     count, exact = estimated_count(queryset, COUNT_CAP)
+    if exact and filtered:
+        # at most COUNT_CAP rows match: reading and sorting them all is cheap and bounded, walking
+        # the sort's index until a page of them turns up is not when they sort late
+        queryset = filterset.qs_few()
     # Deep OFFSETs cost as much as the rows they skip: pages stop at MAX_PAGE (filter or sort instead).
     last_page = max(1, min(MAX_PAGE, -(-count // PER_PAGE)))
     try:
@@ -56,17 +65,12 @@ def _list_context(request: HttpRequest, data: QueryDict) -> dict:
     rows = list(queryset.select_related("owner").defer("search_document", "properties")[offset: offset + PER_PAGE + 1])
     has_next = len(rows) > PER_PAGE
     rows = rows[:PER_PAGE]
-    tags = top_tags_by_contact([contact.pk for contact in rows])
-    labels = [label.rows(rows) for label in SCORE_LABELS]
-    for contact in rows:
-        contact.top_tags = tags.get(contact.pk, [])
-        # every label is safe HTML (see contacts.registry.ScoreLabel)
-        contact.score_label = mark_safe("".join(by_contact.get(contact.pk, "") for by_contact in labels))
     query = data.copy()
     query.pop("page", None)
     sort_query = query.copy()
     sort_query.pop("sort", None)
     list_url = reverse("contacts:list")
+    _decorate_rows(rows, list_url=list_url, sort_base_query=sort_query.urlencode())
     # "did you mean “kurtki” or “kurtka”?" — each suggestion a link sorting by it
     suggestions = filterset.sort_tag_suggestions
     suggestion_links = mark_safe(_(" or ").join(
@@ -96,9 +100,41 @@ def _list_context(request: HttpRequest, data: QueryDict) -> dict:
         "bulk_form": BulkActionForm(owner_choices=owner_choices()),
         "selection_limit": SELECTION_LIMIT,
         "count_cap": COUNT_CAP,
-        # rendered once per page: an include per row is most of a 50-row page's rendering time
+        # rendered once per page, not included per row
         "icons": {"star": render_to_string("includes/icon.html", {"name": "star", "size": 12})},
     }
+
+
+def _decorate_rows(rows: list[Any], *, list_url: str, sort_base_query: str) -> None:
+    """What each row shows, computed in one pass. Rendering was most of a 50-row page's time: a
+    template tag, filter or translation per cell and per tag chip, ~250 of them, was ~25 ms of CPU a page."""
+    tags = top_tags_by_contact([contact.pk for contact in rows])
+    labels = [label.rows(rows) for label in SCORE_LABELS]
+    select_label = _("Select %(email)s")
+    tag_title = _("%(name)s · score %(score)s — sort the list by %(name)s score")
+    tag_href = f"{list_url}?{sort_base_query}&sort=tag:"
+    # looked up once: date_format() finds the format (per language) on every call
+    short_date = get_format("SHORT_DATE_FORMAT")
+    for contact in rows:
+        contact.card_url = reverse("contacts:card", args=[contact.pk])
+        contact.select_label = _blocktranslate(select_label, email=contact.email)
+        contact.top_tags = tags.get(contact.pk, [])
+        for tag in contact.top_tags:
+            tag["title"] = _blocktranslate(tag_title, name=tag["name"], score=tag["score"])
+            tag["href"] = tag_href + quote(tag["name"], safe="/")
+        contact.score_display = intcomma(contact.score)
+        # every label is safe HTML (see contacts.registry.ScoreLabel)
+        contact.score_label = mark_safe("".join(by_contact.get(contact.pk, "") for by_contact in labels))
+        contact.owner_name = (contact.owner.get_full_name() or contact.owner.username) if contact.owner else ""
+        activity = contact.last_activity_at
+        contact.activity_title = format_date(localtime(activity), "Y-m-d H:i") if activity else ""
+        contact.created_display = format_date(localtime(contact.created_at), short_date)
+
+
+def _blocktranslate(text: str, **values: Any) -> SafeString:
+    """``text % values`` as ``{% blocktranslate %}`` renders it: the (translated) text as is, the
+    values localized and escaped."""
+    return mark_safe(text % {name: conditional_escape(localize(value)) for name, value in values.items()})
 
 
 @require_GET
