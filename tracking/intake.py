@@ -78,7 +78,8 @@ class Message:
         return self.contact_fields.get("email", "")
 
 
-_DECODER = json.JSONDecoder()
+# the decoder's scanner: one JSON value at an index → (value, the index after it); StopIteration when none
+_SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _SPACE = re.compile(r"[ \t\n\r]*")
 
 
@@ -97,7 +98,7 @@ def _array_with_sizes(text: str, index: int) -> tuple[list, list[int], int]:
     while True:
         start = index
         try:
-            item, index = _DECODER.scan_once(text, index)
+            item, index = _SCAN(text, index)
         except StopIteration:
             raise _NotPlain from None
         items.append(item)
@@ -134,7 +135,7 @@ def _object_with_batch_sizes(text: str) -> tuple[dict, list[int] | None]:
                 body[key], sizes, index = _array_with_sizes(text, index)
             else:
                 try:
-                    body[key], index = _DECODER.scan_once(text, index)
+                    body[key], index = _SCAN(text, index)
                 except StopIteration:
                     raise _NotPlain from None
                 if key == "batch":
