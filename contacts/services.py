@@ -43,7 +43,7 @@ from contacts.models import (
 )
 from contacts.registry import CONTACT_PARTS
 from contacts.signals import contacts_changed_send, contacts_erasing
-from core.outbox import OutboxMessage
+from core.outbox import OutboxMessage, outbox_written_send
 from core.paging import table_rows_estimate
 from core.roles import MARKETER, has_role
 from core.validators import email_is_valid
@@ -399,6 +399,7 @@ def contact_erase(contact: Contact, *, user=None) -> None:
             type="contact.erased", contact_id=contact.pk,
             data={"email_sha256": email_hash(contact.email)},
         )
+        outbox_written_send(contact_erase)
         # The collector deletes dependent rows with one DELETE … WHERE contact_id IN (…) per table.
         Contact.objects.filter(pk=contact.pk).delete()
 

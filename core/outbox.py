@@ -19,10 +19,19 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models.functions import Now
+from django.dispatch import Signal
 from django.utils import timezone
 
 OUTBOX_TABLE = "core_outboxmessage"
 OUTBOX_COLUMNS = "(type, contact_id, segment_id, program_id, funnel_id, data)"
+
+# Sent by a writer whose transaction wrote outbox rows and sends no ``contacts_changed``: the area
+# that delivers the messages starts right after the commit instead of at its next periodic sweep.
+outbox_written = Signal()
+
+
+def outbox_written_send(sender: object) -> None:
+    outbox_written.send(sender=sender)
 
 
 class OutboxMessage(models.Model):

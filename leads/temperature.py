@@ -8,7 +8,7 @@ from django.db import connection
 from django.db.models import Q
 from django.utils.translation import gettext as _
 
-from core.outbox import OUTBOX_TABLE
+from core.outbox import OUTBOX_TABLE, outbox_written_send
 from leads.models import TemperatureSettings
 
 TEMPERATURES = ("cold", "warm", "hot")
@@ -107,6 +107,8 @@ def temperature_changes_record(*, old: tuple[int, int], new: tuple[int, int]) ->
              "low": low, "high": high},
         )
         told = cursor.rowcount
+        if told:
+            outbox_written_send(temperature_changes_record)
         # The contacts this change makes hot alert sales in the same transaction.
         from leads.notifications import hot_alerts_on_thresholds  # local import: notifications → scoring → temperature
 

@@ -31,6 +31,7 @@ from django.utils.translation import gettext as _
 
 from contacts.models import Contact, Tag, tag_key
 from core.locks import LOYALTY_PROGRAM, advisory_xact_lock_many
+from core.outbox import outbox_written_send
 from loyalty.metrics import FieldError, metric_clean, metric_sql
 from loyalty.models import ContactTier, Program, Tier
 
@@ -452,6 +453,8 @@ def _write(setup: _Setup, *, scope: str, scope_params: dict, now: datetime, vers
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         written, up, down = cursor.fetchone()
+    if up or down:
+        outbox_written_send(_write)
     return {"written": written, "up": up, "down": down}
 
 

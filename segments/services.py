@@ -21,7 +21,7 @@ from django.utils.translation import gettext
 from contacts.models import Contact
 from core.jobs import job_start
 from core.locks import SEGMENT_REFRESH, advisory_xact_lock
-from core.outbox import OUTBOX_TABLE
+from core.outbox import OUTBOX_TABLE, outbox_written_send
 from segments.compiler import (
     COLUMN_LEAVES,
     Compiler,
@@ -320,6 +320,8 @@ def segment_refresh(segment_id: int, *, now: dt.datetime | None = None, progress
                 [*params, segment_id, segment_id, now, segment_id, segment_id, segment_id],
             )
             count, added, removed = cursor.fetchone()
+        if added or removed:
+            outbox_written_send(segment_refresh)
         if progress:
             progress.update(1, 2)
         Segment.objects.filter(pk=segment_id).update(
@@ -410,13 +412,16 @@ def segment_members_refresh_for_contacts(contact_ids: list[int]) -> None:
         SELECT segment_id, sum(delta)::bigint FROM (
             SELECT segment_id, 1 AS delta FROM inserted
             UNION ALL SELECT segment_id, -1 FROM removed
-        ) changes GROUP BY segment_id HAVING sum(delta) <> 0 ORDER BY segment_id
+        ) changes GROUP BY segment_id ORDER BY segment_id
     """
     try:
         with transaction.atomic():  # a savepoint: a failure here leaves the caller's work intact
             with connection.cursor() as cursor:
                 cursor.execute(sql, [*params, now, ids, segment_ids])
-                deltas = cursor.fetchall()
+                moves = cursor.fetchall()
+                if moves:
+                    outbox_written_send(segment_members_refresh_for_contacts)
+                deltas = [(segment_id, delta) for segment_id, delta in moves if delta]
                 if deltas:
                     changed = [segment_id for segment_id, _ in deltas]
                     # Lock in id order so that concurrent batches never deadlock on these rows.

@@ -16,7 +16,7 @@ from automation import history
 from automation.rules import ExtraAction, action_register
 from contacts.registry import TimelineEffect, timeline_source_register
 from contacts.signals import contacts_changed, contacts_erasing
-from core.outbox import OUTBOX_TABLE
+from core.outbox import OUTBOX_TABLE, outbox_written
 from webhooks.models import Delivery, Webhook, stored_text
 from webhooks.tasks import webhooks_pump_task
 
@@ -48,6 +48,12 @@ def _kick_pump() -> None:
 def on_contacts_changed(sender: object, contact_ids: list[int], deferred: bool = False, **kwargs: Any) -> None:
     if contact_ids:
         transaction.on_commit(_kick_pump)
+
+
+def on_outbox_written(sender: object, **kwargs: Any) -> None:
+    """Writers that send no ``contacts_changed`` (segment memberships, threshold changes, tier
+    recomputes, erasures): their messages go out right after the commit too."""
+    transaction.on_commit(_kick_pump)
 
 
 
@@ -135,6 +141,7 @@ def _webhook_changes(old: Any, new: Any) -> list[str]:
 def connect() -> None:
     contacts_changed.connect(on_contacts_changed, dispatch_uid="webhooks.on_contacts_changed")
     contacts_erasing.connect(on_contacts_erasing, dispatch_uid="webhooks.on_contacts_erasing")
+    outbox_written.connect(on_outbox_written, dispatch_uid="webhooks.on_outbox_written")
     action_register("send_webhook", ExtraAction(
         label=gettext_lazy("Send to webhook"), field="webhook_id", clean=_clean_send_webhook, describe=_describe_send_webhook,
         choices=_webhook_choices,
