@@ -16,3 +16,4 @@ class CoreConfig(AppConfig):
         from django.utils.module_loading import autodiscover_modules
 
         autodiscover_modules("tasks")
+        from core import lookups  # noqa: F401  # local import: registers the ``__any`` lookup on every field

@@ -484,7 +484,7 @@ class Compiler:
 
     def _restricted(self, queryset):
         if self.contact_ids is not None:
-            return queryset.filter(contact_id__in=self.contact_ids)
+            return queryset.filter(contact_id__any=self.contact_ids)
         return queryset
 
     def _days_ago(self, days: int) -> dt.datetime:

@@ -382,7 +382,7 @@ def segment_members_refresh_for_contacts(contact_ids: list[int]) -> None:
             logger.exception("segment %s could not be compiled for the incremental refresh", segment_id)
             continue
         sql, part_params = (
-            Contact.objects.filter(pk__in=ids)
+            Contact.objects.filter(pk__any=ids)
             .filter(condition)
             .annotate(member_of=Value(segment_id))
             .values_list("member_of", "pk")

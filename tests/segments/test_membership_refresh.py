@@ -120,6 +120,36 @@ def test_incremental_refresh_uses_few_queries_for_many_segments(django_assert_ma
     assert SegmentMember.objects.exists()
 
 
+def test_incremental_refresh_binds_the_contact_ids_once_per_use_not_once_per_id():
+    # given segments whose definitions restrict several subqueries to the batch's contacts
+    for definition in (KURTKI_3, {"all": [KURTKI_3, {"type": "consent", "channel": "email", "value": True}]},
+                       {"type": "event_count", "event_type": "product_view", "op": "gte", "value": 1}):
+        make_segment(definition)
+    few = [ContactFactory() for _ in range(3)]
+    for contact in few:
+        give_tag(contact, "kurtki", 4)
+    # (ids that name nobody cost the statement the same as contacts)
+    many = [contact.pk for contact in few] + list(range(10**9, 10**9 + 3000))
+
+    def parameters(contact_ids: list[int]) -> int:
+        """The parameters of the largest statement the refresh sends."""
+        sent: list[int] = []
+
+        def record(execute, sql, params, many, context):
+            sent.append(len(params or ()))
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(record):
+            segment_members_refresh_for_contacts(contact_ids)
+        return max(sent)
+
+    # when the same segments are refreshed for 3 contacts and for 3,003: the same number of
+    # parameters (the ids go as arrays; one placeholder per id made Python compose and
+    # PostgreSQL parse a statement that grew with every id, for every segment and leaf)
+    assert parameters(many) == parameters([contact.pk for contact in few])
+    assert members(Segment.objects.get(definition=KURTKI_3)) == {contact.email for contact in few}
+
+
 def test_incremental_refresh_never_breaks_the_callers_transaction():
     # given a segment whose stored definition is broken (written around validation)
     contact = ContactFactory()
