@@ -51,7 +51,15 @@ from automation.models import PendingEvent, Rule, SegmentationMatrix
 from automation.rules import rule_points, template_parts, template_sql
 from contacts.models import tag_key
 from contacts.scoring import tag_remove, tag_scores_add, tags_ensure
-from contacts.signals import contacts_changed_send
+from contacts.signals import (
+    CHANGED_ACTIVITY,
+    CHANGED_SCORE,
+    CHANGED_STAGE,
+    CHANGED_TAGS,
+    CHANGED_TIER,
+    changed_events,
+    contacts_changed_send,
+)
 from core import locks
 from core.conditions import compile_conditions
 from core.locks import advisory_xact_lock, advisory_xact_try_lock
@@ -429,6 +437,9 @@ def active_matrices(event_types: set[str] | None = None) -> list[SegmentationMat
     return list(matrices)
 
 
+BATCH_CHANGES = (CHANGED_TAGS, CHANGED_SCORE, CHANGED_ACTIVITY, CHANGED_STAGE, CHANGED_TIER)
+
+
 def batch_apply(
     cursor,
     *,
@@ -436,12 +447,18 @@ def batch_apply(
     matrices: list[SegmentationMatrix],
     respect_activation: bool = True,
     touch_contacts: bool = True,
-) -> tuple[Effects, list[int]]:
-    """Apply ``rules`` and ``matrices`` to the events in ``mh_batch``; returns the effects and the
-    ids of the contacts of the batch (sorted). The caller owns the transaction."""
-    cursor.execute("SELECT contact_id, max(occurred_at) FROM mh_batch GROUP BY contact_id ORDER BY contact_id")
-    latest = cursor.fetchall()
-    contact_ids = [row[0] for row in latest]
+) -> tuple[Effects, list[int], dict[int, tuple[str, ...]]]:
+    """Apply ``rules`` and ``matrices`` to the events in ``mh_batch``; returns the effects, the
+    ids of the contacts of the batch (sorted) and what the batch may have changed of each
+    (``contacts_changed``'s ``changes``). The caller owns the transaction."""
+    cursor.execute("SELECT contact_id, max(occurred_at), array_agg(DISTINCT type) FROM mh_batch "
+                   "GROUP BY contact_id ORDER BY contact_id")
+    rows = cursor.fetchall()
+    latest = [(contact_id, occurred_at) for contact_id, occurred_at, _ in rows]
+    contact_ids = [row[0] for row in rows]
+    # What a batch may change of each contact: its events' types, and whatever the rules and
+    # the tiers derived from them move (tags, score, activity, stage, tier; never consents or fields).
+    changes = {contact_id: (*BATCH_CHANGES, *map(changed_events, types)) for contact_id, _, types in rows}
     if touch_contacts and contact_ids:
         # Lock in id order (as leads.scoring does) before any UPDATE that may visit rows in
         # another order. last_activity_at is brought forward by the same UPDATE that adds the
@@ -455,14 +472,14 @@ def batch_apply(
     for matrix in matrices:
         _collect_matrix(cursor, matrix, effects, respect_activation=respect_activation)
     _apply_effects(cursor, effects, activity=latest if touch_contacts else None)
-    return effects, contact_ids
+    return effects, contact_ids, changes
 
 
 def _apply_subset(cursor, event_pks: list[int] | None, rules, matrices) -> Effects:
     _make_batch(cursor, event_pks)
-    effects, contact_ids = batch_apply(cursor, rules=rules, matrices=matrices)
+    effects, contact_ids, changes = batch_apply(cursor, rules=rules, matrices=matrices)
     # tiers now; segment memberships are queued for their drain (deferred)
-    contacts_changed_send(contact_ids, deferred=True, sender=batch_apply)
+    contacts_changed_send(contact_ids, deferred=True, sender=batch_apply, changes=changes)
     cursor.execute("DELETE FROM automation_pendingevent q USING mh_batch b WHERE q.event_pk = b.event_pk")
     # On an error the caller's savepoint rollback removes the table instead.
     cursor.execute("DROP TABLE mh_batch")
@@ -688,7 +705,7 @@ def rule_backfill_batch(rule: Rule, *, since: datetime, after: tuple | None, lim
             return 0, 0, None
         cursor.execute("SELECT occurred_at, event_pk FROM mh_batch ORDER BY occurred_at DESC, event_pk DESC LIMIT 1")
         last = tuple(cursor.fetchone())
-        effects, _contact_ids = batch_apply(cursor, rules=[rule], matrices=[], respect_activation=False, touch_contacts=False)
+        effects, _contact_ids, _changes = batch_apply(cursor, rules=[rule], matrices=[], respect_activation=False, touch_contacts=False)
         changed = sorted({add[2] for add in effects.tag_adds} | {rem[2] for rem in effects.tag_removes}
                          | {p[0] for p in effects.points} | {s[2] for s in effects.stages})
         contacts_changed_send(changed, sender=rule_backfill_batch)

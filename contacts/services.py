@@ -42,7 +42,7 @@ from contacts.models import (
     tag_key,
 )
 from contacts.registry import CONTACT_PARTS
-from contacts.signals import contacts_changed_send, contacts_erasing
+from contacts.signals import CHANGED_CONSENT, contacts_changed_send, contacts_erasing
 from core.outbox import OutboxMessage, outbox_written_send
 from core.paging import table_rows_estimate
 from core.roles import MARKETER, has_role
@@ -289,7 +289,7 @@ def consents_record(cursor, *, contact_ids: list[int], channels: list[str], gran
     )
     changes, changed_ids = cursor.fetchone()
     if changes:
-        contacts_changed_send(changed_ids, deferred=True, sender=consents_record)
+        contacts_changed_send(changed_ids, deferred=True, sender=consents_record, changes=[CHANGED_CONSENT])
     return changes
 
 

@@ -8,6 +8,10 @@ apps are installed, lower layers first (tiers before memberships: a segment may 
 
 ``deferred=True`` (the rules engine's batches) lets a receiver queue expensive work for later
 instead of doing it in the sender's transaction: segments append the contacts to their dirty queue.
+``changes`` says what changed — one set of the ``CHANGED_*`` names (and ``changed_events``) for
+every contact, or a mapping contact id → set; None (the default) means anything may have: a
+receiver may skip work that no named change can affect (a segment on email consent is not
+re-evaluated for contacts whose events only moved their tags).
 
 ``contacts_erasing`` is sent inside the GDPR erasure's transaction just before the contacts'
 rows are deleted, with ``contact_ids``: areas that keep figures derived from them (segments'
@@ -26,7 +30,24 @@ profiles it could not lock whole (their merge waits for a later run).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from django.dispatch import Signal
+
+# What a change touched (``contacts_changed``'s ``changes``).
+CHANGED_TAGS = "tags"
+CHANGED_SCORE = "score"
+CHANGED_ACTIVITY = "activity"  # last_activity_at
+CHANGED_STAGE = "stage"
+CHANGED_TIER = "tier"
+CHANGED_CONSENT = "consent"
+CHANGED_FIELDS = "fields"  # the contact's columns and properties
+
+
+def changed_events(event_type: str) -> str:
+    """The change "new events of this type"."""
+    return f"event:{event_type}"
+
 
 contacts_changed = Signal()
 contacts_erasing = Signal()
@@ -35,7 +56,8 @@ contacts_merging = Signal()
 contacts_purging = Signal()
 
 
-def contacts_changed_send(contact_ids, *, deferred: bool = False, sender: object = None) -> None:
+def contacts_changed_send(contact_ids, *, deferred: bool = False, sender: object = None,
+                          changes: Mapping[int, Iterable[str]] | Iterable[str] | None = None) -> None:
     ids = sorted({int(pk) for pk in contact_ids})
     if ids:
-        contacts_changed.send(sender=sender, contact_ids=ids, deferred=deferred)
+        contacts_changed.send(sender=sender, contact_ids=ids, deferred=deferred, changes=changes)

@@ -80,6 +80,16 @@ from django.db.models.lookups import Exact, GreaterThan
 from django.utils import timezone
 
 from contacts.models import Consent, ContactTag, Event, Tag, tag_key
+from contacts.signals import (
+    CHANGED_ACTIVITY,
+    CHANGED_CONSENT,
+    CHANGED_FIELDS,
+    CHANGED_SCORE,
+    CHANGED_STAGE,
+    CHANGED_TAGS,
+    CHANGED_TIER,
+    changed_events,
+)
 from core.conditions import compile_condition
 from leads.models import ContactStage, Stage, TemperatureSettings
 from leads.temperature import temperature_q
@@ -770,6 +780,50 @@ def iter_leaves(node: Any):
 
 
 EMAIL_CONSENT = {"type": "consent", "channel": "email", "value": True}
+
+# What can move a contact in or out of a leaf (``contacts.signals``' CHANGED_* names). Time moves
+# the time-relative leaves too: their segments are refreshed on a schedule for that.
+LEAF_CHANGES: dict[str, frozenset[str]] = {
+    "has_tag": frozenset({CHANGED_TAGS}),
+    "tag_score": frozenset({CHANGED_TAGS}),
+    "score": frozenset({CHANGED_SCORE}),
+    "temperature": frozenset({CHANGED_SCORE}),
+    "purchase_total": frozenset({changed_events("purchase")}),
+    "inactive_days": frozenset({CHANGED_ACTIVITY}),
+    "attribute": frozenset({CHANGED_FIELDS}),
+    "age": frozenset({CHANGED_FIELDS}),
+    "consent": frozenset({CHANGED_CONSENT}),
+    "stage": frozenset({CHANGED_STAGE}),
+    "tier": frozenset({CHANGED_TIER}),
+}
+
+
+def definition_changes(node: Any, segments: dict[int, Any], _seen: frozenset[int] = frozenset()) -> frozenset[str] | None:
+    """The changes that can move a contact in or out of ``node`` (following segment references
+    through ``segments``, id → definition), or None when any change can (a leaf this does not
+    know, or a segment ``segments`` does not hold). A reference to a segment that is gone (None
+    there), or a cycle, matches nobody: nothing moves it."""
+    needs: set[str] = set()
+    for leaf in iter_leaves(node):
+        kind = leaf.get("type")
+        if kind == "segment":
+            segment_id = leaf.get("segment_id")
+            if segment_id not in segments:
+                return None  # not read yet: assume anything
+            nested = segments[segment_id]
+            if nested is None or segment_id in _seen:
+                continue
+            nested_needs = definition_changes(nested, segments, _seen | {segment_id})
+            if nested_needs is None:
+                return None
+            needs |= nested_needs
+        elif kind == "event_count" and isinstance(leaf.get("event_type"), str):
+            needs.add(changed_events(leaf["event_type"]))
+        elif kind in LEAF_CHANGES:
+            needs |= LEAF_CHANGES[kind]
+        else:
+            return None
+    return frozenset(needs)
 
 
 def top_level_conditions(definition: Any) -> list[Any]:

@@ -12,13 +12,15 @@ their own transaction (``deferred=False``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 
 from django.db import connection, transaction
 
 from core.locks import SEGMENTS_DIRTY_DRAIN, advisory_xact_try_lock
 from segments.services import segment_members_refresh_for_contacts
+
+Changes = Mapping[int, Iterable[str]] | Iterable[str] | None
 
 # The queue is drained in chunks of this many queue rows (repeated contacts merge).
 SEGMENTS_DIRTY_CHUNK = 20000
@@ -30,13 +32,20 @@ SEGMENTS_DIRTY_MAX_WAIT = timedelta(seconds=30)
 DRAIN_YIELDS_TO: list[Callable[[], bool]] = []
 
 
-def segments_mark_dirty(contact_ids: list[int]) -> None:
-    """Append ``contact_ids`` to the dirty queue (one INSERT, never waits on a drain)."""
+def segments_mark_dirty(contact_ids: list[int], changes: Changes = None) -> None:
+    """Append ``contact_ids`` to the dirty queue with what changed of them (``contacts_changed``'s
+    ``changes``; None: anything) — one INSERT, never waits on a drain."""
+    ids = sorted({int(pk) for pk in contact_ids})
+    if isinstance(changes, Mapping):
+        texts = [",".join(sorted(changes[pk])) if changes.get(pk) is not None else None for pk in ids]
+    else:
+        text = ",".join(sorted(changes)) if changes is not None else None
+        texts = [text] * len(ids)
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO automation_segmentdirtycontact (contact_id, marked_at) "
-            "SELECT DISTINCT unnest(%s::bigint[]), now()",
-            [list(contact_ids)],
+            "INSERT INTO automation_segmentdirtycontact (contact_id, marked_at, changes) "
+            "SELECT t.id, now(), t.changes FROM unnest(%s::bigint[], %s::text[]) AS t(id, changes)",
+            [ids, texts],
         )
 
 
@@ -60,14 +69,23 @@ def _segments_dirty_chunk(limit: int) -> int | None:
             """
             DELETE FROM automation_segmentdirtycontact d
             WHERE d.id IN (SELECT id FROM automation_segmentdirtycontact ORDER BY id LIMIT %s)
-            RETURNING d.contact_id
+            RETURNING d.contact_id, d.changes
             """,
             [limit],
         )
         rows = cursor.fetchall()
-        contact_ids = sorted({row[0] for row in rows})
-        if contact_ids:
-            segment_members_refresh_for_contacts(contact_ids)
+        # a contact queued by several batches: what any of them changed (NULL: anything)
+        changes: dict[int, set[str] | None] = {}
+        for contact_id, text in rows:
+            known = changes.setdefault(contact_id, set())
+            if known is None:
+                continue
+            if text is None:
+                changes[contact_id] = None
+            else:
+                known.update(text.split(","))
+        if changes:
+            segment_members_refresh_for_contacts(sorted(changes), changes=changes)
         return len(rows)
 
 
@@ -127,6 +145,6 @@ def segments_dirty_refresh(*, chunk: int = SEGMENTS_DIRTY_CHUNK, time_budget: fl
 def on_contacts_changed(sender, contact_ids: list[int], deferred: bool = False, **kwargs) -> None:
     """``contacts_changed`` receiver: queue the contacts (rules-engine batches) or refresh now."""
     if deferred:
-        segments_mark_dirty(contact_ids)
+        segments_mark_dirty(contact_ids, kwargs.get("changes"))
     else:
         segment_members_refresh_for_contacts(contact_ids)

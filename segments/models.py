@@ -65,6 +65,8 @@ class SegmentDirtyContact(models.Model):
     id = models.BigAutoField(primary_key=True)
     contact_id = models.BigIntegerField()
     marked_at = models.DateTimeField(default=timezone.now)
+    # What changed, comma-separated (``contacts.signals``' CHANGED_* names); NULL: anything.
+    changes = models.TextField(null=True, blank=True)  # noqa: DJ001 (NULL is "anything", not an empty list)
 
     class Meta:
         db_table = "automation_segmentdirtycontact"

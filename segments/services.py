@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import operator
+from collections.abc import Collection, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import reduce
@@ -27,6 +28,7 @@ from segments.compiler import (
     Compiler,
     compile_definition,
     count_driver,
+    definition_changes,
     effective_definition,
     is_time_relative,
 )
@@ -354,10 +356,17 @@ def segments_refresh_due(*, now: dt.datetime | None = None) -> list[int]:
 
 
 # --- incremental refresh (called by the rules engine, inside its transaction) ----------------------
-def segment_members_refresh_for_contacts(contact_ids: list[int]) -> None:
+def segment_members_refresh_for_contacts(contact_ids: list[int], *,
+                                         changes: Mapping[int, Collection[str] | None] | None = None) -> None:
     """Re-evaluate ``contact_ids`` against every saved segment and write only the membership
     changes: ONE statement (per-segment matches as a ``UNION ALL``, inserted and deleted in
     data-modifying CTEs), then the member counts of the segments that changed.
+
+    ``changes`` (contact id → what changed of it, ``contacts.signals``' names; None or a missing
+    contact: anything): a segment is re-evaluated only for the contacts whose changes can move
+    them in or out of it (``definition_changes``) — the events of a rules-engine batch re-evaluate
+    the segments on tags, scores or those events' types, not the ones on consents, fields or
+    other events.
 
     Runs inside the rules engine's transaction after each batch, so it must be fast and must
     never break that transaction: it runs under a savepoint and logs instead of raising.
@@ -373,16 +382,35 @@ def segment_members_refresh_for_contacts(contact_ids: list[int]) -> None:
     compiler = Compiler(contact_ids=ids)
     definitions = {segment.pk: effective_definition(segment) for segment in segments}
     compiler.prefetch(definitions.values())
+    # The contacts by what changed of them: a few distinct sets per call.
+    groups: dict[frozenset[str] | None, list[int]] = {}
+    if changes is None:
+        groups[None] = ids
+    else:
+        for pk in ids:
+            changed = changes.get(pk)
+            groups.setdefault(None if changed is None else frozenset(changed), []).append(pk)
+    # Segments that need the same groups share one list of contacts (and one evaluated set).
+    cohorts: dict[tuple[int, ...], tuple[list[int], list[int]]] = {}
     parts: list[str] = []
     params: list = []
     for segment_id, definition in definitions.items():
+        needs = definition_changes(definition, compiler.segments)
+        chosen = tuple(number for number, changed in enumerate(groups)
+                       if changed is None or needs is None or not needs.isdisjoint(changed))
+        if not chosen:
+            continue
+        if chosen not in cohorts:
+            lists = list(groups.values())
+            cohorts[chosen] = (sorted(pk for number in chosen for pk in lists[number]), [])
+        cohort_ids, cohort_segments = cohorts[chosen]
         try:
             condition = compiler.compile(definition)
         except Exception:  # a definition broken by a concurrent edit: skip it, log it
             logger.exception("segment %s could not be compiled for the incremental refresh", segment_id)
             continue
         sql, part_params = (
-            Contact.objects.filter(pk__any=ids)
+            Contact.objects.filter(pk__any=cohort_ids)
             .filter(condition)
             .annotate(member_of=Value(segment_id))
             .values_list("member_of", "pk")
@@ -390,12 +418,19 @@ def segment_members_refresh_for_contacts(contact_ids: list[int]) -> None:
         )
         parts.append(f"({sql})")
         params.extend(part_params)
+        cohort_segments.append(segment_id)
     if not parts:
         return
-    segment_ids = list(definitions)
+    evaluated = " UNION ALL ".join(
+        "SELECT s.id, c.id FROM unnest(%s::bigint[]) AS s(id) CROSS JOIN unnest(%s::bigint[]) AS c(id)"
+        for _, cohort_segments in cohorts.values() if cohort_segments)
+    evaluated_params = [value for cohort_ids, cohort_segments in cohorts.values() if cohort_segments
+                        for value in (cohort_segments, cohort_ids)]
+    segment_ids = [segment_id for _, cohort_segments in cohorts.values() for segment_id in cohort_segments]
     now = timezone.now()
     sql = f"""
         WITH matching (segment_id, contact_id) AS MATERIALIZED ({" UNION ALL ".join(parts)}),
+        evaluated (segment_id, contact_id) AS MATERIALIZED ({evaluated}),
         inserted AS (
             INSERT INTO segments_segmentmember (segment_id, contact_id, added_at)
             SELECT segment_id, contact_id, %s FROM matching
@@ -405,6 +440,7 @@ def segment_members_refresh_for_contacts(contact_ids: list[int]) -> None:
         removed AS (
             DELETE FROM segments_segmentmember m
             WHERE m.contact_id = ANY(%s) AND m.segment_id = ANY(%s)
+              AND EXISTS (SELECT 1 FROM evaluated e WHERE e.segment_id = m.segment_id AND e.contact_id = m.contact_id)
               AND NOT EXISTS (SELECT 1 FROM matching x WHERE x.segment_id = m.segment_id AND x.contact_id = m.contact_id)
             RETURNING m.segment_id, m.contact_id
         ),
@@ -417,7 +453,7 @@ def segment_members_refresh_for_contacts(contact_ids: list[int]) -> None:
     try:
         with transaction.atomic():  # a savepoint: a failure here leaves the caller's work intact
             with connection.cursor() as cursor:
-                cursor.execute(sql, [*params, now, ids, segment_ids])
+                cursor.execute(sql, [*params, *evaluated_params, now, ids, segment_ids])
                 moves = cursor.fetchall()
                 if moves:
                     outbox_written_send(segment_members_refresh_for_contacts)
