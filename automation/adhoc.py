@@ -14,7 +14,7 @@ from django.http import QueryDict
 from contacts.filters import ContactFilterSet
 from contacts.models import Contact, tag_key
 from contacts.scoring import tag_remove, tag_scores_add, tags_ensure
-from contacts.signals import contacts_changed_send
+from contacts.signals import CHANGED_SCORE, CHANGED_STAGE, TAG_CHANGES, contacts_changed_send
 from core.jobs import CHUNK_SIZE, Progress, id_chunks, job_run_chunks, job_start
 from core.models import Job
 from leads.funnels import stages_set
@@ -77,7 +77,8 @@ def adhoc_run(job: Job, progress: Progress) -> dict:
 
     def apply(cursor, contact_ids: list[int]) -> dict:
         _apply_chunk(cursor, contact_ids, actions, job.created_by_id, reason)
-        contacts_changed_send(contact_ids, sender=adhoc_run)
+        # what rule actions move: tags (and tiers), score, stages
+        contacts_changed_send(contact_ids, sender=adhoc_run, changes=[*TAG_CHANGES, CHANGED_SCORE, CHANGED_STAGE])
         return {"contacts": len(contact_ids)}
 
     counts = job_run_chunks(job, id_chunks(sql, sql_params, apply, size=CHUNK), total=lambda: adhoc_target_count(params))

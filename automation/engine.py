@@ -708,7 +708,9 @@ def rule_backfill_batch(rule: Rule, *, since: datetime, after: tuple | None, lim
         effects, _contact_ids, _changes = batch_apply(cursor, rules=[rule], matrices=[], respect_activation=False, touch_contacts=False)
         changed = sorted({add[2] for add in effects.tag_adds} | {rem[2] for rem in effects.tag_removes}
                          | {p[0] for p in effects.points} | {s[2] for s in effects.stages})
-        contacts_changed_send(changed, sender=rule_backfill_batch)
+        # a backfill applies rules to stored events: no new events, no activity
+        contacts_changed_send(changed, sender=rule_backfill_batch,
+                              changes=[CHANGED_TAGS, CHANGED_SCORE, CHANGED_STAGE, CHANGED_TIER])
         cursor.execute("DROP TABLE mh_batch")
     return scanned, effects.applications, (last if scanned == limit else None)
 

@@ -36,6 +36,7 @@ from django.utils import timezone
 from automation import tasks
 from contacts.models import EVENT_TYPES, Contact, email_hash, normalize_email
 from core.validators import ANONYMOUS_DOMAIN, CONTROL_CHARACTERS_MESSAGE, email_is_valid, has_control_characters
+from segments.dirty import segments_mark_dirty
 
 logger = logging.getLogger(__name__)
 
@@ -284,13 +285,18 @@ def _store(events: list[CleanEvent], now: datetime, *, stored_ids: bool = False)
                 FROM missing m WHERE NOT m.suppressed
                 ORDER BY m.email
                 ON CONFLICT (email) DO NOTHING
-                RETURNING 1
+                RETURNING id
             )
-            SELECT (SELECT count(*) FROM created), ARRAY(SELECT email FROM missing WHERE suppressed)
+            SELECT ARRAY(SELECT id FROM created), ARRAY(SELECT email FROM missing WHERE suppressed)
             """,
             [emails, [email_hash(email) for email in emails], "%" + _ANONYMOUS_SUFFIX, *defaults],
         )
-        result.created_contacts, suppressed = cursor.fetchone()
+        created, suppressed = cursor.fetchone()
+        result.created_contacts = len(created)
+        if created:
+            # A contact new to every saved segment: the drain evaluates it against all of them
+            # (the engine's batch names only what its events change).
+            segments_mark_dirty(created)
         suppressed_emails = set(suppressed)
         if stored_ids:
             result.suppressed_emails = suppressed_emails

@@ -55,6 +55,7 @@ from contacts.services import (
     contacts_upsert,
     suppressed_emails,
 )
+from contacts.signals import TAG_CHANGES, contacts_changed_send
 
 BOM = "\ufeff"
 # Spreadsheets run a cell starting with one of these as a formula (OWASP "CSV injection").
@@ -495,9 +496,11 @@ def contacts_import_write(chunk: ImportChunk, *, user=None) -> dict:
         if contact_ids:
             with connection.cursor() as cursor:
                 tag_ids = tags_ensure(cursor, tag_names)
-                tag_scores_set(cursor, contact_ids=contact_ids, tag_ids=[tag_ids[name] for name in tag_names],
-                               scores=scores, source=TagScoreChange.Source.IMPORT,
-                               user_id=getattr(user, "pk", None))
+                changed = tag_scores_set(cursor, contact_ids=contact_ids, tag_ids=[tag_ids[name] for name in tag_names],
+                                         scores=scores, source=TagScoreChange.Source.IMPORT,
+                                         user_id=getattr(user, "pk", None))
+            # tiers follow the new tag scores now, memberships through their queue
+            contacts_changed_send(changed, deferred=True, sender=contacts_import_write, changes=TAG_CHANGES)
     return {"rows": chunk.rows, "imported": len(allowed), "errors": chunk.rows - len(allowed)}
 
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
-from contacts.signals import contacts_changed_send
+from contacts.signals import TAG_CHANGES, contacts_changed_send
 from core.validators import ANONYMOUS_DOMAIN
 
 _WHITESPACE = re.compile(r"\s+")
@@ -49,7 +49,7 @@ _SEARCH_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 def _dependents_refresh(contact_ids: list[int]) -> None:
     """Tiers and saved-segment memberships follow a manual tag edit at once, in its transaction
     (``contacts_changed``, as after each batch of the rules engine)."""
-    contacts_changed_send(contact_ids, sender=Contact)
+    contacts_changed_send(contact_ids, sender=Contact, changes=TAG_CHANGES)
 
 
 def search_tsquery(text: str) -> str:

@@ -244,6 +244,9 @@ def contacts_upsert(items: list[dict], *, source: str, user=None) -> list[Upsert
         regranted = [email_hash(row["email"]) for row in rows if any(row["consents"].values())]
         if regranted:
             Suppression.objects.filter(email_hash__in=regranted).delete()
+        # New contacts and changed fields: tiers now, memberships queued (every segment: a new
+        # contact was never evaluated).
+        contacts_changed_send(ids.values(), deferred=True, sender=contacts_upsert)
     return [UpsertResult(ids[item["email"]], item["email"] in created) for item in items]
 
 

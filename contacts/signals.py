@@ -44,6 +44,10 @@ CHANGED_CONSENT = "consent"
 CHANGED_FIELDS = "fields"  # the contact's columns and properties
 
 
+# A change of tag scores: the tiers derived from them may move too.
+TAG_CHANGES = (CHANGED_TAGS, CHANGED_TIER)
+
+
 def changed_events(event_type: str) -> str:
     """The change "new events of this type"."""
     return f"event:{event_type}"

@@ -19,7 +19,7 @@ from contacts.filters import ContactFilterSet
 from contacts.merging import MERGE_CHUNK, profiles_merge_due
 from contacts.models import Contact, ContactImport
 from contacts.services import tag_stats_counted_live, tag_stats_refresh
-from contacts.signals import contacts_changed_send
+from contacts.signals import TAG_CHANGES, contacts_changed_send
 from core import locks
 from core.jobs import CHUNK_SIZE, ChunkDone, JobContinues, id_chunks, job_run_chunks, job_task, single_chunk
 from core.jobs.files import FilePiece, file_chunks, job_file_finish
@@ -65,7 +65,7 @@ def bulk_apply(queryset, params: dict, *, user=None) -> int:
         else:
             raise ValueError(f"Unknown bulk action {action!r}")
         if changed:
-            contacts_changed_send(contact_ids, sender=bulk_apply)
+            contacts_changed_send(contact_ids, sender=bulk_apply, changes=TAG_CHANGES)
     return changed
 
 

@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 
-from contacts.signals import contacts_changed_send
+from contacts.signals import CHANGED_STAGE, contacts_changed_send
 from core import locks
 from leads import charts
 from leads.dashboard import contact_list_url
@@ -224,7 +224,7 @@ def contact_stage_set(*, contact_id: int, stage: Stage, cause: str, user_id: int
             user_id=user_id,
         )
         if moved:
-            contacts_changed_send(moved, sender=stages_set)
+            contacts_changed_send(moved, sender=stages_set, changes=[CHANGED_STAGE])
     return bool(moved)
 
 

@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy
 
 from contacts.filters import ContactFilterSet
 from contacts.models import Contact, Tag
-from contacts.signals import contacts_changed_send
+from contacts.signals import CHANGED_STAGE, contacts_changed_send
 from core import locks
 from core.jobs import CHUNK_SIZE, Progress, id_chunks, job_run_chunks, job_task
 from core.models import Job
@@ -60,7 +60,7 @@ def funnel_bulk_move(job: Job, progress: Progress) -> dict:
             cause="bulk",
             user_id=job.created_by_id,
         )
-        contacts_changed_send(moved_ids, sender=stages_set)
+        contacts_changed_send(moved_ids, sender=stages_set, changes=[CHANGED_STAGE])
         return {"matched": len(batch), "moved": len(moved_ids)}
 
     counts = job_run_chunks(job, id_chunks(target_sql, target_params, move, size=BULK_BATCH), total=source.count)

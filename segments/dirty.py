@@ -90,10 +90,10 @@ def _segments_dirty_chunk(limit: int) -> int | None:
 
 
 def segments_dirty_count() -> int:
-    """Contacts whose saved-segment memberships wait for the drain (queue rows: a contact queued by
-    two batches counts twice until the drain merges them)."""
+    """Contacts whose saved-segment memberships wait for the drain (a contact queued by several
+    batches, or as new and then by its events' batch, counts once)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM automation_segmentdirtycontact")
+        cursor.execute("SELECT count(DISTINCT contact_id) FROM automation_segmentdirtycontact")
         return cursor.fetchone()[0]
 
 
@@ -144,7 +144,9 @@ def segments_dirty_refresh(*, chunk: int = SEGMENTS_DIRTY_CHUNK, time_budget: fl
 
 def on_contacts_changed(sender, contact_ids: list[int], deferred: bool = False, **kwargs) -> None:
     """``contacts_changed`` receiver: queue the contacts (rules-engine batches) or refresh now."""
+    changes = kwargs.get("changes")
     if deferred:
-        segments_mark_dirty(contact_ids, kwargs.get("changes"))
+        segments_mark_dirty(contact_ids, changes)
     else:
-        segment_members_refresh_for_contacts(contact_ids)
+        segment_members_refresh_for_contacts(
+            contact_ids, changes=changes if changes is None or isinstance(changes, Mapping) else frozenset(changes))

@@ -138,7 +138,7 @@ def test_broker_losing_its_messages_is_recovered_by_the_sweeper(celery_worker_pr
     celery_worker_process.start()
     # then nothing happens by itself…
     time.sleep(1.5)
-    assert _status()["pending"] == EVENTS
+    assert _status()["waiting"] == EVENTS
     # …until the sweeper (beat, every 5 s) sees events waiting and re-enqueues processing
     assert events_sweep_task(stuck_after_seconds=1) is True
     wait_for(lambda: _status()["pending"] == 0, timeout=120, message="pending to reach 0")

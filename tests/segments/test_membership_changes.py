@@ -10,8 +10,9 @@ import pytest
 from django.db import connection
 
 from automation.ingestion import events_ingest
-from contacts.models import Consent
-from contacts.services import consents_record
+from contacts.csvio import ImportChunk, ParsedRow, contacts_import_write
+from contacts.models import Consent, Contact
+from contacts.services import consents_record, contacts_upsert
 from contacts.signals import (
     CHANGED_ACTIVITY,
     CHANGED_CONSENT,
@@ -22,6 +23,7 @@ from contacts.signals import (
     CHANGED_TIER,
     changed_events,
 )
+from contacts.tasks import bulk_apply
 from segments.compiler import definition_changes
 from segments.dirty import segments_dirty_refresh, segments_mark_dirty
 from segments.models import Segment, SegmentDirtyContact, SegmentMember
@@ -167,3 +169,56 @@ def test_after_events_of_every_kind_memberships_are_what_the_evaluator_says():
         definition = {"all": [segment.definition, EMAIL_CONSENT]} if segment.for_sending else segment.definition
         assert members(segment) == world.members(definition), segment.name
     assert any(members(segment) for segment in segments[:4])
+
+
+def test_a_contact_new_to_the_segments_is_evaluated_against_all_of_them():
+    # given segments its first events cannot move: no email consent, not from Poland
+    no_consent = Segment.objects.create(name="No consent", definition={"not": EMAIL_CONSENT})
+    abroad = Segment.objects.create(name="Abroad", definition={
+        "not": {"type": "attribute", "name": "country", "op": "eq", "value": "PL"}})
+    for segment in (no_consent, abroad):
+        segment_refresh(segment.pk)
+    # when an event creates a contact and the engine and the drain run
+    events_ingest([event(email="new@example.com", type="page_view", url="/")])
+    process_all()
+    segments_dirty_refresh()
+    # then it is a member of both (its first batch alone would have named only what events move)
+    new = Contact.objects.get(email="new@example.com")
+    assert members(no_consent) == members(abroad) == {new.pk}
+
+
+def test_contacts_written_by_the_api_or_an_import_follow_into_their_segments():
+    # given segments on a country and on a tag
+    polish = Segment.objects.create(name="PL", definition={"type": "attribute", "name": "country", "op": "eq",
+                                                           "value": "PL"})
+    by_tags = Segment.objects.create(name="Kurtki", definition=KURTKI)
+    for segment in (polish, by_tags):
+        segment_refresh(segment.pk)
+    existing = ContactFactory(email="old@example.com", country="DE")
+    # when an upsert moves one contact to Poland and creates another there
+    contacts_upsert([{"email": "old@example.com", "country": "PL"}, {"email": "pl@example.com", "country": "PL"}],
+                    source="api")
+    # and an import gives a third its tag scores
+    chunk = ImportChunk(last_row=2, rows=1, valid=[ParsedRow(2, {"email": "tagged@example.com", "consents": {}},
+                                                              [("kurtki", 3)])], errors=[], error_rows=0)
+    contacts_import_write(chunk)
+    segments_dirty_refresh()
+    # then each is where the drain put it
+    assert members(polish) == {existing.pk, Contact.objects.get(email="pl@example.com").pk}
+    assert members(by_tags) == {Contact.objects.get(email="tagged@example.com").pk}
+
+
+def test_a_bulk_tag_re_evaluates_only_the_segments_tags_can_move():
+    # given a tag segment and a consent segment, materialised, and a contact that (without being
+    # said) was given an email consent
+    contact = ContactFactory()
+    by_tags = Segment.objects.create(name="Kurtki", definition=KURTKI)
+    by_consent = Segment.objects.create(name="Consent", definition=EMAIL_CONSENT)
+    for segment in (by_tags, by_consent):
+        segment_refresh(segment.pk)
+    consent(contact, "email", True)
+    # when a bulk action tags it (memberships in the same transaction)
+    bulk_apply(Contact.objects.filter(pk=contact.pk), {"action": "add_tag", "tag": "kurtki", "score": 3})
+    # then the tag segment took it in; the consent segment was not re-evaluated
+    assert members(by_tags) == {contact.pk}
+    assert members(by_consent) == set()
