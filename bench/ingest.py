@@ -27,6 +27,8 @@ from marketing_hub.run import WEBHOOK_WORKER_NICE, web_command
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = ROOT / "bench" / "results"
+# Client threads posting batches at once (closed loop: each posts its next batch when the last is answered).
+CLIENT_THREADS = 3
 
 
 @dataclass
@@ -123,6 +125,13 @@ def webhook_worker(env: dict[str, str], log: Any) -> subprocess.Popen:
          "--loglevel=WARNING", "-Q", queue, "-n", f"{queue}@%h", "--without-gossip", "--without-mingle"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(WEBHOOK_WORKER_NICE),
     )
+
+
+def worker_command(queue: str) -> list[str]:
+    """The rules engine's worker as this part runs it: prefork, two processes (two engine
+    partitions), on ``queue`` under a node name of its own (other workers may run on this machine)."""
+    return [sys.executable, "-m", "celery", "-A", "marketing_hub", "worker", "--pool=prefork", "--concurrency=2",
+            "--loglevel=WARNING", "-Q", queue, "-n", f"{queue}@%h", "--without-gossip", "--without-mingle"]
 
 
 def free_port() -> int:
@@ -297,7 +306,7 @@ class Intake:
 
 def run_ingest(
     *, broker: str, broker_url: str | None, database_name: str, ingest_key: str, admin_key: str,
-    emails: list[str], total: int, runs: int = 1, threads: int = 3, timeout: float = 900,
+    emails: list[str], total: int, runs: int = 1, threads: int = CLIENT_THREADS, timeout: float = 900,
     intake: Intake | None = None, before_run: Callable[[int], str] | None = None,
     intakes: dict[str, Intake] | None = None,
 ) -> list[IngestResult]:
@@ -323,11 +332,7 @@ def run_ingest(
     webhooks_log = open(LOG_DIR / f"ingest-webhooks-{broker}.log", "wb")
     # the web server exactly as `make run` starts it (gunicorn, 2 × cores + 1 workers unless WEB_CONCURRENCY)
     web = subprocess.Popen(web_command(str(port)), cwd=ROOT, env=env, stdout=web_log, stderr=subprocess.STDOUT)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "marketing_hub", "worker", "--pool=prefork", "--concurrency=2",
-         "--loglevel=WARNING", "-Q", queue, "-n", f"{queue}@%h", "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=env, stdout=worker_log, stderr=subprocess.STDOUT,
-    )
+    worker = subprocess.Popen(worker_command(queue), cwd=ROOT, env=env, stdout=worker_log, stderr=subprocess.STDOUT)
     webhooks = webhook_worker(env, webhooks_log)
     try:
         _wait_http(port, web)

@@ -341,13 +341,24 @@ def anonymous_profiles_purge(*, before: dt.datetime) -> int:
         ids = cursor.fetchone()[0] or []
         if not ids:
             return 0
-        contacts_purging.send(sender=Merged, cursor=cursor, contact_ids=ids)
-        _outbox_drop(cursor, ids)
-        for table in ("contacts_tagscorechange", "contacts_contacttag", "contacts_consentchange", "contacts_consent",
-                      "contacts_note"):
-            cursor.execute(f"DELETE FROM {table} WHERE contact_id = ANY(%s::bigint[])", [ids])
-        cursor.execute("DELETE FROM contacts_contact WHERE id = ANY(%s::bigint[]) AND is_anonymous", [ids])
-        return cursor.rowcount
+        return contacts_purge(cursor, ids, anonymous_only=True)
+
+
+def contacts_purge(cursor: CursorWrapper, contact_ids: Sequence[int], *, anonymous_only: bool = False) -> int:
+    """Delete these contacts, set-based, with everything the areas keep about them (each area's
+    ``contacts_purging`` receiver deletes its rows) and their messages not sent yet, in the
+    caller's transaction; ``anonymous_only``: anonymous profiles only. → contacts deleted."""
+    ids = list(contact_ids)
+    if not ids:
+        return 0
+    contacts_purging.send(sender=Merged, cursor=cursor, contact_ids=ids)
+    _outbox_drop(cursor, ids)
+    for table in ("contacts_tagscorechange", "contacts_contacttag", "contacts_consentchange", "contacts_consent",
+                  "contacts_note"):
+        cursor.execute(f"DELETE FROM {table} WHERE contact_id = ANY(%s::bigint[])", [ids])
+    cursor.execute("DELETE FROM contacts_contact WHERE id = ANY(%s::bigint[])" + (" AND is_anonymous" if anonymous_only else ""),
+                   [ids])
+    return cursor.rowcount
 
 
 def _outbox_drop(cursor: CursorWrapper, profile_ids: list[int]) -> None:
