@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import connection, transaction
 
 from core.locks import SEGMENTS_DIRTY_DRAIN, advisory_xact_try_lock
@@ -58,30 +57,21 @@ def segments_dirty_enqueue() -> None:
     transaction.on_commit(segments_dirty_refresh_enqueue)
 
 
-def drain_partitions() -> int:
-    """The drain runs in this many partitions side by side (contact id modulo the count), one per
-    worker process, as the rules engine does (``MH_ENGINE_PARTITIONS``): one drain re-evaluating
-    every queued contact kept one core busy while the other waited."""
-    return int(settings.MH_ENGINE_PARTITIONS)
-
-
-def _segments_dirty_chunk(limit: int, partition: int = 0, partitions: int = 1) -> int | None:
-    """Take up to ``limit`` queue rows of ``partition`` and re-evaluate their contacts'
-    memberships, in one transaction (a SIGKILL puts the rows back). None when another drain holds
-    the partition's lock."""
+def _segments_dirty_chunk(limit: int) -> int | None:
+    """Take up to ``limit`` queue rows and re-evaluate their contacts' memberships, in one
+    transaction (a SIGKILL puts the rows back). None when another drain holds the lock."""
     with transaction.atomic(), connection.cursor() as cursor:
-        if not advisory_xact_try_lock(cursor, SEGMENTS_DIRTY_DRAIN, partition):
+        if not advisory_xact_try_lock(cursor, SEGMENTS_DIRTY_DRAIN):
             return None
         # Recomputable from the queue and the contacts: no need to wait for the WAL flush.
         cursor.execute("SET LOCAL synchronous_commit = off")
         cursor.execute(
             """
             DELETE FROM automation_segmentdirtycontact d
-            WHERE d.id IN (SELECT id FROM automation_segmentdirtycontact WHERE mod(contact_id, %s) = %s
-                           ORDER BY id LIMIT %s)
+            WHERE d.id IN (SELECT id FROM automation_segmentdirtycontact ORDER BY id LIMIT %s)
             RETURNING d.contact_id, d.changes
             """,
-            [partitions, partition, limit],
+            [limit],
         )
         rows = cursor.fetchall()
         # a contact queued by several batches: what any of them changed (NULL: anything)
@@ -107,13 +97,9 @@ def segments_dirty_count() -> int:
         return cursor.fetchone()[0]
 
 
-def segments_dirty_exists(partition: int | None = None, partitions: int = 1) -> bool:
+def segments_dirty_exists() -> bool:
     with connection.cursor() as cursor:
-        if partition is None:
-            cursor.execute("SELECT EXISTS (SELECT 1 FROM automation_segmentdirtycontact)")
-        else:
-            cursor.execute("SELECT EXISTS (SELECT 1 FROM automation_segmentdirtycontact WHERE mod(contact_id, %s) = %s)",
-                           [partitions, partition])
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM automation_segmentdirtycontact)")
         return cursor.fetchone()[0]
 
 
@@ -132,33 +118,28 @@ def _segments_dirty_should_wait() -> bool:
         return cursor.fetchone()[0]
 
 
-def segments_dirty_refresh(*, chunk: int = SEGMENTS_DIRTY_CHUNK, time_budget: float = 60.0,
-                           partition: int | None = None) -> dict:
+def segments_dirty_refresh(*, chunk: int = SEGMENTS_DIRTY_CHUNK, time_budget: float = 60.0) -> dict:
     """Drain the dirty queue: re-evaluate the queued contacts against every saved segment until the
-    queue is empty, the budget is spent, or another drain holds the partition. ``partition``: only
-    that one (the worker runs one task per partition side by side); None: each in turn."""
+    queue is empty, another drain holds the lock, or the budget is spent."""
     deadline = time.monotonic() + time_budget
     totals = {"chunks": 0, "rows": 0, "busy": False, "more": False, "deferred": False}
     if _segments_dirty_should_wait():
         totals["deferred"] = True
         return totals
-    partitions = drain_partitions()
-    for number in range(partitions) if partition is None else [partition]:
-        while True:
-            taken = _segments_dirty_chunk(chunk, number, partitions)
-            if taken is None:
-                totals["busy"] = True
-                break
-            if taken:
-                totals["chunks"] += 1
-                totals["rows"] += taken
-            elif not segments_dirty_exists(number, partitions):
-                # Checked after our lock was released: a drain refused while we held it is covered.
-                break
-            if time.monotonic() > deadline:
-                totals["more"] = segments_dirty_exists(partition, partitions)
-                return totals
-    return totals
+    while True:
+        taken = _segments_dirty_chunk(chunk)
+        if taken is None:
+            totals["busy"] = True
+            return totals
+        if taken:
+            totals["chunks"] += 1
+            totals["rows"] += taken
+        elif not segments_dirty_exists():
+            # Checked after our lock was released: a drain refused while we held it is covered.
+            return totals
+        if time.monotonic() > deadline:
+            totals["more"] = segments_dirty_exists()
+            return totals
 
 
 def on_contacts_changed(sender, contact_ids: list[int], deferred: bool = False, **kwargs) -> None:

@@ -19,7 +19,7 @@ from core.jobs import Progress, job_run_chunks, job_task, single_chunk
 from core.jobs.files import FilePiece, file_chunks, job_file_finish
 from core.models import Job
 from core.roles import MARKETER
-from segments.dirty import drain_partitions, segments_dirty_exists, segments_dirty_refresh
+from segments.dirty import segments_dirty_exists, segments_dirty_refresh
 from segments.models import Segment
 from segments.services import segment_members_queryset, segment_refresh, segments_refresh_due
 
@@ -110,20 +110,17 @@ def segments_refresh_scheduled_task() -> list[int]:
 
 
 @shared_task(name="segments.tasks.segments_dirty_refresh_task", acks_late=True)
-def segments_dirty_refresh_task(partition: int | None = None) -> dict:
-    """Re-evaluate the saved-segment memberships of the contacts the rules engine queued (one
-    partition of them; None: every partition in turn)."""
-    totals = segments_dirty_refresh(partition=partition)
+def segments_dirty_refresh_task() -> dict:
+    """Re-evaluate the saved-segment memberships of the contacts the rules engine queued."""
+    totals = segments_dirty_refresh()
     if totals["more"]:
-        segments_dirty_refresh_task.delay(partition)
+        segments_dirty_refresh_task.delay()
     return totals
 
 
 def segments_dirty_refresh_enqueue() -> None:
-    """One drain per partition: the worker's processes take them side by side."""
     try:
-        for partition in range(drain_partitions()):
-            segments_dirty_refresh_task.delay(partition)
+        segments_dirty_refresh_task.delay()
     except Exception:  # the broker is down: the queue is in the database, the beat entry retries
         logger.exception("could not enqueue the segments' dirty drain; the schedule will retry")
 
@@ -132,6 +129,6 @@ def segments_dirty_refresh_enqueue() -> None:
 def segments_dirty_sweep_task() -> bool:
     """Beat safety net: a lost drain message (or a killed drain) leaves queued contacts behind."""
     if segments_dirty_exists():
-        segments_dirty_refresh_enqueue()
+        segments_dirty_refresh_task.delay()
         return True
     return False

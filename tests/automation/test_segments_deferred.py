@@ -13,12 +13,10 @@ from automation.ingestion import events_ingest
 from automation.tasks import events_process_enqueue
 from contacts.models import Contact
 from core import locks
-from segments.dirty import segments_dirty_refresh, segments_mark_dirty
+from segments.dirty import segments_dirty_refresh
 from segments.models import Segment, SegmentDirtyContact, SegmentMember
 from segments.services import segment_refresh
-from segments.tasks import segments_dirty_refresh_enqueue
 from tests.automation.factories import event, make_rule, process_all
-from tests.factories import ContactFactory, give_tag
 
 KURTKI_2 = {"type": "tag_score", "tag": "kurtki", "op": "gte", "value": 2}
 
@@ -104,43 +102,3 @@ def test_ingest_does_not_enqueue_while_a_batch_holds_the_engine_lock():
         events_process_enqueue()
     assert engine_busy() is False
     assert delay.call_count == 1
-
-
-@pytest.mark.django_db(transaction=True)
-def test_drains_run_per_partition_side_by_side(settings):
-    # given two partitions, queued contacts in both, and a segment they belong in
-    settings.MH_ENGINE_PARTITIONS = 2
-    segment = Segment.objects.create(name="Kurtki", definition=KURTKI_2)
-    segment_refresh(segment.pk)
-    contacts = [ContactFactory(email=f"p{number}@example.com") for number in range(6)]
-    for contact in contacts:
-        give_tag(contact, "kurtki", 3)
-    segments_mark_dirty([contact.pk for contact in contacts])
-    by_partition = {part: {c.pk for c in contacts if c.pk % 2 == part} for part in (0, 1)}
-    assert by_partition[0] and by_partition[1]
-    # when another session drains partition 0 (holds its lock) and this one drains partition 1
-    other = connections.create_connection("default")
-    other.set_autocommit(False)
-    try:
-        with other.cursor() as cursor:
-            locks.advisory_xact_lock(cursor, locks.SEGMENTS_DIRTY_DRAIN, 0)
-        busy = segments_dirty_refresh(partition=0)
-        done = segments_dirty_refresh(partition=1)
-        # then partition 1 is drained without waiting; partition 0 is left to its own drain
-        assert busy["busy"] is True and busy["rows"] == 0
-        assert done["busy"] is False and done["rows"] == len(by_partition[1])
-        assert set(SegmentMember.objects.values_list("contact_id", flat=True)) == by_partition[1]
-        assert set(SegmentDirtyContact.objects.values_list("contact_id", flat=True)) == by_partition[0]
-    finally:
-        other.rollback()
-        other.close()
-    # and once free, a drain of every partition takes the rest
-    assert segments_dirty_refresh()["rows"] == len(by_partition[0])
-    assert set(SegmentMember.objects.values_list("contact_id", flat=True)) == {c.pk for c in contacts}
-
-
-def test_the_drain_is_enqueued_once_per_partition(settings):
-    settings.MH_ENGINE_PARTITIONS = 3
-    with mock.patch("segments.tasks.segments_dirty_refresh_task.delay") as delay:
-        segments_dirty_refresh_enqueue()
-    assert sorted(call.args for call in delay.call_args_list) == [(0,), (1,), (2,)]
