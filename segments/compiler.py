@@ -332,6 +332,11 @@ class _JsonbTypeof(_KeyText):
 
 
 # --- the compiler -------------------------------------------------------------------------------
+# Restricted to fewer contacts than this, an event aggregate is answered per contact (correlated);
+# from this many on, as one grouped set over the contacts' events.
+PER_CONTACT_AGGREGATES_BELOW = 200
+
+
 class Compiler:
     """Compiles definitions against the database as it is now. One instance may compile many
     definitions: name lookups are cached (the incremental refresh compiles every segment)."""
@@ -521,9 +526,9 @@ class Compiler:
     def _aggregate_leaf(self, events, aggregate, op: str, value: Any, *, exists_shortcuts: bool) -> Q:
         """Contacts whose aggregate over ``events`` satisfies ``op value``; contacts without any
         such event have the aggregate 0."""
-        if self.contact_ids is not None:
-            # A few contacts (incremental refresh, the card's "why"): one correlated aggregate
-            # per contact, which can only be answered through the contact-leading indexes
+        if self.contact_ids is not None and len(self.contact_ids) < PER_CONTACT_AGGREGATES_BELOW:
+            # A few contacts (the card's "why", a small batch): one correlated aggregate per
+            # contact, which can only be answered through the contact-leading indexes
             # (event_contact_time_idx, event_purchase_idx). As a set, the planner may prefer
             # the category index and filter a month of everybody's views.
             per_contact = (
@@ -541,7 +546,10 @@ class Compiler:
                 return self._member_of(events)
             if zero_holds and not holds_for_one and _false_from_one(op, value):
                 return ~self._member_of(events)
-        grouped = events.order_by().values("contact_id").annotate(aggregate_value=aggregate)
+        # (many contacts of a batch: the set of their events, grouped; a month of everybody's
+        # views read through the category index costs less than thousands of per-contact probes
+        # into every monthly partition)
+        grouped = self._restricted(events).order_by().values("contact_id").annotate(aggregate_value=aggregate)
         holds = number_q("aggregate_value", op, value)
         if zero_holds:
             # Contacts without events satisfy it: everybody except those whose non-zero

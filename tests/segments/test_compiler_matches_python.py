@@ -5,6 +5,7 @@ exactly the contacts the plain-Python evaluator selects — also when restricted
 from __future__ import annotations
 
 import os
+from unittest import mock
 
 import pytest
 from django.db import transaction
@@ -61,4 +62,9 @@ def test_compiled_sql_selects_what_the_python_evaluator_selects(event_partitions
         restricted = compile_definition(definition, now=now, contact_ids=sorted(subset))
         selected_subset = set(Contact.objects.filter(pk__in=subset).filter(restricted).values_list("pk", flat=True))
         assert selected_subset == expected & subset
+        # and so it does when the contacts are many (event aggregates as one grouped set over
+        # their events instead of one correlated aggregate per contact)
+        with mock.patch("segments.compiler.PER_CONTACT_AGGREGATES_BELOW", 0):
+            grouped = compile_definition(definition, now=now, contact_ids=sorted(subset))
+        assert set(Contact.objects.filter(pk__in=subset).filter(grouped).values_list("pk", flat=True)) == expected & subset
         transaction.set_rollback(True)
