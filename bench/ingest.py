@@ -134,6 +134,20 @@ def worker_command(queue: str) -> list[str]:
             "--loglevel=WARNING", "-Q", queue, "-n", f"{queue}@%h", "--without-gossip", "--without-mingle"]
 
 
+def processes_stop(*processes: subprocess.Popen) -> None:
+    """Stop the servers and workers a part started: SIGTERM to all, then up to 20 s each to exit
+    before SIGKILL."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -368,14 +382,7 @@ def run_ingest(
                 each.after_result = each.after(port)
         return results
     finally:
-        for process in (web, worker, webhooks):
-            if process.poll() is None:
-                process.terminate()
-        for process in (web, worker, webhooks):
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        processes_stop(web, worker, webhooks)
         web_log.close()
         worker_log.close()
         webhooks_log.close()

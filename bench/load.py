@@ -35,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from bench.ingest import Client, _drain, _settle, _wait_http, free_port, make_batches
+from bench.ingest import Client, _drain, _settle, _wait_http, free_port, make_batches, processes_stop
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = ROOT / "bench" / "results"
@@ -332,18 +332,6 @@ def _tree_cpu_seconds(root: int) -> float | None:
     return sum(used.get(pid, 0) for pid in tree) / ticks
 
 
-def _stop(*processes: subprocess.Popen) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def measure(database_name: str, *, users: list[dict], urls: dict[str, list[str]], emails: list[str],
             ingest_key: str, admin_key: str, say: Callable[[str], None]) -> list[dict]:
     """Start web, worker and beat as ``make run`` does; measure the quiet and the ingesting phase."""
@@ -440,7 +428,7 @@ def measure(database_name: str, *, users: list[dict], urls: dict[str, list[str]]
             person.close()
         return out
     finally:
-        _stop(*processes)
+        processes_stop(*processes)
         for log in logs:
             log.close()
 

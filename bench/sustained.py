@@ -70,6 +70,7 @@ from bench.ingest import (
     _webhooks_idle,
     free_port,
     make_batches,
+    processes_stop,
     webhook_worker,
     worker_command,
 )
@@ -334,16 +335,7 @@ class Servers:
                 raise RuntimeError(f"the {name} exited with {process.returncode} (bench/results/sustained-*.log)")
 
     def stop(self) -> None:
-        processes = (self.web, self.worker, self.webhooks, self.beat)
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        processes_stop(self.web, self.worker, self.webhooks, self.beat)
         for log in self.logs.values():
             log.close()
         shutil.rmtree(self.beat_dir, ignore_errors=True)

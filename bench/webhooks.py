@@ -24,6 +24,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench.ingest import processes_stop
+
 ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = ROOT / "bench" / "results"
 FANOUT_MESSAGES = 20_000
@@ -194,28 +196,13 @@ def _worker_env(database_name: str, queue: str) -> dict[str, str]:
 def _workers(database_name: str, queue: str, log_name: str) -> tuple[subprocess.Popen, subprocess.Popen]:
     """The workers of `make run`: the worker (2 processes) and webhook delivery's own worker."""
     # local import: bench.run.main() sets Django up (the bench database) before this runs
-    from bench.ingest import webhook_worker
+    from bench.ingest import webhook_worker, worker_command
 
     env = _worker_env(database_name, queue)
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log = open(LOG_DIR / log_name, "wb")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "marketing_hub", "worker", "--pool=prefork", "--concurrency=2",
-         "--loglevel=WARNING", "-Q", queue, "-n", f"{queue}@%h", "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+    worker = subprocess.Popen(worker_command(queue), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     return worker, webhook_worker(env, open(LOG_DIR / log_name.replace("worker", "webhooks"), "wb"))
-
-
-def _stop(*processes: subprocess.Popen) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def _webhook(url: str, events: list[str]) -> Any:
@@ -308,7 +295,7 @@ def measure_fanout(database_name: str, messages: int = FANOUT_MESSAGES) -> dict:
                 "description": f"{messages:,} segment.entered outbox rows → fan-out → signed POSTs to a 2xx loopback "
                                "receiver, webhook delivery's own worker (one process)"}
     finally:
-        _stop(worker, webhooks)
+        processes_stop(worker, webhooks)
         receiver.stop()
         _cleanup([webhook.pk])
 
@@ -473,7 +460,7 @@ def measure_hot_lead_latency(database_name: str, emails: list[str], ingest_key: 
                                "receiver, while an ingestion client posts batches of 1,000 events at "
                                + (f"{background_per_s:,.0f} events/s" if background_per_s > 0 else "full speed")}
     finally:
-        _stop(web, worker, webhooks, beat)
+        processes_stop(web, worker, webhooks, beat)
         receiver.stop()
         Rule.objects.filter(pk=rule.pk).update(active=False)
         _cleanup([webhook.pk])

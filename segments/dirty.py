@@ -65,28 +65,26 @@ def _segments_dirty_chunk(limit: int) -> int | None:
             return None
         # Recomputable from the queue and the contacts: no need to wait for the WAL flush.
         cursor.execute("SET LOCAL synchronous_commit = off")
+        # one row per contact: what any of its queue rows says changed (NULL, anything, wins)
         cursor.execute(
             """
-            DELETE FROM automation_segmentdirtycontact d
-            WHERE d.id IN (SELECT id FROM automation_segmentdirtycontact ORDER BY id LIMIT %s)
-            RETURNING d.contact_id, d.changes
+            WITH taken AS (
+                DELETE FROM automation_segmentdirtycontact d
+                WHERE d.id IN (SELECT id FROM automation_segmentdirtycontact ORDER BY id LIMIT %s)
+                RETURNING d.contact_id, d.changes
+            )
+            SELECT contact_id, CASE WHEN bool_or(changes IS NULL) THEN NULL ELSE string_agg(changes, ',') END,
+                   count(*)
+            FROM taken GROUP BY contact_id ORDER BY contact_id
             """,
             [limit],
         )
         rows = cursor.fetchall()
-        # a contact queued by several batches: what any of them changed (NULL: anything)
-        changes: dict[int, set[str] | None] = {}
-        for contact_id, text in rows:
-            known = changes.setdefault(contact_id, set())
-            if known is None:
-                continue
-            if text is None:
-                changes[contact_id] = None
-            else:
-                known.update(text.split(","))
-        if changes:
-            segment_members_refresh_for_contacts(sorted(changes), changes=changes)
-        return len(rows)
+        if rows:
+            segment_members_refresh_for_contacts(
+                [contact_id for contact_id, _, _ in rows],
+                changes={contact_id: None if text is None else set(text.split(",")) for contact_id, text, _ in rows})
+        return sum(taken for _, _, taken in rows)
 
 
 def segments_dirty_count() -> int:
@@ -144,9 +142,7 @@ def segments_dirty_refresh(*, chunk: int = SEGMENTS_DIRTY_CHUNK, time_budget: fl
 
 def on_contacts_changed(sender, contact_ids: list[int], deferred: bool = False, **kwargs) -> None:
     """``contacts_changed`` receiver: queue the contacts (rules-engine batches) or refresh now."""
-    changes = kwargs.get("changes")
     if deferred:
-        segments_mark_dirty(contact_ids, changes)
+        segments_mark_dirty(contact_ids, kwargs.get("changes"))
     else:
-        segment_members_refresh_for_contacts(
-            contact_ids, changes=changes if changes is None or isinstance(changes, Mapping) else frozenset(changes))
+        segment_members_refresh_for_contacts(contact_ids, changes=kwargs.get("changes"))

@@ -363,11 +363,11 @@ def segment_members_refresh_for_contacts(
     changes: ONE statement (per-segment matches as a ``UNION ALL``, inserted and deleted in
     data-modifying CTEs), then the member counts of the segments that changed.
 
-    ``changes`` (contact id → what changed of it, ``contacts.signals``' names; one collection:
-    the same for every contact; None or a missing contact: anything): a segment is re-evaluated only for the contacts whose changes can move
-    them in or out of it (``definition_changes``) — the events of a rules-engine batch re-evaluate
-    the segments on tags, scores or those events' types, not the ones on consents, fields or
-    other events.
+    ``changes`` (contact id → what changed of it, ``contacts.signals``' names; one collection: the
+    same for every contact; None or a missing contact: anything): a segment is re-evaluated only
+    for the contacts whose changes can move them in or out of it (``definition_changes``) — the
+    events of a rules-engine batch re-evaluate the segments on tags, scores or those events'
+    types, not the ones on consents, fields or other events.
 
     Runs inside the rules engine's transaction after each batch, so it must be fast and must
     never break that transaction: it runs under a savepoint and logs instead of raising.
@@ -392,6 +392,7 @@ def segment_members_refresh_for_contacts(
             changed = changes.get(pk)
             groups.setdefault(None if changed is None else frozenset(changed), []).append(pk)
     # Segments that need the same groups share one list of contacts (and one evaluated set).
+    group_ids = list(groups.values())
     cohorts: dict[tuple[int, ...], tuple[list[int], list[int]]] = {}
     parts: list[str] = []
     params: list = []
@@ -402,8 +403,7 @@ def segment_members_refresh_for_contacts(
         if not chosen:
             continue
         if chosen not in cohorts:
-            lists = list(groups.values())
-            cohorts[chosen] = (sorted(pk for number in chosen for pk in lists[number]), [])
+            cohorts[chosen] = (sorted(pk for number in chosen for pk in group_ids[number]), [])
         cohort_ids, cohort_segments = cohorts[chosen]
         try:
             condition = compiler.compile(definition)
