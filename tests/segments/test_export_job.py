@@ -64,7 +64,8 @@ def kurtki_segment():
     """Twelve contacts, seven of them with kurtki of 3 or more, refreshed into a segment; a second
     segment sharing some of them, so a join on the wrong segment would show."""
     for number in range(12):
-        contact = ContactFactory(email=f"c{number:02}@example.com")
+        # (fixed names: random ones made initials such as "IS" that the Polish page check reads as English)
+        contact = ContactFactory(email=f"c{number:02}@example.com", first_name="Zofia", last_name="Kowalczyk")
         give_tag(contact, "kurtki", number % 6)
         if number % 4 == 0:
             give_tag(contact, "buty", 1)
