@@ -108,12 +108,11 @@ def _value_of(properties: dict) -> tuple[Decimal | None, str | None]:
 _ANONYMOUS_SUFFIX = "@" + ANONYMOUS_DOMAIN
 
 
-def events_validate(items: list[Any], *, now: datetime | None = None, profiles: bool = False) -> list[CleanEvent]:
+def events_validate(items: list[Any], *, now: datetime | None = None) -> list[CleanEvent]:
     """Check every item; raise IngestValidationError listing every problem with its index.
 
     ``items`` are objects with ``event_id``, ``email``, ``type``, ``occurred_at`` and
-    ``properties`` attributes (the API's pydantic items) or dicts with those keys. ``profiles``:
-    the tracking intake's anonymous profiles' addresses are accepted too.
+    ``properties`` attributes (the API's pydantic items) or dicts with those keys.
     """
     now = now or timezone.now()
     latest = now + MAX_FUTURE
@@ -139,53 +138,67 @@ def events_validate(items: list[Any], *, now: datetime | None = None, profiles: 
             fail("email", "is required")
         elif len(email) > 254:
             fail("email", "may be at most 254 characters")
-        elif not email_is_valid(email) and not (profiles and email.endswith(_ANONYMOUS_SUFFIX)):
+        elif not email_is_valid(email):
             fail("email", "is not a valid email address")
-        event_type = get("type")
-        if event_type not in _EVENT_TYPES:
-            fail("type", f"must be one of {', '.join(EVENT_TYPES)}")
-        occurred_at = get("occurred_at")
-        if isinstance(occurred_at, str):
-            try:
-                occurred_at = datetime.fromisoformat(occurred_at)
-            except ValueError:
-                occurred_at = None
-        if not isinstance(occurred_at, datetime):
-            fail("occurred_at", "must be an ISO 8601 date-time with a timezone")
-        elif occurred_at.tzinfo is None or occurred_at.utcoffset() is None:
-            fail("occurred_at", "must include a timezone (e.g. 2025-05-01T12:00:00+02:00 or …Z)")
-        elif occurred_at > latest:
-            fail("occurred_at", "must not be more than 5 minutes in the future")
-        elif occurred_at < now - MAX_PAST:
-            fail("occurred_at", "must be within the last 10 years")
-        properties = get("properties")
-        if properties is None:
-            properties = {}
-        value = None
-        encoded = "{}"
-        if not isinstance(properties, dict):
-            fail("properties", "must be an object")
-        else:
-            try:
-                encoded = json.dumps(properties, ensure_ascii=False, allow_nan=False)
-            except (TypeError, ValueError):
-                fail("properties", "must hold only JSON values (no NaN or Infinity)")
-            else:
-                if len(encoded.encode()) > MAX_PROPERTIES_BYTES:
-                    fail("properties", f"may be at most {MAX_PROPERTIES_BYTES // 1024} KB of JSON")
-                elif _CONTROL_ESCAPES.search(encoded):
-                    fail("properties", CONTROL_CHARACTERS_MESSAGE)
-            value, value_error = _value_of(properties)
-            if value_error:
-                fail("properties.value", value_error)
-        if item_errors:
+        event, problems = event_check(event_id=event_id, email=email, event_type=get("type"),
+                                      occurred_at=get("occurred_at"), properties=get("properties"), now=now,
+                                      latest=latest)
+        for name, message in problems:
+            fail(name, message)
+        if item_errors or event is None:
             errors.extend(item_errors)
             continue
-        clean.append(CleanEvent(event_id, email, event_type, occurred_at.astimezone(UTC), properties, value, encoded))
+        clean.append(event)
     if errors:
         raise IngestValidationError(errors)
     return clean
 
+
+def event_check(*, event_id: str, email: str, event_type: Any, occurred_at: Any, properties: Any, now: datetime,
+                latest: datetime | None = None) -> tuple[CleanEvent | None, list[tuple[str, str]]]:
+    """The checks of one event's type, time and properties, as ``/api/v1/events`` makes them:
+    (the clean event, []) or (None, the problems as (field, message)). ``event_id`` and ``email``
+    are the caller's, already checked (the tracking intake names the email later)."""
+    latest = latest or now + MAX_FUTURE
+    problems: list[tuple[str, str]] = []
+    if event_type not in _EVENT_TYPES:
+        problems.append(("type", f"must be one of {', '.join(EVENT_TYPES)}"))
+    if isinstance(occurred_at, str):
+        try:
+            occurred_at = datetime.fromisoformat(occurred_at)
+        except ValueError:
+            occurred_at = None
+    if not isinstance(occurred_at, datetime):
+        problems.append(("occurred_at", "must be an ISO 8601 date-time with a timezone"))
+    elif occurred_at.tzinfo is None or occurred_at.utcoffset() is None:
+        problems.append(("occurred_at", "must include a timezone (e.g. 2025-05-01T12:00:00+02:00 or …Z)"))
+    elif occurred_at > latest:
+        problems.append(("occurred_at", "must not be more than 5 minutes in the future"))
+    elif occurred_at < now - MAX_PAST:
+        problems.append(("occurred_at", "must be within the last 10 years"))
+    if properties is None:
+        properties = {}
+    value = None
+    encoded = "{}"
+    if not isinstance(properties, dict):
+        problems.append(("properties", "must be an object"))
+    else:
+        try:
+            encoded = json.dumps(properties, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError):
+            problems.append(("properties", "must hold only JSON values (no NaN or Infinity)"))
+        else:
+            # (a character is at most 4 bytes of UTF-8; every escape json.dumps writes has a backslash)
+            if len(encoded) * 4 > MAX_PROPERTIES_BYTES and len(encoded.encode()) > MAX_PROPERTIES_BYTES:
+                problems.append(("properties", f"may be at most {MAX_PROPERTIES_BYTES // 1024} KB of JSON"))
+            elif "\\" in encoded and _CONTROL_ESCAPES.search(encoded):
+                problems.append(("properties", CONTROL_CHARACTERS_MESSAGE))
+        value, value_error = _value_of(properties)
+        if value_error:
+            problems.append(("properties.value", value_error))
+    if problems:
+        return None, problems
+    return CleanEvent(event_id, email, event_type, occurred_at.astimezone(UTC), properties, value, encoded), problems
 
 # --- storing --------------------------------------------------------------------------------------
 def _contact_defaults() -> tuple[list[str], list[str], list[Any]]:
@@ -208,7 +221,7 @@ def _contact_defaults() -> tuple[list[str], list[str], list[Any]]:
 
 
 def _ensure_partitions(cursor, events: list[CleanEvent]) -> None:
-    months = {event.occurred_at.strftime("%Y-%m") for event in events}
+    months = {f"{year:04d}-{month:02d}" for year, month in {(e.occurred_at.year, e.occurred_at.month) for e in events}}
     if months <= _known_months:
         return
     earliest = min(event.occurred_at for event in events)
@@ -315,19 +328,18 @@ def _store(events: list[CleanEvent], now: datetime, *, stored_ids: bool = False)
     return result
 
 
-def events_ingest(items: list[Any], *, now: datetime | None = None, profiles: bool = False,
-                  stored_ids: bool = False) -> IngestResult:
+def events_ingest(items: list[Any], *, now: datetime | None = None, stored_ids: bool = False) -> IngestResult:
     """Validate (raising IngestValidationError, nothing stored) and store a batch of events.
     ``stored_ids``: the result names the events stored now (with their contacts) and the erased
-    people's emails.
-    ``profiles``: the batch may name anonymous profiles (the tracking intake)."""
+    people's emails."""
     now = now or timezone.now()
-    return events_store(events_validate(items, now=now, profiles=profiles), now=now, stored_ids=stored_ids)
+    return events_store(events_validate(items, now=now), now=now, stored_ids=stored_ids)
 
 
 def events_store(events: list[CleanEvent], *, now: datetime, stored_ids: bool = False) -> IngestResult:
-    """Store events that ``events_validate`` returned (the tracking intake validates its messages'
-    events before anything is written, then names their contacts): all-or-nothing, idempotent."""
+    """Store events that ``events_validate`` returned (the tracking intake checks its messages'
+    events with ``event_check`` before anything is written, then names their contacts):
+    all-or-nothing, idempotent."""
     for attempt in range(4):
         try:
             return _store(events, now, stored_ids=stored_ids)

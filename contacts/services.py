@@ -42,7 +42,7 @@ from contacts.models import (
     tag_key,
 )
 from contacts.registry import CONTACT_PARTS
-from contacts.signals import CHANGED_CONSENT, contacts_changed_send, contacts_erasing
+from contacts.signals import CHANGED_CONSENT, CHANGED_FIELDS, contacts_changed_send, contacts_erasing
 from core.outbox import OutboxMessage, outbox_written_send
 from core.paging import table_rows_estimate
 from core.roles import MARKETER, has_role
@@ -229,9 +229,13 @@ def contacts_upsert(items: list[dict], *, source: str, user=None) -> list[Upsert
                     OR coalesce(i.birth_date, c.birth_date) IS DISTINCT FROM c.birth_date
                     OR c.properties || coalesce(i.properties, '{{}}'::jsonb) IS DISTINCT FROM c.properties
                 )
+                RETURNING c.id
                 """,
                 [[array[index] for index in updating] for array in arrays],
             )
+            updated = [contact_id for (contact_id,) in cursor.fetchall()]
+        else:
+            updated = []
         ids = existing | created
         consent_ids, channels, granted = [], [], []
         for row in rows:
@@ -244,9 +248,12 @@ def contacts_upsert(items: list[dict], *, source: str, user=None) -> list[Upsert
         regranted = [email_hash(row["email"]) for row in rows if any(row["consents"].values())]
         if regranted:
             Suppression.objects.filter(email_hash__in=regranted).delete()
-        # New contacts and changed fields: tiers now, memberships queued (every segment: a new
-        # contact was never evaluated).
-        contacts_changed_send(ids.values(), deferred=True, sender=contacts_upsert)
+        # New contacts and changed fields: tiers now, memberships queued (every segment for a new
+        # contact, which was never evaluated). A contact the upsert left as it was (an identify
+        # naming a stored email) is not announced; consents announce their own changes.
+        if created or updated:
+            contacts_changed_send([*created.values(), *updated], deferred=True, sender=contacts_upsert,
+                                  changes={**dict.fromkeys(updated, [CHANGED_FIELDS]), **dict.fromkeys(created.values())})
     return [UpsertResult(ids[item["email"]], item["email"] in created) for item in items]
 
 

@@ -34,7 +34,8 @@ DRAIN_YIELDS_TO: list[Callable[[], bool]] = []
 
 def segments_mark_dirty(contact_ids: list[int], changes: Changes = None) -> None:
     """Append ``contact_ids`` to the dirty queue with what changed of them (``contacts_changed``'s
-    ``changes``; None: anything) — one INSERT, never waits on a drain."""
+    ``changes``; None: anything) — one INSERT, never waits on a drain. Anonymous profiles are
+    left out: no segment holds them (a profile's merge queues the contact it merged into)."""
     ids = sorted({int(pk) for pk in contact_ids})
     if isinstance(changes, Mapping):
         texts = [",".join(sorted(changes[pk])) if changes.get(pk) is not None else None for pk in ids]
@@ -44,7 +45,8 @@ def segments_mark_dirty(contact_ids: list[int], changes: Changes = None) -> None
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO automation_segmentdirtycontact (contact_id, marked_at, changes) "
-            "SELECT t.id, now(), t.changes FROM unnest(%s::bigint[], %s::text[]) AS t(id, changes)",
+            "SELECT t.id, now(), t.changes FROM unnest(%s::bigint[], %s::text[]) AS t(id, changes) "
+            "JOIN contacts_contact c ON c.id = t.id WHERE NOT c.is_anonymous",
             [ids, texts],
         )
 

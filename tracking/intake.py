@@ -18,7 +18,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from automation.ingestion import MAX_VALUE
+from automation.ingestion import MAX_VALUE, CleanEvent, event_check
 from contacts.services import clean_birth_date, clean_channel, clean_country, clean_email, clean_text
 from core.validators import CONTROL_CHARACTERS_MESSAGE, has_control_characters
 
@@ -29,6 +29,8 @@ MAX_ID_LENGTH = 200
 MAX_EVENT_ID = 128
 
 MESSAGE_TYPES = ("track", "identify", "page", "screen", "alias", "group")
+# an event's fields by the names of the message they come from
+_EVENT_FIELDS = {"occurred_at": "timestamp"}
 EVENT_MESSAGE_TYPES = frozenset({"track", "page", "screen"})
 
 TRACK_EVENT_TYPES = {
@@ -72,6 +74,9 @@ class Message:
     contact_fields: dict = field(default_factory=dict)
     previous_id: str = ""
     group_id: str = ""
+    # track/page/screen: the event it becomes, checked as ``/api/v1/events`` checks events (its
+    # email is the contact's or profile's, named when the request is stored)
+    event: CleanEvent | None = None
 
     @property
     def email(self) -> str:
@@ -365,10 +370,11 @@ def messages_validate(
         message_id = message_id.strip()
         user_id = _text_id(raw.get("userId")) if raw.get("userId") is not None else ""
         anonymous_id = _text_id(raw.get("anonymousId")) if raw.get("anonymousId") is not None else ""
-        if user_id is None or len(user_id) > MAX_ID_LENGTH or has_control_characters(user_id):
+        if user_id is None or len(user_id) > MAX_ID_LENGTH or (user_id and has_control_characters(user_id)):
             fail("userId", f"must be a text or number of at most {MAX_ID_LENGTH} characters")
             user_id = ""
-        if anonymous_id is None or len(anonymous_id) > MAX_ID_LENGTH or has_control_characters(anonymous_id):
+        if anonymous_id is None or len(anonymous_id) > MAX_ID_LENGTH or (
+                anonymous_id and has_control_characters(anonymous_id)):
             fail("anonymousId", f"must be a text or number of at most {MAX_ID_LENGTH} characters")
             anonymous_id = ""
         if not user_id and not anonymous_id and not any(e["field"] in ("userId", "anonymousId") for e in item_errors):
@@ -464,6 +470,12 @@ def messages_validate(
                 message.group_id = group_id
                 message.properties = traits or {}
                 message.label = group_id
+        if not item_errors and message_type in EVENT_MESSAGE_TYPES:
+            message.event, problems = event_check(event_id=message.key, email="", event_type=message.event_type,
+                                                  occurred_at=message.timestamp, properties=message.properties,
+                                                  now=received_at)
+            for name, text in problems:
+                fail(_EVENT_FIELDS.get(name, name), text)
         if item_errors:
             errors.extend(item_errors)
             continue

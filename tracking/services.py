@@ -1,8 +1,9 @@
 """Tracking workflows: sources (issue, revoke) and taking in a request's messages.
 
 A request's messages go through the same functions as ``/api/v1/events`` and ``/api/v1/contacts``:
-``events_validate`` and ``events_store`` (what ``events_ingest`` does: idempotent on ``event_id``,
-rules applied by the worker) and ``contacts_upsert``. What is added here is only what Segment's
+``event_check`` (each event message is checked by it in ``messages_validate``) and ``events_store``
+(what ``events_ingest`` does: idempotent on ``event_id``, rules applied by the worker) and
+``contacts_upsert``. What is added here is only what Segment's
 model needs on top: resolving ``userId``/``anonymousId`` through the identities table to a contact
 or to the visitor's anonymous profile, and queueing the merge of a profile an identify links.
 
@@ -28,7 +29,7 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from automation.ingestion import CleanEvent, IngestValidationError, events_store, events_validate
+from automation.ingestion import CleanEvent, events_store
 from contacts.merging import (
     anonymous_profiles_ensure,
     anonymous_profiles_purge,
@@ -39,8 +40,8 @@ from contacts.merging import (
 )
 from contacts.models import anonymous_email, normalize_email
 from contacts.services import contacts_upsert, suppressed_emails
-from core.validators import ANONYMOUS_DOMAIN, email_is_valid
-from tracking.intake import EVENT_MESSAGE_TYPES, Message, TrackValidationError
+from core.validators import email_is_valid
+from tracking.intake import EVENT_MESSAGE_TYPES, Message
 from tracking.models import Identity, MessageLog, Source
 
 logger = logging.getLogger(__name__)
@@ -260,34 +261,6 @@ def _insert_links(links: _Links) -> None:
         )
 
 
-# Events are validated with this address in place of their contact's (named later, in the
-# transaction); every address they get then is valid by construction.
-_VALIDATION_EMAIL = "visitor@" + ANONYMOUS_DOMAIN
-
-
-def _events_validate(messages: list[Message], now: dt.datetime) -> dict[str, CleanEvent]:
-    """The track/page/screen messages' events, validated as ``/api/v1/events`` validates them,
-    before anything is written (TrackValidationError naming the message and its field);
-    message key → the event of the first message with that key."""
-    event_messages = [m for m in messages if m.type in EVENT_MESSAGE_TYPES]
-    try:
-        clean = events_validate(
-            [{"event_id": m.key, "email": _VALIDATION_EMAIL, "type": m.event_type, "occurred_at": m.timestamp,
-              "properties": m.properties} for m in event_messages],
-            now=now, profiles=True,
-        )
-    except IngestValidationError as exc:
-        raise TrackValidationError([
-            {**error, "index": event_messages[error["index"]].index,
-             "field": {"occurred_at": "timestamp", "event_id": "messageId"}.get(error["field"], error["field"])}
-            for error in exc.errors
-        ]) from exc
-    events: dict[str, CleanEvent] = {}
-    for message, event in zip(event_messages, clean, strict=True):
-        events.setdefault(message.key, event)
-    return events
-
-
 def _visitors_prepare(messages: list[Message]) -> None:
     """Anonymous visitors seen for the first time (an anonymousId alone, on events, that no
     identify or alias of the request names) get their profile and its link in a short
@@ -333,7 +306,7 @@ def _visitor(message: Message) -> tuple[str, str]:
     return Identity.KIND_USER, message.user_id
 
 
-def _apply(source: Source, messages: list[Message], now: dt.datetime, events: dict[str, CleanEvent]) -> TrackResult:
+def _apply(source: Source, messages: list[Message], now: dt.datetime) -> TrackResult:
     result = TrackResult()
     outcomes = [Outcome(message) for message in messages]
     result.outcomes = outcomes
@@ -389,7 +362,8 @@ def _apply(source: Source, messages: list[Message], now: dt.datetime, events: di
         if message.type in EVENT_MESSAGE_TYPES:
             outcome.event_id = message.key
             # each key's event is this request's own and goes out once (repeats are duplicates)
-            event = events[message.key]
+            event = message.event
+            assert event is not None  # messages_validate gives every event message its event
             event.email = email
             event_items.append(event)
             event_outcomes.append(outcome)
@@ -500,14 +474,13 @@ def _ensure_profiles(work: list[Outcome], links: _Links) -> None:
 
 
 def messages_ingest(source: Source, messages: list[Message], *, now: dt.datetime | None = None) -> TrackResult:
-    """Store a request's valid messages all-or-nothing (TrackValidationError stores nothing)."""
+    """Store a request's messages, valid by ``messages_validate``, all-or-nothing."""
     now = now or timezone.now()
-    events = _events_validate(messages, now)
     _visitors_prepare(messages)
     for attempt in range(4):
         try:
             with transaction.atomic():
-                return _apply(source, messages, now, events)
+                return _apply(source, messages, now)
         except OperationalError as exc:
             # Two requests merging the same visitor can deadlock (each waits for a row the other
             # locked); the loser's transaction was rolled back whole, so running it again is safe —

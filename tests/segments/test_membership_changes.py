@@ -210,6 +210,21 @@ def test_contacts_written_by_the_api_or_an_import_follow_into_their_segments():
     assert members(by_tags) == {Contact.objects.get(email="tagged@example.com").pk}
 
 
+def test_an_upsert_announces_the_contacts_it_created_or_changed_and_no_other():
+    # given two stored contacts
+    same, moved = ContactFactory(email="same@example.com", country="PL"), ContactFactory(email="moved@example.com",
+                                                                                         country="DE")
+    SegmentDirtyContact.objects.all().delete()
+    # when an upsert names one unchanged, changes the other's country and creates a third
+    contacts_upsert([{"email": "same@example.com", "country": "PL"}, {"email": "moved@example.com", "country": "PL"},
+                     {"email": "new@example.com"}], source="api")
+    # then the changed one is queued for its fields, the new one for anything, the unchanged not at all
+    new = Contact.objects.get(email="new@example.com")
+    assert sorted(SegmentDirtyContact.objects.values_list("contact_id", "changes"), key=str) == sorted(
+        [(moved.pk, CHANGED_FIELDS), (new.pk, None)], key=str)
+    assert same.pk not in set(SegmentDirtyContact.objects.values_list("contact_id", flat=True))
+
+
 def test_a_bulk_tag_re_evaluates_only_the_segments_tags_can_move():
     # given a tag segment and a consent segment, materialised, and a contact that (without being
     # said) was given an email consent

@@ -153,3 +153,32 @@ def test_a_repeated_merge_does_nothing(key):
     assert profiles_merge([(profile.pk, contact.pk)]) == []
     # then nothing doubled
     assert ContactTag.objects.get(contact=contact, tag__key="kurtki").score == 3
+
+
+def test_a_profiles_changes_queue_no_membership_work_its_merge_queues_the_contact(key):
+    # given a rule tagging product views, a saved segment on that tag, and a known contact
+    from segments.dirty import segments_dirty_refresh
+    from segments.models import SegmentDirtyContact, SegmentMember
+    from tests.automation.factories import make_rule, process_all
+
+    make_rule(actions=[{"type": "add_tag", "tag": "{category}", "score": 1}])
+    segment = segment_save(name="Kurtki", definition=KURTKI)
+    contact = Contact.objects.create(email="ola@example.com")
+    SegmentDirtyContact.objects.all().delete()
+    # when an anonymous visitor's views are scored
+    for number in range(2):
+        assert post("/v1/track", message(anonymousId="v-9", message_id=f"view-{number}", event="Product Viewed",
+                                         properties={"category": "kurtki"}), key=key).status_code == 200
+    process_all()
+    profile = Contact.all_objects.get(identities__value="v-9")
+    assert ContactTag.objects.get(contact=profile, tag__key="kurtki").score == 2
+    # then no segment can hold the profile, so the drain gets nothing to re-evaluate for it
+    assert not SegmentDirtyContact.objects.filter(contact_id=profile.pk).exists()
+    # when it identifies as the contact and is merged: the contact is queued, and the drain
+    # takes it into the segment
+    assert post("/v1/identify", message("identify", anonymousId="v-9", traits={"email": "ola@example.com"}),
+                key=key).status_code == 200
+    assert merge_queued() == 1
+    assert SegmentDirtyContact.objects.filter(contact_id=contact.pk).exists()
+    segments_dirty_refresh()
+    assert list(SegmentMember.objects.filter(segment=segment).values_list("contact_id", flat=True)) == [contact.pk]

@@ -280,6 +280,19 @@ def test_invalid_fields_are_400_with_the_field(server, fields, field):
     assert response.json()["errors"][0]["index"] == 0
 
 
+def test_a_message_problem_and_an_event_problem_are_answered_together(server):
+    # given a batch whose first message has no messageId and whose second is an event from the future
+    _, key = server
+    body = {"batch": [message(userId="m@example.com", event="x", messageId=""),
+                      message(userId="m@example.com", event="x", timestamp=iso(datetime.now(UTC) + timedelta(hours=2)))]}
+    # when
+    response = post("/v1/batch", body, key=key)
+    # then both are named in one answer, and nothing is stored
+    assert response.status_code == 400
+    assert [(e["index"], e["field"]) for e in response.json()["errors"]] == [(0, "messageId"), (1, "timestamp")]
+    assert not EventReceipt.objects.exists()
+
+
 def test_single_endpoint_errors_have_no_index(server):
     # given
     _, key = server
