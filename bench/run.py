@@ -770,16 +770,17 @@ def measure_load(database_name: str, contacts: int) -> list[dict]:
                              "concurrent_users_p95_ms_saturated")]
 
 
-def measure_sustained(database_name: str, seconds: float, runs: int) -> list[dict]:
+def measure_sustained(database_name: str, seconds: float, runs: int, rate: float | None = None) -> list[dict]:
     """sustained_events_per_s and event_to_effect_p95_s (with the pages' p95 during the load):
-    ingestion kept up for ``seconds``, ``runs`` times (bench/sustained.py)."""
+    ingestion kept up for ``seconds``, ``runs`` times, closed loop or offering ``rate`` events/s
+    (bench/sustained.py)."""
     from django.db import connections
 
     # local import: main() chooses the bench database and sets Django up first
     from bench import sustained
 
     try:
-        out = sustained.measure(database_name, seconds=seconds, runs=runs, say=say)
+        out = sustained.measure(database_name, seconds=seconds, runs=runs, say=say, rate=rate)
     except Exception as exc:
         traceback.print_exc()
         return [missing(name, f"{type(exc).__name__}: {exc} (logs: bench/results/sustained-*.log)")
@@ -864,6 +865,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sustained-seconds", type=float, default=300,
                         help="seconds of load per sustained-ingestion run (part sustained)")
     parser.add_argument("--sustained-runs", type=int, default=5, help="sustained-ingestion runs (the median is the figure)")
+    parser.add_argument("--sustained-rate", type=float, default=None,
+                        help="events/s the sustained part's clients offer on a schedule (open loop); "
+                             "default: a closed loop, each client posting its next batch when the last is answered")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: " + ",".join(PARTS))
     parser.add_argument("--only", default="", help="comma-separated parts to run (the others are skipped), e.g. "
                         "--only segments: the segment counts and segment_refresh")
@@ -953,7 +957,7 @@ def main(argv: list[str] | None = None) -> int:
         figures += measure_load(name, args.contacts)
     if "sustained" not in skip:
         # last: its load leaves events on the active contacts, as the ingest part's do
-        figures += measure_sustained(name, args.sustained_seconds, args.sustained_runs)
+        figures += measure_sustained(name, args.sustained_seconds, args.sustained_runs, args.sustained_rate)
     from django.db import connection
 
     connection.ensure_connection()

@@ -8,6 +8,11 @@ for minutes. For ``seconds``, ``CLIENT_THREADS`` clients post batches of 1,000 e
 (``BATCH_EVENTS``) to ``/api/v1/events`` in a closed loop (each posts its next batch when the last
 is answered): the ingest part's event mix for its 20,000 active contacts, except that every tenth
 event is for a new contact (an email not yet in the database). Then the part waits until ``events/status`` reads 0.
+A closed loop offers what the servers accept, more than the worker applies, so its latencies measure
+the backlog it builds. With a ``rate`` (events/s) the load is an open loop instead: batch n is due
+``n × batch ÷ rate`` seconds after the start and the clients post each when it is due (as soon as
+one is free when they fall behind; how late each batch went out is recorded), so the latency is
+that of a shop sending at that rate.
 ``events_per_s`` = events accepted ÷ (first POST sent → ``events/status`` 0 after the last answer):
 the contract says everything is current at 0, saved-segment memberships included.
 
@@ -412,6 +417,7 @@ class Load:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     sends: list[tuple[float, float, int]] = field(default_factory=list)  # (sent, answered, accepted)
+    late: list[float] = field(default_factory=list)  # with a rate: each batch's send after it was due (s)
     accepted: int = 0
     new_contact_events: int = 0
     http_errors: int = 0
@@ -445,7 +451,7 @@ def _thread(load: Load, name: str, target: Callable[[], None], *, database: bool
 
 def run_once(*, servers: Servers, ingest_key: str, admin_key: str, plan: ProbePlan, segment_id: int,
              emails: list[str], seconds: float, page_urls: dict[str, list[str]], say: Callable[[str], None],
-             batch: int = BATCH_EVENTS) -> dict[str, Any]:
+             batch: int = BATCH_EVENTS, rate: float | None = None) -> dict[str, Any]:
     run_tag = uuid.uuid4().hex[:8]
     client = Client(servers.port, ingest_key)
     admin = Client(servers.port, admin_key)
@@ -457,11 +463,18 @@ def run_once(*, servers: Servers, ingest_key: str, admin_key: str, plan: ProbePl
     stop_watch = threading.Event()
     batch_numbers = iter(range(10**9))
     load_before = os.getloadavg()[0]
+    schedule: dict[str, float] = {}  # "start": when batch 0 is due (open loop)
 
     def post_loop() -> None:
         while not stop_load.is_set():
             with load.lock:
                 number = next(batch_numbers)
+            if rate:
+                due = schedule["start"] + number * batch / rate
+                if stop_load.wait(max(0.0, due - time.monotonic())):
+                    return
+                with load.lock:
+                    load.late.append(max(0.0, time.monotonic() - due))
             events = []
             new = 0
             for index, event in enumerate(pool[number % len(pool)]["events"]):
@@ -538,7 +551,9 @@ def run_once(*, servers: Servers, ingest_key: str, admin_key: str, plan: ProbePl
                 with load.lock:
                     load.card_timings.append(timing)
 
-    say(f"sustained: {len(probes)} probe contacts ready; {CLIENT_THREADS} clients posting for {seconds:.0f} s …")
+    offered = f"offering {rate:,.0f} events/s" if rate else "closed loop"
+    say(f"sustained: {len(probes)} probe contacts ready; {CLIENT_THREADS} clients posting for {seconds:.0f} s ({offered}) …")
+    schedule["start"] = time.monotonic()
     watchers = [_thread(load, "poller", poll_loop, database=True), _thread(load, "status", status_loop)]
     senders = [_thread(load, f"client-{number}", post_loop) for number in range(CLIENT_THREADS)]
     senders.append(_thread(load, "probes", probe_loop))
@@ -582,6 +597,10 @@ def run_once(*, servers: Servers, ingest_key: str, admin_key: str, plan: ProbePl
         "http_errors": load.http_errors, "elapsed_s": round(elapsed, 3), "send_seconds": round(last_answer - first_send, 3),
         "drain_after_last_send_s": round(drained - last_answer, 3),
         "accepted_per_s_while_sending": round(load.accepted / (last_answer - first_send)) if last_answer > first_send else None,
+        "offered_events_per_s": rate,
+        "late_sends": ({"batches": len(load.late), "over_1s": sum(1 for late in load.late if late > 1.0),
+                        "p95_s": _round(sorted(load.late)[max(0, math.ceil(0.95 * len(load.late)) - 1)])}
+                       if rate and load.late else None),
         "latency": latency,
         "series": time_series(load.sends, load.samples, first_send, drained),
         "pending_samples": [[round(at - first_send, 1), pending, memberships]
@@ -593,7 +612,7 @@ def run_once(*, servers: Servers, ingest_key: str, admin_key: str, plan: ProbePl
 
 # --- The part -------------------------------------------------------------------------------------
 def measure(database_name: str, *, seconds: float, runs: int, say: Callable[[str], None],
-            batch: int = BATCH_EVENTS) -> list[dict[str, Any]]:
+            batch: int = BATCH_EVENTS, rate: float | None = None) -> list[dict[str, Any]]:
     """``runs`` runs of ``seconds`` on the same servers, each from a settled system; the figures
     are the medians of the runs, every run beside them."""
     plan = probe_plan()
@@ -635,7 +654,7 @@ def measure(database_name: str, *, seconds: float, runs: int, say: Callable[[str
             try:
                 result = run_once(servers=servers, ingest_key=ingest_key, admin_key=admin_key, plan=plan,
                                   segment_id=segment.pk, emails=emails, seconds=seconds, page_urls=page_urls, say=say,
-                                  batch=batch)
+                                  batch=batch, rate=rate)
             finally:
                 # the run's contacts go once the worker has applied everything (the next run starts settled)
                 _settle_all(Client(servers.port, admin_key), admin_key, servers)
@@ -649,19 +668,22 @@ def measure(database_name: str, *, seconds: float, runs: int, say: Callable[[str
         contacts_remove(bench_contact_ids())
         Segment.objects.filter(name=SEGMENT_NAME).delete()
         ApiKey.objects.filter(pk__in=[ingest.pk, admin.pk]).delete()
-    return figures(results, seconds=seconds, batch=batch)
+    return figures(results, seconds=seconds, batch=batch, rate=rate)
 
 
-def figures(results: list[dict[str, Any]], *, seconds: float, batch: int = BATCH_EVENTS) -> list[dict[str, Any]]:
+def figures(results: list[dict[str, Any]], *, seconds: float, batch: int = BATCH_EVENTS,
+            rate: float | None = None) -> list[dict[str, Any]]:
     rates = [result["events_per_s"] for result in results]
     p95s = [result["latency"]["p95_s"] for result in results]
-    setup = {"seconds": seconds, "clients": CLIENT_THREADS, "batch_events": batch,
+    setup = {"seconds": seconds, "clients": CLIENT_THREADS, "batch_events": batch, "offered_events_per_s": rate,
              "new_contact_share": 1 / NEW_CONTACT_EVERY, "probe_interval_s": PROBE_INTERVAL_S,
              "poll_interval_s": POLL_INTERVAL_S, "window_s": WINDOW_S}
+    clients = (f"{CLIENT_THREADS} clients offering {rate:,.0f} events/s (open loop)" if rate
+               else f"{CLIENT_THREADS} closed-loop clients")
     out: list[dict[str, Any]] = [{
         "name": "sustained_events_per_s", "value": round(statistics.median(rates)), "unit": "events/s",
         "measures": f"events accepted ÷ (first POST → events/status 0 after the last answer), batches of {batch:,} from "
-                    f"{CLIENT_THREADS} closed-loop clients for {seconds:.0f} s, every tenth event for a new contact, "
+                    f"{clients} for {seconds:.0f} s, every tenth event for a new contact, "
                     "with the worker, webhook delivery and beat running; median of the runs",
         **setup, "runs": results,
     }]

@@ -102,3 +102,29 @@ def test_a_short_sustained_run_measures_every_probe_and_leaves_the_shop_as_it_wa
         segment.pk: SegmentMember.objects.filter(segment=segment).count() for segment in Segment.objects.exclude(count=None)}
     assert set(ApiKey.objects.values_list("pk", flat=True)) == keys_before
     assert run["contacts_removed"] >= latency["probes_sent"] + run["new_contact_events"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_open_loop_run_sends_batches_on_schedule_at_the_offered_rate(monkeypatch):
+    # given a small bench shop and an offered rate of 100 events/s in batches of 20 (one due every 0.2 s)
+    monkeypatch.setenv("WEB_CONCURRENCY", "2")
+    datagen.generate(contacts=300, demo=False)
+    rate, batch, seconds = 100.0, 20, 4.0
+    # when the part runs once with that rate
+    figures = {figure["name"]: figure for figure in
+               sustained.measure(connection.settings_dict["NAME"], seconds=seconds, runs=1, say=lambda _: None,
+                                 batch=batch, rate=rate)}
+    # then the load went out on its schedule: as many batches as were due in the run, not as many as
+    # the clients could post, every one accepted and recorded with how late it went
+    events = figures["sustained_events_per_s"]
+    [run] = events["runs"]
+    assert events["offered_events_per_s"] == run["offered_events_per_s"] == rate
+    assert "offering 100 events/s (open loop)" in events["measures"]
+    due = seconds * rate / batch
+    assert due - 2 <= run["batches"] <= due + 1
+    assert run["events_sent"] - run["probe_events"] == run["batches"] * batch
+    assert run["late_sends"]["batches"] == run["batches"]
+    assert 0 <= run["late_sends"]["p95_s"] < 1.0 and run["late_sends"]["over_1s"] == 0
+    assert run["accepted_per_s_while_sending"] <= rate * 1.5
+    # and the probes completed as in a closed-loop run
+    assert figures["event_to_effect_p95_s"]["probes_not_completed"] == 0
