@@ -16,10 +16,18 @@ consumer thread is inside ``_get`` on it. A session is not thread-safe: the cons
 with "This session is in 'prepared' state" (and the worker exited), or the requeue failed and the
 dead process's prefetch slots stayed taken (the worker alive but consuming nothing). Our channel
 gives each thread a session of its own (the engine's connection pool is thread-safe).
+
+kombu caches its engines in a class attribute, so a process forked after the broker was opened —
+a prefork pool's replacement process, forked by the worker after ``worker_max_tasks_per_child``
+tasks — inherited its parent's engine and pooled connections: both processes then spoke on one
+socket ("prepared statement … already exists" / "does not exist") until the consumer died and the
+worker exited. After a fork the child's engines drop the inherited connections without closing
+them (``dispose(close=False)``: the parent keeps using them) and open their own.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 
 from kombu.transport import TRANSPORT_ALIASES
@@ -91,6 +99,15 @@ class Channel(kombu_sqlalchemy.Channel):
 
 class Transport(kombu_sqlalchemy.Transport):
     Channel = Channel
+
+
+def _engines_after_fork() -> None:
+    """In a forked child: forget the parent's pooled broker connections (see the module docstring)."""
+    for engine, _ in list(Channel._engines.values()):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_engines_after_fork)
 
 
 TRANSPORT_ALIASES.setdefault("mhsqla", "marketing_hub.broker:Transport")

@@ -95,3 +95,48 @@ def test_a_queue_another_process_created_between_look_up_and_insert_is_used_not_
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM kombu_queue WHERE name = %s", [queue])
             assert cursor.fetchone()[0] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_process_forked_after_the_broker_opened_gets_connections_of_its_own():
+    # given a broker opened (its engine pooled a connection) in this process, as a worker's
+    # consumer has it when the prefork pool replaces a process
+    import os
+
+    from marketing_hub.broker import Channel
+
+    url = _broker_url()
+    queue = f"broker-fork-{uuid.uuid4().hex[:8]}"
+    with Connection(url) as broker:
+        broker.default_channel.queue_declare(queue=queue)
+        engine = next(engine for engine, _ in Channel._engines.values() if engine.url.query.get(
+            "application_name") == url.rsplit("application_name=", 1)[1])
+        with engine.connect() as conn:
+            parent_backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        read, write = os.pipe()
+        # when a child is forked and uses the broker
+        pid = os.fork()
+        if pid == 0:  # the child: publish, and report which database session it used
+            code = 1
+            try:
+                with engine.connect() as conn:
+                    child_backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+                with Connection(url) as child_broker:
+                    child_broker.SimpleQueue(queue).put({"from": "child"})
+                os.write(write, str(child_backend).encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write)
+        _, status = os.waitpid(pid, 0)
+        child_backend = int(os.read(read, 64).decode() or 0)
+        os.close(read)
+        # then it spoke to the database on a connection of its own, and published
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert child_backend and child_backend != parent_backend
+        # and the parent's pooled connection still works
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() == parent_backend
+        message = broker.SimpleQueue(queue).get(timeout=10)
+        assert message.payload == {"from": "child"}
+        message.ack()
