@@ -200,6 +200,7 @@ def event_check(*, event_id: str, email: str, event_type: Any, occurred_at: Any,
         return None, problems
     return CleanEvent(event_id, email, event_type, occurred_at.astimezone(UTC), properties, value, encoded), problems
 
+
 # --- storing --------------------------------------------------------------------------------------
 def _contact_defaults() -> tuple[list[str], list[str], list[Any]]:
     """Columns, cast placeholders and values for a contact created from an email alone, taken

@@ -599,7 +599,7 @@ def run_once(*, servers: Servers, ingest_key: str, admin_key: str, plan: ProbePl
         "accepted_per_s_while_sending": round(load.accepted / (last_answer - first_send)) if last_answer > first_send else None,
         "offered_events_per_s": rate,
         "late_sends": ({"batches": len(load.late), "over_1s": sum(1 for late in load.late if late > 1.0),
-                        "p95_s": _round(sorted(load.late)[max(0, math.ceil(0.95 * len(load.late)) - 1)])}
+                        "p95_s": _round(percentile_or_none(list(load.late), 0.95))}
                        if rate and load.late else None),
         "latency": latency,
         "series": time_series(load.sends, load.samples, first_send, drained),

@@ -3,6 +3,7 @@ process at a time, so workers starting together on a fresh database do not race.
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from unittest import mock
@@ -101,16 +102,11 @@ def test_a_queue_another_process_created_between_look_up_and_insert_is_used_not_
 def test_a_process_forked_after_the_broker_opened_gets_connections_of_its_own():
     # given a broker opened (its engine pooled a connection) in this process, as a worker's
     # consumer has it when the prefork pool replaces a process
-    import os
-
-    from marketing_hub.broker import Channel
-
     url = _broker_url()
     queue = f"broker-fork-{uuid.uuid4().hex[:8]}"
     with Connection(url) as broker:
         broker.default_channel.queue_declare(queue=queue)
-        engine = next(engine for engine, _ in Channel._engines.values() if engine.url.query.get(
-            "application_name") == url.rsplit("application_name=", 1)[1])
+        engine, _ = broker.default_channel._open()
         with engine.connect() as conn:
             parent_backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
         read, write = os.pipe()

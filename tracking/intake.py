@@ -370,11 +370,10 @@ def messages_validate(
         message_id = message_id.strip()
         user_id = _text_id(raw.get("userId")) if raw.get("userId") is not None else ""
         anonymous_id = _text_id(raw.get("anonymousId")) if raw.get("anonymousId") is not None else ""
-        if user_id is None or len(user_id) > MAX_ID_LENGTH or (user_id and has_control_characters(user_id)):
+        if user_id is None or len(user_id) > MAX_ID_LENGTH or has_control_characters(user_id):
             fail("userId", f"must be a text or number of at most {MAX_ID_LENGTH} characters")
             user_id = ""
-        if anonymous_id is None or len(anonymous_id) > MAX_ID_LENGTH or (
-                anonymous_id and has_control_characters(anonymous_id)):
+        if anonymous_id is None or len(anonymous_id) > MAX_ID_LENGTH or has_control_characters(anonymous_id):
             fail("anonymousId", f"must be a text or number of at most {MAX_ID_LENGTH} characters")
             anonymous_id = ""
         if not user_id and not anonymous_id and not any(e["field"] in ("userId", "anonymousId") for e in item_errors):

@@ -17,7 +17,10 @@ from leads.funnels import contact_stage_set, funnel_report
 from leads.models import ContactStage, Notification, ScoreChange, TemperatureSettings
 from leads.scoring import score_add
 from leads.temperature import temperature_counts
+from segments.dirty import segments_dirty_refresh
+from segments.models import SegmentDirtyContact, SegmentMember
 from segments.services import segment_count, segment_refresh, segment_save
+from tests.automation.factories import make_rule, process_all
 from tests.contacts.exports import export_csv
 from tests.tracking.helpers import merge_queued, message, post, server_source
 from webhooks.fanout import outbox_fanout
@@ -157,10 +160,6 @@ def test_a_repeated_merge_does_nothing(key):
 
 def test_a_profiles_changes_queue_no_membership_work_its_merge_queues_the_contact(key):
     # given a rule tagging product views, a saved segment on that tag, and a known contact
-    from segments.dirty import segments_dirty_refresh
-    from segments.models import SegmentDirtyContact, SegmentMember
-    from tests.automation.factories import make_rule, process_all
-
     make_rule(actions=[{"type": "add_tag", "tag": "{category}", "score": 1}])
     segment = segment_save(name="Kurtki", definition=KURTKI)
     contact = Contact.objects.create(email="ola@example.com")
