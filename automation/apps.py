@@ -13,12 +13,12 @@ class AutomationConfig(AppConfig):
         contacts_merge_prepare.connect(merging.on_contacts_merge_prepare, dispatch_uid="automation.merge_prepare")
         contacts_merging.connect(merging.on_contacts_merging, dispatch_uid="automation.merge")
         contacts_purging.connect(merging.on_contacts_purging, dispatch_uid="automation.purge")
-        from automation.engine import pending_exists
+        from automation.engine import engine_backlog
         from segments.dirty import DRAIN_YIELDS_TO
 
-        # While events wait, the CPU goes to them: the drain of segment memberships yields (up to
-        # its maximum wait) and the engine enqueues it again when its run ends.
-        DRAIN_YIELDS_TO.append(pending_exists)
+        # While the engine is behind, the CPU goes to the events: the drain of segment memberships
+        # yields (up to its maximum wait) and the engine enqueues it again when its run ends.
+        DRAIN_YIELDS_TO.append(engine_backlog)
 
         # The contact card names the rule behind each tag change and timeline effect.
         from automation.models import Rule

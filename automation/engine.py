@@ -75,6 +75,9 @@ logger = logging.getLogger(__name__)
 # 250k contacts) while a batch still commits within about a second.
 BATCH_SIZE = 5000
 MAX_ATTEMPTS = 3
+# During a long run (a steady stream of events) the engine enqueues the drain of saved-segment
+# memberships at most this often, so it runs beside the batches instead of after the stream.
+DRAIN_NUDGE_S = 2.0
 
 
 def engine_partitions() -> int:
@@ -587,6 +590,17 @@ def engine_busy() -> bool:
         return cursor.fetchone()[0]
 
 
+def engine_backlog() -> bool:
+    """The engine is behind: more events wait than one batch takes (a burst, a worker that was
+    away). A stream the engine keeps up with leaves less than a batch waiting between batches."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) > %s FROM (SELECT 1 FROM automation_pendingevent WHERE NOT failed LIMIT %s) w",
+            [BATCH_SIZE, BATCH_SIZE + 1],
+        )
+        return cursor.fetchone()[0]
+
+
 def pending_exists(partitions: list[int] | None = None) -> bool:
     """Events wait for processing (in any of ``partitions``, or anywhere)."""
     sql = "SELECT EXISTS (SELECT 1 FROM automation_pendingevent WHERE NOT failed"
@@ -603,8 +617,9 @@ def events_process_pending(*, batch_size: int = BATCH_SIZE, time_budget: float =
     """Process batches until nothing is pending in the partitions this call could take, the
     others are held by other batches, or the time budget is spent. Returns counts and ``more``
     (pending events remain: enqueue again). When batches ran, the drain of the segments' dirty
-    queue is enqueued once at the end: while events flow the CPU goes to them, and the drain then
-    merges the contacts of many batches."""
+    queue is enqueued at the end, and every DRAIN_NUDGE_S during a longer run: under a steady
+    stream memberships follow within seconds, while behind a backlog the drain yields
+    (``engine_backlog``) and then merges the contacts of many batches."""
     totals = _events_process_loop(batch_size=batch_size, time_budget=time_budget)
     if totals["batches"]:
         segments_dirty_enqueue()
@@ -613,6 +628,7 @@ def events_process_pending(*, batch_size: int = BATCH_SIZE, time_budget: float =
 
 def _events_process_loop(*, batch_size: int, time_budget: float) -> dict:
     deadline = time.monotonic() + time_budget
+    nudge_at = time.monotonic() + DRAIN_NUDGE_S
     totals = {"batches": 0, "events": 0, "failed": 0, "applications": 0, "busy": False, "more": False}
     count = engine_partitions()
     # Worker processes start at different partitions and go round them: with one process (or
@@ -634,6 +650,9 @@ def _events_process_loop(*, batch_size: int, time_budget: float) -> dict:
                 totals["failed"] += outcome.failed_events
                 totals["applications"] += outcome.applications
                 order = [*(p for p in order if p != partition), partition]
+                if time.monotonic() >= nudge_at:
+                    segments_dirty_enqueue()
+                    nudge_at = time.monotonic() + DRAIN_NUDGE_S
                 break
         if not worked:
             if not free:

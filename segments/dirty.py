@@ -4,7 +4,7 @@ Re-evaluating every saved segment for every contact of every rules-engine batch 
 the rest of a batch (about half of its time at 250k contacts, and growing with the data). So when
 contacts change in a batch (``contacts_changed`` with ``deferred=True``), segments only append them
 to ``SegmentDirtyContact`` in the batch's transaction, and ``segments_dirty_refresh`` (a task the
-engine enqueues after its batches, plus a beat safety net) re-evaluates them set-based a moment
+engine enqueues during and after its runs, plus a beat safety net) re-evaluates them set-based a moment
 later, in chunks that merge repeated contacts. Edits by hand and bulk jobs refresh memberships in
 their own transaction (``deferred=False``).
 """
@@ -27,8 +27,8 @@ SEGMENTS_DIRTY_CHUNK = 20000
 # Longest a queued contact waits for its membership refresh while other work is pending.
 SEGMENTS_DIRTY_MAX_WAIT = timedelta(seconds=30)
 
-# Callables answering "is more urgent work pending?" (the rules engine registers its own check in
-# its AppConfig.ready()): while one says yes, the drain waits, up to SEGMENTS_DIRTY_MAX_WAIT.
+# Callables answering "is more urgent work behind?" (the rules engine registers its backlog check
+# in its AppConfig.ready()): while one says yes, the drain waits, up to SEGMENTS_DIRTY_MAX_WAIT.
 DRAIN_YIELDS_TO: list[Callable[[], bool]] = []
 
 
@@ -104,10 +104,11 @@ def segments_dirty_exists() -> bool:
 
 
 def _segments_dirty_should_wait() -> bool:
-    """While more urgent work is pending the CPU goes to it, as long as no queued contact has
-    waited longer than SEGMENTS_DIRTY_MAX_WAIT: the engine enqueues the drain again when its run
-    ends, and the beat safety net bounds the wait under a steady stream. Waiting also lets one
-    drain merge the contacts of many batches."""
+    """While more urgent work is behind the CPU goes to it, as long as no queued contact has
+    waited longer than SEGMENTS_DIRTY_MAX_WAIT: the engine enqueues the drain again during and
+    after its run, and the beat safety net bounds the wait. Waiting also lets one drain merge the
+    contacts of many batches. A stream the engine keeps up with does not make the drain wait: it
+    runs beside the batches, each chunk taking what the last one's time let accumulate."""
     if not any(check() for check in DRAIN_YIELDS_TO):
         return False
     with connection.cursor() as cursor:
@@ -136,6 +137,10 @@ def segments_dirty_refresh(*, chunk: int = SEGMENTS_DIRTY_CHUNK, time_budget: fl
             totals["rows"] += taken
         elif not segments_dirty_exists():
             # Checked after our lock was released: a drain refused while we held it is covered.
+            return totals
+        if taken and _segments_dirty_should_wait():
+            # the engine fell behind meanwhile: it enqueues the drain again when its run ends
+            totals["deferred"] = True
             return totals
         if time.monotonic() > deadline:
             totals["more"] = segments_dirty_exists()

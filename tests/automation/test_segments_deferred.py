@@ -8,7 +8,7 @@ from unittest import mock
 import pytest
 from django.db import connections
 
-from automation.engine import engine_busy, events_status
+from automation.engine import engine_busy, events_process_pending, events_status
 from automation.ingestion import events_ingest
 from automation.tasks import events_process_enqueue
 from contacts.models import Contact
@@ -59,21 +59,40 @@ def test_events_queue_their_contacts_and_the_drain_updates_memberships():
 
 
 @pytest.mark.django_db
-def test_the_drain_waits_while_events_are_pending_unless_contacts_waited_too_long():
-    # given a queued contact and a pending event
+def test_the_drain_runs_beside_an_engine_that_keeps_up():
+    # given a queued contact and fewer events waiting than one batch takes (a steady stream)
     segment = Segment.objects.create(name="Kurtki", definition=KURTKI_2)
     make_rule()
     events_ingest([event(category="kurtki"), event(category="kurtki")])
     process_all()
-    events_ingest([event(category="buty")])
-    # when the drain runs while the event is pending
-    totals = segments_dirty_refresh()
+    events_ingest([event(category="buty"), event(category="buty")])
+    # when the drain runs while those events wait
+    with mock.patch("automation.engine.BATCH_SIZE", 2):
+        totals = segments_dirty_refresh()
+    # then it does not wait for them
+    assert totals["deferred"] is False
+    assert totals["rows"] == 2  # queued as new, then by the engine's batch
+    assert members(segment) == {"anna@example.com"}
+
+
+@pytest.mark.django_db
+def test_the_drain_waits_while_the_engine_is_behind_unless_contacts_waited_too_long():
+    # given a queued contact and more events waiting than one batch takes (a burst)
+    segment = Segment.objects.create(name="Kurtki", definition=KURTKI_2)
+    make_rule()
+    events_ingest([event(category="kurtki"), event(category="kurtki")])
+    process_all()
+    events_ingest([event(category="buty"), event(category="buty"), event(category="buty")])
+    # when the drain runs while the engine is behind
+    with mock.patch("automation.engine.BATCH_SIZE", 2):
+        totals = segments_dirty_refresh()
     # then it leaves the work for after the events
     assert totals["deferred"] is True
     assert SegmentDirtyContact.objects.count() == 2  # queued as new, then by the engine's batch
     # when the queued contact has waited longer than the limit
     SegmentDirtyContact.objects.update(marked_at="2000-01-01T00:00:00Z")
-    totals = segments_dirty_refresh()
+    with mock.patch("automation.engine.BATCH_SIZE", 2):
+        totals = segments_dirty_refresh()
     # then it drains anyway
     assert totals["rows"] == 2
     assert members(segment) == {"anna@example.com"}
@@ -102,3 +121,17 @@ def test_ingest_does_not_enqueue_while_a_batch_holds_the_engine_lock():
         events_process_enqueue()
     assert engine_busy() is False
     assert delay.call_count == 1
+
+
+@pytest.mark.django_db
+def test_a_long_engine_run_enqueues_the_drain_during_the_run_not_only_at_its_end():
+    # given four events, taken one per batch, and a run long enough for the drain to be due
+    make_rule()
+    events_ingest([event(category="kurtki") for _ in range(4)])
+    with mock.patch("automation.engine.DRAIN_NUDGE_S", 0), \
+            mock.patch("automation.engine.segments_dirty_enqueue") as enqueue:
+        # when the engine runs
+        totals = events_process_pending(batch_size=1, time_budget=60)
+    # then the drain was enqueued after each batch and once more at the end
+    assert totals["batches"] == 4
+    assert enqueue.call_count == 5
