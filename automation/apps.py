@@ -17,7 +17,7 @@ class AutomationConfig(AppConfig):
         from segments.dirty import DRAIN_YIELDS_TO
 
         # While the engine is behind, the CPU goes to the events: the drain of segment memberships
-        # yields (up to its maximum wait) and the engine enqueues it again when its run ends.
+        # yields (up to its maximum wait) and the engine enqueues it again during and after its run.
         DRAIN_YIELDS_TO.append(engine_backlog)
 
         # The contact card names the rule behind each tag change and timeline effect.

@@ -24,7 +24,7 @@ Changes = Mapping[int, Iterable[str]] | Iterable[str] | None
 
 # The queue is drained in chunks of this many queue rows (repeated contacts merge).
 SEGMENTS_DIRTY_CHUNK = 20000
-# Longest a queued contact waits for its membership refresh while other work is pending.
+# Longest a queued contact waits for its membership refresh while the rules engine is behind.
 SEGMENTS_DIRTY_MAX_WAIT = timedelta(seconds=30)
 
 # Callables answering "is more urgent work behind?" (the rules engine registers its backlog check
