@@ -58,14 +58,21 @@ def test_events_queue_their_contacts_and_the_drain_updates_memberships():
     assert events_status()["pending"] == 0
 
 
-@pytest.mark.django_db
-def test_the_drain_runs_beside_an_engine_that_keeps_up():
-    # given a queued contact and fewer events waiting than one batch takes (a steady stream)
+def queued_contact_and_waiting_events(waiting: int) -> Segment:
+    """A segment, a contact queued for it (as new, then by the engine's batch) and ``waiting``
+    of its events not yet processed."""
     segment = Segment.objects.create(name="Kurtki", definition=KURTKI_2)
     make_rule()
     events_ingest([event(category="kurtki"), event(category="kurtki")])
     process_all()
-    events_ingest([event(category="buty"), event(category="buty")])
+    events_ingest([event(category="buty") for _ in range(waiting)])
+    return segment
+
+
+@pytest.mark.django_db
+def test_the_drain_runs_beside_an_engine_that_keeps_up():
+    # given a queued contact and fewer events waiting than one batch takes (a steady stream)
+    segment = queued_contact_and_waiting_events(2)
     # when the drain runs while those events wait
     with mock.patch("automation.engine.BATCH_SIZE", 2):
         totals = segments_dirty_refresh()
@@ -78,11 +85,7 @@ def test_the_drain_runs_beside_an_engine_that_keeps_up():
 @pytest.mark.django_db
 def test_the_drain_waits_while_the_engine_is_behind_unless_contacts_waited_too_long():
     # given a queued contact and more events waiting than one batch takes (a burst)
-    segment = Segment.objects.create(name="Kurtki", definition=KURTKI_2)
-    make_rule()
-    events_ingest([event(category="kurtki"), event(category="kurtki")])
-    process_all()
-    events_ingest([event(category="buty"), event(category="buty"), event(category="buty")])
+    segment = queued_contact_and_waiting_events(3)
     # when the drain runs while the engine is behind
     with mock.patch("automation.engine.BATCH_SIZE", 2):
         totals = segments_dirty_refresh()
@@ -96,6 +99,22 @@ def test_the_drain_waits_while_the_engine_is_behind_unless_contacts_waited_too_l
     # then it drains anyway
     assert totals["rows"] == 2
     assert members(segment) == {"anna@example.com"}
+
+
+@pytest.mark.django_db
+def test_a_drain_stops_between_chunks_when_the_engine_falls_behind():
+    # given two contacts queued, and an engine that keeps up at the drain's start but is behind
+    # after its first chunk
+    events_ingest([event(category="kurtki"), event(category="kurtki", email="ola@example.com")])
+    assert SegmentDirtyContact.objects.count() == 2  # each queued as new
+    behind = iter([False, True])
+    with mock.patch("segments.dirty.DRAIN_YIELDS_TO", [lambda: next(behind)]):
+        # when the drain takes one queue row per chunk
+        totals = segments_dirty_refresh(chunk=1)
+    # then it stops after the first chunk and leaves the other contact queued
+    assert totals["deferred"] is True
+    assert totals["rows"] == 1
+    assert SegmentDirtyContact.objects.count() == 1
 
 
 @pytest.mark.django_db(transaction=True)
