@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+
 
 @dataclass(frozen=True)
 class SegmentCase:
@@ -18,6 +20,11 @@ class SegmentCase:
     description: str
     definition: dict[str, Any]
     sql: str
+
+
+# Today where the shop is, as the app's age conditions read it (the connection's current_date is UTC's:
+# between midnight in Warsaw and midnight UTC it is yesterday).
+_TODAY = f"(now() AT TIME ZONE '{settings.TIME_ZONE}')::date"
 
 
 def _tag(key: str) -> str:
@@ -104,11 +111,11 @@ SEGMENT_CASES: list[SegmentCase] = [
             {"type": "age", "op": "between", "value": [25, 40]},
             {"type": "attribute", "name": "country", "op": "eq", "value": "PL"},
         ]},
-        sql="""
+        sql=f"""
             SELECT count(*) FROM contacts_contact c
             WHERE c.country = 'PL'
-              AND c.birth_date > (current_date - interval '41 years')::date
-              AND c.birth_date <= (current_date - interval '25 years')::date
+              AND c.birth_date > ({_TODAY} - interval '41 years')::date
+              AND c.birth_date <= ({_TODAY} - interval '25 years')::date
               AND c.id IN (SELECT contact_id FROM automation_event
                            WHERE type = 'purchase' AND occurred_at >= now() - interval '365 days'
                            GROUP BY contact_id HAVING sum(value) >= 1000)

@@ -856,9 +856,33 @@ def machine() -> dict:
         "ram_gb": ram,
         "postgres": sql_value("SELECT version()").split(" on ")[0],
         "embedded_postgres": not os.environ.get("DATABASE_URL"),
+        "postgres_settings": server_settings(),
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
+
+
+# The server settings the figures depend on: memory for caching and sorting, the planner's costs,
+# JIT, and autovacuum (off, the statistics and the visibility map go stale as the parts write, and
+# the plans with them). The embedded server `make bench` starts sets them (marketing_hub.embedded_db);
+# a DATABASE_URL server brings its own.
+SERVER_SETTINGS = ("shared_buffers", "work_mem", "effective_cache_size", "random_page_cost", "jit", "autovacuum",
+                   "max_wal_size", "checkpoint_timeout")
+
+
+def server_settings() -> dict[str, str]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name, current_setting(name) FROM unnest(%s::text[]) AS name", [list(SERVER_SETTINGS)])
+        return dict(cursor.fetchall())
+
+
+def server_line(settings: dict[str, str]) -> str:
+    line = "server: " + ", ".join(f"{name} {value}" for name, value in settings.items())
+    if settings.get("autovacuum") == "off":
+        line += " — autovacuum is off: statistics go stale as the parts write, and the plans with them"
+    return line
 
 
 # --- main ---------------------------------------------------------------------------------------
@@ -996,6 +1020,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(text + "\n")
     out.with_suffix(".plans.json").write_text(json.dumps(plans, ensure_ascii=False, indent=2) + "\n")
     print(text)
+    say(server_line(document["machine"]["postgres_settings"]))
     say(f"durability: synchronous_commit = {document['durability']['synchronous_commit']} on the app's connections "
         f"(fsync {document['durability']['fsync']}); {document['durability']['asynchronous']}")
     for line in summary_lines(figures):

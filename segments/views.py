@@ -11,6 +11,7 @@ from typing import Any
 import plotly.graph_objects as go
 from django.contrib import messages
 from django.contrib.humanize.templatetags.humanize import intcomma
+from django.contrib.postgres.expressions import ArraySubquery
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -27,6 +28,7 @@ from core.charts import PRIMARY, PRIMARY_LIGHT, figure_dict
 from core.htmx import redirect_page, render_page, toast, wants_fragment
 from core.jobs import job_start
 from core.models import Job
+from core.paging import table_rows_estimate
 from core.roles import MARKETER, STAFF, has_role, role_required
 from leads.models import Stage
 from loyalty.models import Tier
@@ -34,7 +36,7 @@ from segments import forms as builder
 from segments.api import segments_referring_to
 from segments.compiler import effective_definition
 from segments.explain import describe, explain_for_contact
-from segments.models import Segment, SegmentSize
+from segments.models import Segment, SegmentMember, SegmentSize
 from segments.presets import GROUPS, PRESETS, PRESETS_BY_KEY, RFM_HELP
 from segments.services import (
     segment_members_queryset,
@@ -289,13 +291,31 @@ def _size_chart(segment: Segment) -> dict | None:
     return figure_dict(figure)
 
 
+def _members_by_email(segment: Segment, total: int | None, page: str | None):
+    """The segment's members by email, planned for the page asked for. Walking the email index
+    tests about (contacts ÷ members) × the rows up to the page's end before the page is found
+    (26,000 tests, 110 ms, for the first page of 2,700 members of a million); reading every
+    membership and sorting costs one row per member. The cheaper one is chosen: when members² <
+    contacts × rows up to the page's end, the memberships (as an array the planner cannot
+    mistake for many rows, so it probes the primary key), else the walk."""
+    queryset = segment_members_queryset(segment)
+    try:
+        number = max(1, int(page or 1))
+    except ValueError:
+        number = 1
+    if total is not None and total * total < table_rows_estimate(Contact._meta.db_table) * number * MEMBERS_PER_PAGE:
+        member_ids = SegmentMember.objects.filter(segment=segment).values("contact_id")
+        queryset = Contact.objects.filter(pk__any=ArraySubquery(member_ids))
+    return queryset.order_by("email")
+
+
 @require_GET
 @role_required(*STAFF)
 def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
     segment = get_object_or_404(Segment, pk=segment_id)
-    members = segment_members_queryset(segment).order_by("email").only(
-        "pk", "email", "first_name", "last_name", "score", "city", "last_activity_at")
     total = segment.count if segment.refreshed_at is not None and segment.count is not None else None
+    members = _members_by_email(segment, total, request.GET.get("page")).only(
+        "pk", "email", "first_name", "last_name", "score", "city", "last_activity_at")
     paginator = Paginator(members, MEMBERS_PER_PAGE)
     if total is not None:
         paginator.count = total  # the maintained count: no COUNT(*) over a big membership per page view

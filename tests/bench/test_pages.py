@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 
 from bench import pages
 from bench.pages import Probe, Timing, UrlResult
-from bench.run import _target, summary_lines
+from bench.run import SERVER_SETTINGS, _target, machine, server_line, summary_lines
 from contacts.models import Contact
 from demo import datagen
 from demo.users import ensure_demo_users
@@ -57,6 +57,18 @@ def test_non_200_answers_and_ignored_filters_fail_the_page_target():
     assert broken["error_examples"] == ["/x/: page answered 500"]
     assert ignored["invalid_urls"] == {"/hot/?country=PL": ["unknown"]}
     assert "FAIL" in summary_lines([broken])[1]
+
+
+@pytest.mark.django_db
+def test_the_document_names_the_server_settings_and_warns_when_autovacuum_is_off():
+    # when the bench reads the server the figures run on
+    settings = machine()["postgres_settings"]
+    # then every setting the plans depend on is there, as the server reports it
+    assert set(settings) == set(SERVER_SETTINGS)
+    assert settings["work_mem"] == pages._rows("SHOW work_mem")[0][0]
+    # and a server without autovacuum is called out on stderr
+    assert "autovacuum is off" in server_line({**settings, "autovacuum": "off"})
+    assert "autovacuum is off" not in server_line({**settings, "autovacuum": "on"})
 
 
 def test_a_page_with_panels_is_one_unit_with_its_parts_and_critical_path():

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from contacts.models import Contact
 from segments.models import Segment
 from segments.services import segment_overlap, segment_refresh
 from tests.factories import ContactFactory, give_tag
@@ -51,6 +54,28 @@ def test_detail_lists_members_and_history(sales_client, kurtki_segment):
     assert "Contacts who have the tag “kurtki” with a score of at least 3." in content
     assert 'id="segment-size"' not in first and "the line appears from the second one" in first
     assert 'id="segment-size"' in content
+
+
+@pytest.mark.parametrize("contacts_estimate", [0, 10**9], ids=["walking the email index", "sorting the memberships"])
+def test_detail_pages_members_by_email_whichever_plan(sales_client, monkeypatch, contacts_estimate):
+    # given 60 members created in an order unlike their emails', and contacts outside the segment
+    for number in range(75):
+        contact = ContactFactory(email=f"m{(number * 37) % 75:02}@example.com")
+        if number % 5:
+            give_tag(contact, "kurtki", 3)
+    segment = make_segment(KURTKI_3, name="Kurtki fans")
+    segment_refresh(segment.pk)
+    # (the plan follows the members against the contacts the planner counts: few, or a great many)
+    monkeypatch.setattr("segments.views.table_rows_estimate", lambda table: contacts_estimate)
+    # when both pages of members are read
+    with CaptureQueriesContext(connection) as queries:
+        pages = [sales_client.get(f"/segments/{segment.pk}/", {"page": page}).context["page_obj"] for page in (1, 2)]
+    # then they hold every member once, in email order, 50 and then 10
+    expected = list(Contact.objects.filter(contact_tags__tag__name="kurtki").order_by("email").values_list("email", flat=True))
+    assert len(expected) == 60
+    assert [[contact.email for contact in page] for page in pages] == [expected[:50], expected[50:]]
+    from_memberships = [query["sql"] for query in queries.captured_queries if "= ANY((ARRAY(SELECT" in query["sql"]]
+    assert len(from_memberships) == (2 if contacts_estimate else 0)
 
 
 def test_refresh_now_starts_a_job(marketer_client, kurtki_segment):
