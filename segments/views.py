@@ -298,15 +298,14 @@ def _members_by_email(segment: Segment, total: int | None, page: str | None):
     membership and sorting costs one row per member. The cheaper one is chosen: when members² <
     contacts × rows up to the page's end, the memberships (as an array the planner cannot
     mistake for many rows, so it probes the primary key), else the walk."""
-    queryset = segment_members_queryset(segment)
     try:
         number = max(1, int(page or 1))
     except ValueError:
         number = 1
     if total is not None and total * total < table_rows_estimate(Contact._meta.db_table) * number * MEMBERS_PER_PAGE:
         member_ids = SegmentMember.objects.filter(segment=segment).values("contact_id")
-        queryset = Contact.objects.filter(pk__any=ArraySubquery(member_ids))
-    return queryset.order_by("email")
+        return Contact.objects.filter(pk__any=ArraySubquery(member_ids)).order_by("email")
+    return segment_members_queryset(segment).order_by("email")
 
 
 @require_GET

@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 
 from bench import pages
 from bench.pages import Probe, Timing, UrlResult
-from bench.run import SERVER_SETTINGS, _target, machine, server_line, summary_lines
+from bench.run import SERVER_SETTINGS, _target, machine, server_line, sql_value, summary_lines
 from contacts.models import Contact
 from demo import datagen
 from demo.users import ensure_demo_users
@@ -65,7 +65,7 @@ def test_the_document_names_the_server_settings_and_warns_when_autovacuum_is_off
     settings = machine()["postgres_settings"]
     # then every setting the plans depend on is there, as the server reports it
     assert set(settings) == set(SERVER_SETTINGS)
-    assert settings["work_mem"] == pages._rows("SHOW work_mem")[0][0]
+    assert settings["work_mem"] == sql_value("SHOW work_mem")
     # and a server without autovacuum is called out on stderr
     assert "autovacuum is off" in server_line({**settings, "autovacuum": "off"})
     assert "autovacuum is off" not in server_line({**settings, "autovacuum": "on"})
